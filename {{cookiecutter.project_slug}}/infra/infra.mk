@@ -1,0 +1,1 @@
+# AWS targets: bootstrap, teardown and the deploy pipeline's steps (included by the Makefile).

@@ -1,0 +1,34 @@
+"""Every name and setting the project derives from its cookiecutter answers, in one place.
+
+The CloudFormation templates and buildspecs receive the same values as parameters and
+environment variables; Python code imports them from here.
+"""
+
+import os
+
+PROJECT_NAME = {{ cookiecutter.project_name | tojson }}
+PROJECT_SLUG = "{{ cookiecutter.project_slug }}"
+AWS_REGION = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "{{ cookiecutter.aws_region }}"
+
+DEV_BRANCH = "{{ cookiecutter.dev_branch }}"
+MAIN_BRANCH = "{{ cookiecutter.main_branch }}"
+
+SAGEMAKER_PIPELINE_NAME = "{{ cookiecutter.__sagemaker_pipeline_name }}"
+MODEL_PACKAGE_GROUP_NAME = "{{ cookiecutter.__model_package_group_name }}"
+STAGING_ENDPOINT_NAME = "{{ cookiecutter.__staging_endpoint_name }}"
+PROD_ENDPOINT_NAME = "{{ cookiecutter.__prod_endpoint_name }}"
+
+# Approval status given to a package that passes the quality gate.
+MODEL_APPROVAL_STATUS = "{{ cookiecutter.__model_approval_status }}"
+QUALITY_METRIC = "{{ cookiecutter.quality_metric }}"
+QUALITY_THRESHOLD = {{ cookiecutter.quality_threshold | float }}
+
+PROCESSING_INSTANCE_TYPE = "{{ cookiecutter.processing_instance_type }}"
+TRAINING_INSTANCE_TYPE = "{{ cookiecutter.training_instance_type }}"
+ENDPOINT_INSTANCE_TYPE = "{{ cookiecutter.endpoint_instance_type }}"
+
+# The SageMaker XGBoost framework image that trains and serves the model; the local
+# xgboost package is pinned to the release inside it ({{ cookiecutter.__xgboost_version }}).
+XGBOOST_FRAMEWORK_VERSION = "{{ cookiecutter.__xgboost_framework_version }}"
+
+TAGS = [{"Key": "project", "Value": PROJECT_SLUG}]
