@@ -1,0 +1,114 @@
+"""Bakes shared by the template tests: an option matrix, baked once per test session."""
+
+import itertools
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cookiecutter.main import cookiecutter
+
+TEMPLATE = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+BIN = Path(PYTHON).parent
+
+GITHUB_ANSWERS = {
+    "github_repository": "my-org/churn-model",
+    "codeconnections_arn": (
+        "arn:aws:codeconnections:us-east-1:123456789012:connection/"
+        "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"
+    ),
+}
+
+# Every combination of the main choices; the other answers cycle through their values so
+# each value is baked at least once.
+MAIN_CHOICES = {
+    "source_provider": ["codecommit", "github"],
+    "model_approval": ["manual", "auto"],
+    "staging_endpoint": ["serverless", "instance"],
+}
+CYCLED_CHOICES = {
+    "prod_approval": [True, False],
+    "python_version": ["3.12", "3.11"],
+    "quality_metric": ["auc", "accuracy", "f1"],
+    "aws_region": ["us-east-1", "eu-west-1", "ap-southeast-2"],
+}
+
+
+def answers_for(**choices: object) -> dict:
+    """Extra context for one bake: the choices, plus what GitHub needs when chosen."""
+    answers = dict(choices)
+    if answers.get("source_provider") == "github":
+        answers = {**GITHUB_ANSWERS, **answers}
+    return answers
+
+
+def build_matrix() -> list[dict]:
+    """The product of the main choices, with the other answers cycled."""
+    matrix = []
+    for index, combo in enumerate(itertools.product(*MAIN_CHOICES.values())):
+        choices = dict(zip(MAIN_CHOICES, combo, strict=True))
+        for name, values in CYCLED_CHOICES.items():
+            choices[name] = values[index % len(values)]
+        matrix.append(choices)
+    return matrix
+
+
+def matrix_id(choices: dict) -> str:
+    """A readable test id: the main choices, name=value."""
+    return "-".join(f"{name}={choices[name]}" for name in MAIN_CHOICES)
+
+
+MATRIX = build_matrix()
+DEFAULT = next(
+    c
+    for c in MATRIX
+    if c["source_provider"] == "codecommit"
+    and c["model_approval"] == "manual"
+    and c["staging_endpoint"] == "serverless"
+)
+GITHUB = next(
+    c
+    for c in MATRIX
+    if c["source_provider"] == "github"
+    and c["model_approval"] == "manual"
+    and c["staging_endpoint"] == "serverless"
+)
+
+
+def bake(output_dir: Path, **choices: object) -> Path:
+    """Run cookiecutter without prompts and return the generated project folder."""
+    return Path(
+        cookiecutter(
+            str(TEMPLATE),
+            no_input=True,
+            extra_context=answers_for(**choices),
+            output_dir=str(output_dir),
+        )
+    )
+
+
+def run(args: list[str], cwd: Path, **kwargs) -> subprocess.CompletedProcess:
+    """Run a command in a baked repo with the template's tools first on PATH."""
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **kwargs.pop("env", {})}
+    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, **kwargs)
+
+
+def make(target: str, project: Path, **kwargs) -> subprocess.CompletedProcess:
+    """Run a Makefile target of a baked repo with the template's interpreter."""
+    return run(["make", "--no-print-directory", target, f"PYTHON={PYTHON}"], project, **kwargs)
+
+
+@pytest.fixture(scope="session", params=MATRIX, ids=[matrix_id(c) for c in MATRIX])
+def baked(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple:
+    """(choices, project folder) for each combination of the matrix, baked once."""
+    choices = request.param
+    return choices, bake(tmp_path_factory.mktemp("bake"), **choices)
+
+
+@pytest.fixture(scope="session")
+def default_bake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The project baked with every default answer."""
+    yield bake(tmp_path_factory.mktemp("default"))

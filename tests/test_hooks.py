@@ -1,0 +1,246 @@
+"""The hook functions, called directly with answer dictionaries."""
+
+import importlib.util
+import json
+import subprocess
+
+import pytest
+from conftest import GITHUB_ANSWERS, TEMPLATE
+
+
+def load_hook(name: str):
+    """Import a hook script as a module (its answers are only parsed inside main())."""
+    spec = importlib.util.spec_from_file_location(name, TEMPLATE / "hooks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+pre_gen = load_hook("pre_gen_project")
+post_gen = load_hook("post_gen_project")
+
+
+def rendered_defaults(**overrides) -> dict:
+    """The answers cookiecutter would pass with --no-input (private names rendered)."""
+    from cookiecutter.generate import generate_context
+    from cookiecutter.prompt import prompt_for_config
+
+    context = generate_context(str(TEMPLATE / "cookiecutter.json"), extra_context=overrides)
+    return prompt_for_config(context, no_input=True)
+
+
+@pytest.fixture(scope="module")
+def defaults() -> dict:
+    return rendered_defaults()
+
+
+def test_defaults_pass_every_check(defaults):
+    assert pre_gen.main(defaults) == 0
+
+
+def test_github_defaults_pass_every_check():
+    answers = rendered_defaults(source_provider="github", **GITHUB_ANSWERS)
+    assert pre_gen.main(answers) == 0
+
+
+def test_main_reports_every_problem_one_line_each(defaults, capsys):
+    answers = {**defaults, "aws_region": "mars-1", "quality_threshold": "2", "dev_branch": "a b"}
+    assert pre_gen.main(answers) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(":")[0] for line in lines[:-1]] == [
+        "ERROR aws_region",
+        "ERROR dev_branch",
+        "ERROR quality_threshold",
+    ]
+    assert lines[-1].startswith("3 invalid answer(s)")
+
+
+@pytest.mark.parametrize(
+    "slug", ["churn-model", "a1", "x-y-z", "m" * 40], ids=["plain", "short", "hyphens", "max"]
+)
+def test_valid_slugs(defaults, slug):
+    assert pre_gen.check_slug(with_slug(defaults, slug)) == []
+
+
+@pytest.mark.parametrize(
+    "slug", ["Churn", "1model", "model-", "-model", "a", "churn_model", "churn--model", ""]
+)
+def test_invalid_slug_patterns(defaults, slug):
+    [problem] = pre_gen.check_slug(with_slug(defaults, slug))
+    assert problem.startswith(f"project_slug: {slug!r} must be lowercase")
+
+
+def with_slug(answers: dict, slug: str) -> dict:
+    """Answers whose derived names are re-rendered from another slug."""
+    return rendered_defaults(project_slug=slug, aws_region=answers["aws_region"])
+
+
+def test_slug_bound_comes_from_the_longest_aws_name(defaults):
+    # us-east-1: bucket "<slug>-us-east-1-<12 digits>" <= 63, so the slug may be 40 long.
+    assert pre_gen.check_slug(with_slug(defaults, "m" * 40)) == []
+    [problem] = pre_gen.check_slug(with_slug(defaults, "m" * 41))
+    assert "S3 artifact bucket" in problem
+    assert "use at most 40 characters" in problem
+
+
+def test_slug_bound_depends_on_the_region():
+    answers = rendered_defaults(project_slug="m" * 40, aws_region="ap-southeast-2")
+    [problem] = pre_gen.check_slug(answers)
+    assert "use at most 35 characters" in problem
+
+
+@pytest.mark.parametrize("name", ["class", "match", "1abc", "Churn", "a-b", "sagemaker", ""])
+def test_invalid_package_names(defaults, name):
+    [problem] = pre_gen.check_package_name({**defaults, "package_name": name})
+    assert problem.startswith(f"package_name: {name!r}")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "dev",
+        "master",
+        "feature/x",
+        "release-1.0",
+        "a.b",
+        "-dev",
+        "dev/",
+        "dev.lock",
+        "a..b",
+        "a b",
+        "a~b",
+        "a^b",
+        "a:b",
+        "a?b",
+        "a*b",
+        "a[b",
+        "a\\b",
+        "a@{b",
+        ".hidden",
+        "a/.b",
+        "a//b",
+        "dev.",
+        "a\tb",
+    ],
+)
+def test_branch_rules_agree_with_git(name, tmp_path):
+    git = subprocess.run(
+        ["git", "check-ref-format", "--branch", name], capture_output=True, cwd=tmp_path
+    )
+    assert pre_gen.is_valid_git_branch(name) == (git.returncode == 0)
+
+
+def test_branch_named_at_is_refused():
+    # git takes "@" for HEAD in most commands; as a branch name it only confuses.
+    assert not pre_gen.is_valid_git_branch("@")
+
+
+def test_branches_must_differ(defaults):
+    [problem] = pre_gen.check_branches({**defaults, "dev_branch": "main", "main_branch": "main"})
+    assert problem.startswith("main_branch: 'main' is the same as dev_branch")
+
+
+@pytest.mark.parametrize("value", ["0", "-0.1", "1.01", "abc", "nan", "inf", ""])
+def test_invalid_thresholds(defaults, value):
+    [problem] = pre_gen.check_threshold({**defaults, "quality_threshold": value})
+    assert problem.startswith(f"quality_threshold: {value!r}")
+
+
+@pytest.mark.parametrize("value", ["1", "0.5", "1e-3", "0.999"])
+def test_valid_thresholds(defaults, value):
+    assert pre_gen.check_threshold({**defaults, "quality_threshold": value}) == []
+
+
+@pytest.mark.parametrize("value", ["ml.m5.large", "ml.g5.2xlarge", "ml.t3.medium"])
+def test_valid_instance_types(defaults, value):
+    assert pre_gen.check_instance_types({**defaults, "training_instance_type": value}) == []
+
+
+@pytest.mark.parametrize("value", ["m5.large", "ml.m5", "ML.M5.LARGE", "ml.m5.large "])
+def test_invalid_instance_types(defaults, value):
+    [problem] = pre_gen.check_instance_types({**defaults, "endpoint_instance_type": value})
+    assert problem.startswith(f"endpoint_instance_type: {value!r}")
+
+
+def test_codecommit_region_must_offer_codecommit(defaults):
+    [problem] = pre_gen.check_region({**defaults, "aws_region": "eu-south-2"})
+    assert "CodeCommit is not available" in problem
+    github = {**defaults, "aws_region": "eu-south-2", "source_provider": "github"}
+    assert pre_gen.check_region(github) == []
+
+
+def test_github_answers_are_ignored_for_codecommit(defaults):
+    answers = {**defaults, "github_repository": "not a repo", "codeconnections_arn": "x"}
+    assert pre_gen.check_github(answers) == []
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("github_repository", "no-slash"),
+        ("github_repository", "owner/repo/extra"),
+        ("github_repository", "-owner/repo"),
+        ("codeconnections_arn", "arn:aws:codeconnections:us-east-1:123:connection/abc"),
+        ("codeconnections_arn", "arn:aws:s3:::bucket"),
+    ],
+)
+def test_github_formats(defaults, variable, value):
+    answers = {**defaults, **GITHUB_ANSWERS, "source_provider": "github", variable: value}
+    [problem] = pre_gen.check_github(answers)
+    assert problem.startswith(f"{variable}: {value!r}")
+
+
+def test_choices_and_booleans_are_rechecked(defaults):
+    # A replay file or an edited context can bypass cookiecutter's own choice check.
+    bad = {**defaults, "staging_endpoint": "lambda", "prod_approval": "yes"}
+    assert [p.split(":")[0] for p in pre_gen.check_choices(bad)] == ["staging_endpoint"]
+    assert pre_gen.check_prod_approval(bad)[0].startswith("prod_approval: 'yes'")
+
+
+def test_answers_json_survives_quotes_backslashes_and_newlines():
+    # The hooks embed `{{ cookiecutter | tojson }}` in a raw string: check that such a
+    # rendering parses back to the same value.
+    from jinja2 import Environment
+
+    value = 'a "quoted" \\ back\nslash \'single\' """triple"""'
+    source = 'r"""{{ answers | tojson }}"""'
+    rendered = Environment().from_string(source).render(answers={"project_name": value})
+    assert json.loads(eval(rendered))["project_name"] == value
+
+
+def test_post_gen_without_git_warns_and_succeeds(defaults, monkeypatch, capsys, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(post_gen.shutil, "which", lambda name: None)
+    assert post_gen.main(defaults) == 0
+    assert "git is not installed" in capsys.readouterr().err
+    assert not (tmp_path / ".git").exists()
+
+
+def test_post_gen_commits_without_a_git_identity(defaults, monkeypatch, tmp_path):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "README.md").write_text("hello\n")
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("HOME", str(tmp_path / "no-home"))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.setenv("GIT_DIR", str(tmp_path / "elsewhere"))  # a caller's git context
+    assert post_gen.main(defaults) == 0
+    monkeypatch.delenv("GIT_DIR")
+    log = subprocess.run(
+        ["git", "log", "--all", "--format=%an <%ae>|%D"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert log == "ML Team <ml-team@example.com>|HEAD -> dev, master"
+
+
+def test_post_gen_reports_a_failing_git_as_a_warning(defaults, monkeypatch, capsys, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    answers = {**defaults, "main_branch": "bad..name"}  # git init refuses it
+    assert post_gen.main(answers) == 0
+    assert capsys.readouterr().err.startswith("WARNING git init failed")
+
+
+def test_hooks_read_answers_only_as_json():
+    for name in ("pre_gen_project", "post_gen_project"):
+        source = (TEMPLATE / "hooks" / f"{name}.py").read_text()
+        jinja = [line for line in source.splitlines() if "{{" in line or "{%" in line]
+        assert jinja == ['ANSWERS_JSON = r"""{{ cookiecutter | tojson }}"""'], name
