@@ -1,0 +1,87 @@
+"""Bad answers, as a user gives them on the command line: exit non-zero, name the
+variable, and leave nothing behind."""
+
+import subprocess
+
+import pytest
+from conftest import BIN, GITHUB_ANSWERS, TEMPLATE
+
+GITHUB = ["source_provider=github", *(f"{k}={v}" for k, v in GITHUB_ANSWERS.items())]
+
+# (id, cookiecutter key=value arguments, the variable the error must name)
+BAD_ANSWERS = [
+    ("slug-uppercase", ["project_slug=Churn_Model"], "project_slug"),
+    ("slug-leading-digit", ["project_slug=1churn"], "project_slug"),
+    ("slug-trailing-hyphen", ["project_slug=churn-"], "project_slug"),
+    ("slug-too-long", ["project_slug=" + "m" * 41], "project_slug"),
+    ("package-keyword", ["package_name=class"], "package_name"),
+    ("package-leading-digit", ["package_name=1churn"], "package_name"),
+    ("package-shadows-sdk", ["package_name=sagemaker"], "package_name"),
+    ("region-unknown", ["aws_region=mars-1"], "aws_region"),
+    ("region-without-codecommit", ["aws_region=eu-south-2"], "aws_region"),
+    ("branch-with-space", ["dev_branch=feature branch"], "dev_branch"),
+    ("branch-double-dot", ["main_branch=release..1"], "main_branch"),
+    ("branches-equal", ["main_branch=dev"], "main_branch"),
+    ("processing-type", ["processing_instance_type=m5.large"], "processing_instance_type"),
+    ("training-type", ["training_instance_type=ml.m5"], "training_instance_type"),
+    ("endpoint-type", ["endpoint_instance_type=ML.M5.LARGE"], "endpoint_instance_type"),
+    ("threshold-zero", ["quality_threshold=0"], "quality_threshold"),
+    ("threshold-above-one", ["quality_threshold=1.5"], "quality_threshold"),
+    ("threshold-not-number", ["quality_threshold=high"], "quality_threshold"),
+    ("github-no-connection", ["source_provider=github"], "codeconnections_arn"),
+    ("github-repo-format", [*GITHUB, "github_repository=no-slash"], "github_repository"),
+    ("github-arn-format", [*GITHUB, "codeconnections_arn=arn:aws:s3:::x"], "codeconnections_arn"),
+    ("email", ["author_email=nobody"], "author_email"),
+    ("project-name-empty", ["project_name= "], "project_name"),
+    ("project-name-newline", ["project_name=Churn\nModel"], "project_name"),
+    # cookiecutter itself refuses these before the hook runs; same contract for the user.
+    ("choice-provider", ["source_provider=gitlab"], "source_provider"),
+    ("choice-endpoint", ["staging_endpoint=lambda"], "staging_endpoint"),
+    ("choice-metric", ["quality_metric=rmse"], "quality_metric"),
+    ("boolean", ["prod_approval=maybe"], "prod_approval"),
+]
+
+
+def bake_cli(args: list[str], output_dir) -> subprocess.CompletedProcess:
+    """cookiecutter as a user runs it, without prompts."""
+    command = [str(BIN / "cookiecutter"), "--no-input", "-o", str(output_dir), str(TEMPLATE)]
+    return subprocess.run(
+        [*command, *args], capture_output=True, text=True, stdin=subprocess.DEVNULL
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "variable"), [c[1:] for c in BAD_ANSWERS], ids=[c[0] for c in BAD_ANSWERS]
+)
+def test_bad_answer_is_refused(args, variable, tmp_path):
+    result = bake_cli(args, tmp_path / "out")
+    assert result.returncode != 0
+    # Our hook's lines start with "ERROR <variable>:"; cookiecutter's own choice and
+    # boolean errors end with a line naming the variable.
+    named = [line for line in result.stderr.splitlines() if variable in line]
+    assert named, result.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_every_problem_is_reported_at_once(tmp_path):
+    args = ["aws_region=mars-1", "quality_threshold=2", "dev_branch=master", "author_email=x"]
+    result = bake_cli(args, tmp_path)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR ")]
+    assert [line.split(":")[0] for line in errors] == [
+        "ERROR author_email",
+        "ERROR aws_region",
+        "ERROR main_branch",
+        "ERROR quality_threshold",
+    ]
+    assert "4 invalid answer(s)" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_hook_lines_carry_no_traceback(tmp_path):
+    result = bake_cli(["quality_threshold=high"], tmp_path)
+    hook_output = result.stderr.split("ERROR: Stopping generation")[0]
+    assert "Traceback" not in hook_output
+    assert hook_output.strip() == (
+        "ERROR quality_threshold: 'high' must be a number greater than 0 and at most 1\n"
+        "1 invalid answer(s): nothing was generated; fix them and run cookiecutter again."
+    )
