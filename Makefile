@@ -1,0 +1,35 @@
+# Template maintainers' entry points. `make demo` and `make test` are all a fresh machine needs.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV := .venv
+PY := $(VENV)/bin/python
+DEMO := build/demo
+
+.PHONY: help venv test demo lint bake clean
+
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+venv: $(VENV)/.installed ## Create .venv (stdlib venv, pip install uv, uv installs the dev group)
+
+$(VENV)/.installed: pyproject.toml uv.lock
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet uv
+	$(VENV)/bin/uv sync --locked --group dev
+	touch $@
+
+test: venv ## Run the whole template suite in parallel (bakes every option combination)
+	$(PY) -m pytest -n auto
+
+demo: venv ## Bake the default answers into build/demo/ and run the local ML pipeline
+	rm -rf $(DEMO)
+	$(VENV)/bin/cookiecutter --no-input --output-dir $(DEMO) .
+	$(MAKE) -C $(DEMO)/churn-model local-pipeline PYTHON=$(abspath $(PY))
+
+lint: venv ## ruff and the other pre-commit hooks over the template's own files
+	PATH="$(abspath $(VENV)/bin):$$PATH" $(VENV)/bin/pre-commit run --all-files
+
+clean: ## Remove the venv and build outputs
+	rm -rf $(VENV) build .pytest_cache .ruff_cache

@@ -1,0 +1,127 @@
+"""Every bake of the option matrix: its files, its rendering, its linters and its tests."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import BIN, DEFAULT, GITHUB, bake, make, run
+from expected_files import expected_files
+
+UNRENDERED = re.compile(r"\{\{(?!\s*resolve:)|\{%")
+
+
+def project_files(project: Path) -> set[str]:
+    """Every file of a baked repo, relative, outside .git."""
+    return {
+        path.relative_to(project).as_posix()
+        for path in project.rglob("*")
+        if path.is_file() and ".git" not in path.relative_to(project).parts
+    }
+
+
+class CloudFormationLoader(yaml.SafeLoader):
+    """A YAML loader that accepts CloudFormation's short tags (!Ref, !Sub, !GetAtt…)."""
+
+
+CloudFormationLoader.add_multi_constructor("!", lambda loader, suffix, node: suffix)
+
+
+def test_exact_file_set(baked):
+    choices, project = baked
+    assert project_files(project) == expected_files(choices)
+
+
+def test_nothing_left_unrendered(baked):
+    _, project = baked
+    leftovers = [
+        f"{name}:{number}: {line.strip()}"
+        for name in sorted(project_files(project))
+        for number, line in enumerate((project / name).read_text().splitlines(), 1)
+        if UNRENDERED.search(line)
+    ]
+    assert leftovers == []
+
+
+def test_yaml_and_json_parse(baked):
+    _, project = baked
+    for name in project_files(project):
+        text = (project / name).read_text()
+        if name.endswith((".yml", ".yaml")):
+            assert yaml.load(text, Loader=CloudFormationLoader) is not None, name
+        elif name.endswith(".json"):
+            json.loads(text)
+
+
+def test_ruff_clean_and_formatted(baked):
+    _, project = baked
+    check = run([str(BIN / "ruff"), "check", "--no-cache", "."], project)
+    assert check.returncode == 0, check.stdout + check.stderr
+    fmt = run([str(BIN / "ruff"), "format", "--check", "--no-cache", "."], project)
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+
+
+def test_cfn_lint_clean(baked):
+    _, project = baked
+    templates = sorted(str(p) for p in (project / "infra").glob("*.yml"))
+    assert templates
+    result = run([str(BIN / "cfn-lint"), *templates], project)
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")
+
+
+def test_checkov_clean(baked):
+    _, project = baked
+    args = ["--framework", "cloudformation", "-d", "infra", "--compact", "--quiet", "-o", "json"]
+    result = run([str(BIN / "checkov"), *args], project)
+    report = json.loads(result.stdout) if result.stdout.strip() else {}
+    reports = report if isinstance(report, list) else [report]
+    failed = [
+        f"{check['check_id']} {check['resource']} ({check['file_path']})"
+        for r in reports
+        for check in r.get("results", {}).get("failed_checks", [])
+    ]
+    assert failed == [], result.stderr[-2000:]
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_unit_tests_pass(baked):
+    _, project = baked
+    result = make("test-unit", project, env={"WORKERS": "0"})
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert re.search(r"\d+ passed", result.stdout)
+
+
+@pytest.mark.parametrize("choices", [DEFAULT, GITHUB], ids=["default", "github"])
+def test_integration_tests_pass(choices, tmp_path):
+    project = bake(tmp_path, **choices)
+    result = make("test-integration", project, env={"WORKERS": "0"})
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert re.search(r"\d+ passed", result.stdout)
+
+
+def test_git_repository_with_both_branches(baked):
+    _, project = baked
+    branches = run(["git", "branch", "--format=%(HEAD)%(refname:short)"], project).stdout.split()
+    assert sorted(branches) == ["*dev", "master"]
+    status = run(["git", "status", "--porcelain"], project).stdout
+    assert status == ""
+    assert run(["git", "rev-list", "--count", "--all"], project).stdout.strip() == "1"
+
+
+def test_config_module_carries_the_answers(baked):
+    choices, project = baked
+    config = next((project / "src").glob("*/config.py")).read_text()
+    status = "Approved" if choices["model_approval"] == "auto" else "PendingManualApproval"
+    assert f'MODEL_APPROVAL_STATUS = "{status}"' in config
+    assert f'QUALITY_METRIC = "{choices["quality_metric"]}"' in config
+
+
+def test_pre_commit_passes_on_a_fresh_bake(default_bake, tmp_path):
+    result = run(
+        [str(BIN / "pre-commit"), "run", "--all-files"],
+        default_bake,
+        env={"PRE_COMMIT_HOME": str(tmp_path / "pre-commit")},
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert run(["git", "status", "--porcelain"], default_bake).stdout == ""
