@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DEMO := build/demo
 
-.PHONY: help venv test demo lint bake clean
+.PHONY: help venv test demo lint bench clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -30,6 +30,9 @@ demo: venv ## Bake the default answers into build/demo/ and run the local ML pip
 
 lint: venv ## ruff and the other pre-commit hooks over the template's own files
 	PATH="$(abspath $(VENV)/bin):$$PATH" $(VENV)/bin/pre-commit run --all-files
+
+bench: venv ## Measure bake time, the baked suites and the local pipeline against the targets
+	$(PY) scripts/benchmark.py
 
 clean: ## Remove the venv and build outputs
 	rm -rf $(VENV) build .pytest_cache .ruff_cache
