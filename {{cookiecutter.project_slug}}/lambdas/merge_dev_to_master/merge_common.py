@@ -88,6 +88,11 @@ def bind_log_context(**fields: Any) -> None:
     _log_context.update(fields)
 
 
+def add_log_context(**fields: Any) -> None:
+    """Add fields to every following log line of this invocation."""
+    _log_context.update(fields)
+
+
 def log(level: str, message: str, **fields: Any) -> None:
     """Write one JSON log line to stdout (CloudWatch keeps one event per line)."""
     record = {"level": level, "message": message, **_log_context, **fields}
