@@ -1,1 +1,94 @@
 # AWS targets: bootstrap, teardown and the deploy pipeline's steps (included by the Makefile).
+# They use the AWS CLI v2 with your credentials, in the project's region unless AWS_REGION
+# says otherwise.
+
+AWS_REGION ?= {{ cookiecutter.aws_region }}
+AWS := aws --region $(AWS_REGION)
+BUILD_STACK := {{ cookiecutter.__build_stack_name }}
+DEPLOY_STACK := {{ cookiecutter.__deploy_stack_name }}
+STAGING_STACK := {{ cookiecutter.__staging_stack_name }}
+PROD_STACK := {{ cookiecutter.__prod_stack_name }}
+SAGEMAKER_PIPELINE := {{ cookiecutter.__sagemaker_pipeline_name }}
+MODEL_PACKAGE_GROUP := {{ cookiecutter.__model_package_group_name }}
+MERGE_FUNCTION_SOURCE := lambdas/merge_dev_to_master
+DEPLOY_DIR := build/deploy
+{%- if cookiecutter.source_provider == 'github' %}
+GIT_REMOTE ?= https://github.com/{{ cookiecutter.github_repository }}.git
+GITHUB_TOKEN_SECRET ?= {{ cookiecutter.__github_token_secret_name }}
+CONNECTION_ARN := {{ cookiecutter.codeconnections_arn }}
+{%- endif %}
+# teardown deletes only when CONFIRM names the project.
+CONFIRM ?=
+
+# $(call stack_output,<stack>,<output key>): one output value of a deployed stack.
+stack_output = $(AWS) cloudformation describe-stacks --stack-name $(1) --query "Stacks[0].Outputs[?OutputKey=='$(2)'].OutputValue" --output text
+
+.PHONY: ci-build stage-config deploy-prod bootstrap teardown
+
+ci-build: lint test-unit pipeline-definition ## The model build pipeline's Build stage: lint, unit tests, templates, definition
+
+stage-config: $(NEEDS_VENV) ## Resolve this commit's approved model package; write build/deploy/<stage>.json
+	$(PY) -m $(PKG).deploy stage-config --config-dir infra/config --output-dir $(DEPLOY_DIR)
+
+deploy-prod: $(NEEDS_VENV) ## Deploy the prod endpoint from build/deploy/prod.json (blue/green), then smoke-test it
+	@echo "==> Deploying $(PROD_STACK) (infra/endpoint.yml, $(DEPLOY_DIR)/prod.json)"
+	parameters="$$($(PY) -m $(PKG).deploy overrides --stage prod --config-dir $(DEPLOY_DIR))"; \
+	tags="$$($(PY) -m $(PKG).deploy overrides --stage prod --config-dir $(DEPLOY_DIR) --tags)"; \
+	$(AWS) cloudformation deploy --stack-name $(PROD_STACK) --template-file infra/endpoint.yml \
+		--no-fail-on-empty-changeset $(if $(CLOUDFORMATION_ROLE_ARN),--role-arn $(CLOUDFORMATION_ROLE_ARN)) \
+		--parameter-overrides $$parameters --tags $$tags
+	@echo "==> Smoke-testing the production endpoint"
+	ENDPOINT_NAME="$$($(call stack_output,$(PROD_STACK),EndpointName))" $(MAKE) test-endpoint
+
+bootstrap: $(NEEDS_VENV) ## Deploy both pipeline stacks and push {{ cookiecutter.main_branch }} and {{ cookiecutter.dev_branch }} (needs AWS credentials)
+	@echo "==> AWS identity"
+	$(AWS) sts get-caller-identity --query Arn --output text
+{%- if cookiecutter.source_provider == 'github' %}
+	@status="$$($(AWS) codeconnections get-connection --connection-arn $(CONNECTION_ARN) --query Connection.ConnectionStatus --output text)"; \
+	if [ "$$status" != AVAILABLE ]; then \
+		echo "bootstrap: the CodeConnections connection is $$status: authorise it in the console (Developer Tools > Settings > Connections), then run make bootstrap again" >&2; exit 1; fi
+	@$(AWS) secretsmanager describe-secret --secret-id $(GITHUB_TOKEN_SECRET) --query ARN --output text >/dev/null 2>&1 || { \
+		echo "bootstrap: no secret $(GITHUB_TOKEN_SECRET): create it with aws secretsmanager create-secret --name $(GITHUB_TOKEN_SECRET) --secret-string <a GitHub token with contents:write on {{ cookiecutter.github_repository }}>" >&2; exit 1; }
+{%- endif %}
+	@echo "==> Deploying $(BUILD_STACK): artifact bucket, repository, SageMaker role, model build pipeline"
+	$(AWS) cloudformation deploy --stack-name $(BUILD_STACK) --template-file infra/model-build-pipeline.yml \
+		--capabilities CAPABILITY_NAMED_IAM --no-fail-on-empty-changeset --tags project={{ cookiecutter.project_slug }}
+	@echo "==> Uploading the merge function and deploying $(DEPLOY_STACK): approval rule, model deploy pipeline"
+	bucket="$$($(call stack_output,$(BUILD_STACK),ArtifactBucketName))"; \
+	key="$$($(PY) -m $(PKG).deploy package-lambda --source $(MERGE_FUNCTION_SOURCE) --output-dir build)"; \
+{%- if cookiecutter.source_provider == 'github' %}
+	secret="$$($(AWS) secretsmanager describe-secret --secret-id $(GITHUB_TOKEN_SECRET) --query ARN --output text)"; \
+{%- endif %}
+	$(AWS) s3 cp "build/$${key#lambda/}" "s3://$$bucket/$$key"; \
+	$(AWS) cloudformation deploy --stack-name $(DEPLOY_STACK) --template-file infra/model-deploy-pipeline.yml \
+		--capabilities CAPABILITY_IAM --no-fail-on-empty-changeset --tags project={{ cookiecutter.project_slug }} \
+		--parameter-overrides MergeFunctionCodeKey="$$key"{% if cookiecutter.source_provider == 'github' %} GitHubTokenSecretArn="$$secret"{% endif %}
+	@echo "==> Pushing {{ cookiecutter.main_branch }} and {{ cookiecutter.dev_branch }} (the push to {{ cookiecutter.dev_branch }} starts the model build pipeline)"
+{%- if cookiecutter.source_provider == 'codecommit' %}
+	url="$$($(call stack_output,$(BUILD_STACK),RepositoryCloneUrlHttp))"; \
+	git -c credential.helper= -c 'credential.helper=!$(AWS) codecommit credential-helper $$@' \
+		-c credential.UseHttpPath=true push "$$url" {{ cookiecutter.main_branch }} {{ cookiecutter.dev_branch }}
+{%- else %}
+	git push $(GIT_REMOTE) {{ cookiecutter.main_branch }} {{ cookiecutter.dev_branch }}
+{%- endif %}
+
+teardown: $(NEEDS_VENV) ## Delete endpoints, pipelines, model packages and artifacts (CONFIRM={{ cookiecutter.project_slug }})
+	@if [ "$(CONFIRM)" != "{{ cookiecutter.project_slug }}" ]; then \
+		echo "teardown: this deletes both endpoints, both pipelines, the SageMaker pipeline, every model package of $(MODEL_PACKAGE_GROUP) and the artifact bucket; run: make teardown CONFIRM={{ cookiecutter.project_slug }}" >&2; exit 1; fi
+	@echo "==> Deleting the endpoint stacks, then $(DEPLOY_STACK) (their CloudFormation role lives there)"
+	for stack in $(PROD_STACK) $(STAGING_STACK) $(DEPLOY_STACK); do \
+		$(AWS) cloudformation delete-stack --stack-name $$stack; \
+		$(AWS) cloudformation wait stack-delete-complete --stack-name $$stack; \
+	done
+	@echo "==> Deleting the SageMaker pipeline and the model packages"
+	$(AWS) sagemaker delete-pipeline --pipeline-name $(SAGEMAKER_PIPELINE) >/dev/null 2>&1 \
+		|| echo "no SageMaker pipeline $(SAGEMAKER_PIPELINE)"
+	$(PY) -m $(PKG).deploy delete-model-packages --group $(MODEL_PACKAGE_GROUP)
+	@echo "==> Emptying the artifact bucket (every version), then deleting $(BUILD_STACK)"
+	bucket="$$($(call stack_output,$(BUILD_STACK),ArtifactBucketName) 2>/dev/null || true)"; \
+	if [ -n "$$bucket" ] && [ "$$bucket" != None ]; then $(PY) -m $(PKG).deploy empty-bucket --bucket "$$bucket"; fi
+	$(AWS) cloudformation delete-stack --stack-name $(BUILD_STACK)
+	$(AWS) cloudformation wait stack-delete-complete --stack-name $(BUILD_STACK)
+{%- if cookiecutter.source_provider == 'codecommit' %}
+	@echo "Kept the CodeCommit repository {{ cookiecutter.__codecommit_repository_name }} (it holds the history); delete it with: $(AWS) codecommit delete-repository --repository-name {{ cookiecutter.__codecommit_repository_name }}"
+{%- endif %}

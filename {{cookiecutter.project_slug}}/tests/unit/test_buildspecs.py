@@ -1,0 +1,152 @@
+"""The buildspecs hold no logic: every command is a make target that exists.
+
+A buildspec that runs `make ${MAKE_TARGETS}` is checked with every value a CodeBuild
+project of the templates gives MAKE_TARGETS (and the buildspec's own default).
+"""
+
+import re
+import shlex
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from cfnlint.decode import decode
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILDSPECS = ("build.yml", "test.yml", "deploy.yml")
+MAKEFILES = (ROOT / "Makefile", ROOT / "infra" / "infra.mk")
+TEMPLATES = ("model-build-pipeline.yml", "model-deploy-pipeline.yml")
+PYTHON_VERSION = "{{ cookiecutter.python_version }}"
+UV_CACHE_DIR = "/root/.cache/uv"
+MAKE_TARGETS_REFERENCE = "${MAKE_TARGETS}"
+TARGET_RULE = re.compile(r"^([a-z][a-z0-9-]*):(?!=)", re.MULTILINE)
+
+
+@cache
+def buildspec(name: str) -> dict[str, Any]:
+    """A parsed buildspec."""
+    return yaml.safe_load((ROOT / "buildspecs" / name).read_text())
+
+
+@cache
+def make_targets() -> frozenset[str]:
+    """Every target the Makefile and infra/infra.mk define."""
+    return frozenset(
+        target for path in MAKEFILES for target in TARGET_RULE.findall(path.read_text())
+    )
+
+
+@cache
+def resources_of_type(resource_type: str) -> tuple[dict[str, Any], ...]:
+    """The properties of every resource of a type in the pipeline templates."""
+    found = []
+    for name in TEMPLATES:
+        document, problems = decode(str(ROOT / "infra" / name))
+        assert not problems, problems
+        found.extend(
+            resource["Properties"]
+            for resource in document["Resources"].values()
+            if resource["Type"] == resource_type
+        )
+    return tuple(found)
+
+
+def codebuild_projects() -> tuple[dict[str, Any], ...]:
+    """The properties of every CodeBuild project in the pipeline templates."""
+    return resources_of_type("AWS::CodeBuild::Project")
+
+
+def make_targets_values(name: str) -> set[str]:
+    """Every value MAKE_TARGETS takes when CodeBuild runs buildspecs/<name>."""
+    values = set()
+    default = buildspec(name).get("env", {}).get("variables", {}).get("MAKE_TARGETS")
+    if default:
+        values.add(default)
+    for project in codebuild_projects():
+        if project["Source"]["BuildSpec"] == f"buildspecs/{name}":
+            for variable in project["Environment"].get("EnvironmentVariables", []):
+                if variable["Name"] == "MAKE_TARGETS":
+                    values.add(variable["Value"])
+    return values
+
+
+def commands(name: str) -> list[str]:
+    """Every command of every phase of a buildspec."""
+    phases = buildspec(name)["phases"].values()
+    return [command for phase in phases for command in phase.get("commands", [])]
+
+
+def targets_named(name: str, command: str) -> list[str]:
+    """The make targets a buildspec command runs (MAKE_TARGETS expanded)."""
+    words = shlex.split(command)
+    assert words[0] == "make", f"buildspecs/{name}: {command!r} is not a make call"
+    targets = []
+    for word in words[1:]:
+        if word == MAKE_TARGETS_REFERENCE:
+            targets.extend(
+                value for values in make_targets_values(name) for value in values.split()
+            )
+        elif "=" not in word and not word.startswith("-"):
+            targets.append(word)
+    return targets
+
+
+@pytest.mark.parametrize("name", BUILDSPECS)
+def test_every_command_names_an_existing_make_target(name: str) -> None:
+    for command in commands(name):
+        targets = targets_named(name, command)
+        assert targets, command
+        assert set(targets) <= make_targets(), f"{command}: {set(targets) - make_targets()}"
+
+
+def test_ci_build_runs_lint_unit_tests_and_the_pipeline_definition() -> None:
+    text = (ROOT / "infra" / "infra.mk").read_text()
+    (prerequisites,) = re.findall(r"^ci-build: ([^#\n]*)", text, re.MULTILINE)
+    assert set(prerequisites.split()) == {"lint", "test-unit", "pipeline-definition"}
+
+
+def test_make_targets_reference_is_expanded_for_every_project() -> None:
+    assert make_targets_values("build.yml") == {"ci-build", "pipeline-run"}
+    assert make_targets_values("deploy.yml") == {"stage-config", "deploy-prod"}
+
+
+@pytest.mark.parametrize("name", BUILDSPECS)
+def test_buildspec_fails_fast_on_the_projects_python(name: str) -> None:
+    spec = buildspec(name)
+    assert spec["version"] == 0.2
+    assert spec["env"]["shell"] == "bash"
+    assert spec["phases"]["install"]["runtime-versions"]["python"] == PYTHON_VERSION
+    for phase in spec["phases"].values():
+        assert phase["on-failure"] == "ABORT"
+
+
+@pytest.mark.parametrize("name", BUILDSPECS)
+def test_buildspec_reports_junit_and_caches_uv(name: str) -> None:
+    spec = buildspec(name)
+    (report,) = spec["reports"].values()
+    assert report["file-format"] == "JUNITXML"
+    assert report["base-directory"] == "build/reports"
+    assert spec["env"]["variables"]["UV_CACHE_DIR"] == UV_CACHE_DIR
+    assert spec["cache"]["paths"] == [f"{UV_CACHE_DIR}/**/*"]
+
+
+def test_every_buildspec_is_used_and_every_used_one_exists() -> None:
+    used = {project["Source"]["BuildSpec"] for project in codebuild_projects()}
+    assert used == {f"buildspecs/{name}" for name in BUILDSPECS}
+
+
+def test_stage_config_artifact_carries_the_repository_without_the_venv() -> None:
+    artifacts = buildspec("deploy.yml")["artifacts"]
+    assert artifacts["files"] == ["**/*"]
+    assert ".venv/**/*" in artifacts["exclude-paths"]
+
+
+def test_every_project_reports_into_a_group_of_the_stack() -> None:
+    # CodeBuild files report <key> of project <name> into the group "<name>-<key>".
+    groups = {group["Name"] for group in resources_of_type("AWS::CodeBuild::ReportGroup")}
+    for project in codebuild_projects():
+        spec = buildspec(project["Source"]["BuildSpec"].removeprefix("buildspecs/"))
+        for key in spec["reports"]:
+            assert f"{project['Name']}-{key}" in groups, project["Name"]

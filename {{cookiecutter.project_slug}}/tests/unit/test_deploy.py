@@ -1,0 +1,260 @@
+"""The deployment steps of infra/infra.mk (python -m <package>.deploy), on moto."""
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+from moto import mock_aws
+
+from {{ cookiecutter.package_name }} import config, deploy
+
+ROOT = Path(__file__).resolve().parents[2]
+COMMIT_ID = "c0ffee" + "0" * 34
+ROLE_ARN = "arn:aws:iam::123456789012:role/{{ cookiecutter.__sagemaker_role_name }}"
+KEY_ARN = "arn:aws:kms:us-east-1:123456789012:key/0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"
+BUCKET = "{{ cookiecutter.__artifact_bucket_prefix }}-123456789012"
+PIPELINE_ENVIRONMENT = {
+    "SAGEMAKER_ROLE_ARN": ROLE_ARN,
+    "ARTIFACT_KEY_ARN": KEY_ARN,
+    "ARTIFACT_BUCKET": BUCKET,
+}
+
+
+@pytest.fixture
+def pipeline_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The variables the deploy pipeline's CodeBuild projects set."""
+    for name, value in PIPELINE_ENVIRONMENT.items():
+        monkeypatch.setenv(name, value)
+    for name in deploy.COMMIT_ENV_VARS:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def sagemaker() -> Iterator[Any]:
+    """A SageMaker client on moto with this project's model package group."""
+    with mock_aws():
+        client = boto3.client("sagemaker")
+        client.create_model_package_group(ModelPackageGroupName=config.MODEL_PACKAGE_GROUP_NAME)
+        yield client
+
+
+def register(client: Any, commit_id: str, status: str = "Approved") -> str:
+    """Register a package built from commit_id; return its ARN."""
+    return client.create_model_package(
+        ModelPackageGroupName=config.MODEL_PACKAGE_GROUP_NAME,
+        ModelApprovalStatus=status,
+        MetadataProperties={"CommitId": commit_id},
+        InferenceSpecification={
+            "Containers": [{"Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/xgboost:1"}],
+            "SupportedContentTypes": ["text/csv"],
+            "SupportedResponseMIMETypes": ["text/csv"],
+        },
+    )["ModelPackageArn"]
+
+
+def test_stage_config_writes_both_stages_for_the_commits_package(
+    sagemaker: Any, pipeline_environment: None, tmp_path: Path
+) -> None:
+    package_arn = register(sagemaker, COMMIT_ID)
+    register(sagemaker, "f" * 40)
+    written = deploy.write_stage_configs(sagemaker, COMMIT_ID, ROOT / "infra" / "config", tmp_path)
+    assert set(written) == {"staging", "prod"}
+    for stage in ("staging", "prod"):
+        source = json.loads((ROOT / "infra" / "config" / f"{stage}.json").read_text())
+        document = json.loads((tmp_path / f"{stage}.json").read_text())
+        parameters = document["Parameters"]
+        assert parameters["ModelPackageArn"] == package_arn
+        assert parameters["ExecutionRoleArn"] == ROLE_ARN
+        assert set(parameters) == set(source["Parameters"]) | {"ModelPackageArn"}
+        assert all(isinstance(value, str) and "${" not in value for value in parameters.values())
+        assert document["Tags"] == {**source["Tags"], "commit": COMMIT_ID}
+    prod = json.loads((tmp_path / "prod.json").read_text())["Parameters"]
+    assert prod["DataCaptureS3Uri"] == f"s3://{BUCKET}/data-capture/prod"
+    assert prod["EndpointName"] == config.PROD_ENDPOINT_NAME
+
+
+def test_stage_config_command_uses_the_pipelines_commit(
+    sagemaker: Any,
+    pipeline_environment: None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    package_arn = register(sagemaker, COMMIT_ID)
+    monkeypatch.setenv("COMMIT_ID", COMMIT_ID)
+    status = deploy.main(
+        [
+            "stage-config",
+            "--config-dir",
+            str(ROOT / "infra" / "config"),
+            "--output-dir",
+            str(tmp_path),
+        ]
+    )
+    assert status == 0
+    assert f"staging: {package_arn} (commit {COMMIT_ID})" in capsys.readouterr().out
+
+
+def test_a_commit_without_an_approved_package_is_one_line(
+    sagemaker: Any, pipeline_environment: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    register(sagemaker, COMMIT_ID, status="PendingManualApproval")
+    status = deploy.main(["stage-config", "--commit-id", COMMIT_ID, "--output-dir", str(tmp_path)])
+    error = capsys.readouterr().err
+    assert status == 1
+    assert error.count("\n") == 1 and COMMIT_ID in error
+    assert not (tmp_path / "staging.json").exists()
+
+
+def test_missing_pipeline_variable_names_the_variable_and_the_file(
+    sagemaker: Any,
+    pipeline_environment: None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    register(sagemaker, COMMIT_ID)
+    monkeypatch.delenv("SAGEMAKER_ROLE_ARN")
+    status = deploy.main(["stage-config", "--commit-id", COMMIT_ID, "--output-dir", str(tmp_path)])
+    error = capsys.readouterr().err
+    assert status == 1
+    assert "SAGEMAKER_ROLE_ARN" in error and "staging.json" in error
+    assert error.count("\n") == 1
+
+
+def test_commit_comes_from_option_then_pipeline_then_git(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in deploy.COMMIT_ENV_VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CODEBUILD_RESOLVED_SOURCE_VERSION", "b" * 40)
+    assert deploy.resolve_commit_id("a" * 40) == "a" * 40
+    assert deploy.resolve_commit_id() == "b" * 40
+    monkeypatch.setenv("COMMIT_ID", "c" * 40)
+    assert deploy.resolve_commit_id() == "c" * 40
+
+
+def test_no_commit_outside_git_is_a_deploy_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for name in deploy.COMMIT_ENV_VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
+    with pytest.raises(deploy.DeployError, match="--commit-id"):
+        deploy.resolve_commit_id()
+
+
+def test_overrides_print_key_value_words(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    document = {
+        "Parameters": {"EndpointName": "e", "ModelPackageArn": "arn:x"},
+        "Tags": {"stage": "prod"},
+    }
+    (tmp_path / "prod.json").write_text(json.dumps(document))
+    assert deploy.main(["overrides", "--stage", "prod", "--config-dir", str(tmp_path)]) == 0
+    assert (
+        deploy.main(["overrides", "--stage", "prod", "--config-dir", str(tmp_path), "--tags"]) == 0
+    )
+    assert capsys.readouterr().out.splitlines() == [
+        "EndpointName=e ModelPackageArn=arn:x",
+        "stage=prod",
+    ]
+
+
+def test_overrides_refuse_values_the_cli_would_split(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "prod.json").write_text(json.dumps({"Parameters": {"EndpointName": "a b"}}))
+    assert deploy.main(["overrides", "--stage", "prod", "--config-dir", str(tmp_path)]) == 1
+    assert "EndpointName" in capsys.readouterr().err
+
+
+def test_overrides_without_stage_config_say_what_to_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert deploy.main(["overrides", "--stage", "prod", "--config-dir", str(tmp_path)]) == 1
+    assert "make stage-config" in capsys.readouterr().err
+
+
+def test_lambda_zip_is_reproducible_and_keyed_by_content(tmp_path: Path) -> None:
+    source = tmp_path / "merge_dev_to_master"
+    source.mkdir()
+    (source / "app.py").write_text("def handler(event, context):\n    return 1\n")
+    (source / "notes.txt").write_text("not packaged")
+    first = deploy.package_lambda(source, tmp_path / "out1")
+    second = deploy.package_lambda(source, tmp_path / "out2")
+    assert first == second
+    assert first.startswith("lambda/merge_dev_to_master-") and first.endswith(".zip")
+    with zipfile.ZipFile(tmp_path / "out1" / first.removeprefix("lambda/")) as archive:
+        assert archive.namelist() == ["app.py"]
+    (source / "app.py").write_text("def handler(event, context):\n    return 2\n")
+    assert deploy.package_lambda(source, tmp_path / "out3") != first
+
+
+def test_the_merge_function_folder_packages_at_the_zip_root(tmp_path: Path) -> None:
+    key = deploy.package_lambda(ROOT / "lambdas" / "merge_dev_to_master", tmp_path)
+    with zipfile.ZipFile(tmp_path / key.removeprefix("lambda/")) as archive:
+        names = archive.namelist()
+    assert "app.py" in names and all("/" not in name for name in names)
+
+
+def test_empty_bucket_deletes_every_version_and_marker() -> None:
+    with mock_aws():
+        s3 = boto3.resource("s3", region_name="us-east-1")
+        bucket = s3.create_bucket(Bucket=BUCKET)
+        bucket.Versioning().enable()
+        for body in (b"1", b"2"):
+            bucket.put_object(Key="a.json", Body=body)
+        bucket.Object("a.json").delete()
+        assert deploy.empty_bucket(s3, BUCKET) == 3
+        assert list(bucket.object_versions.all()) == []
+        bucket.delete()
+
+
+def test_delete_model_packages_deletes_every_version_of_the_group() -> None:
+    # moto has no DeleteModelPackage: the Stubber checks the calls against the service model.
+    client = boto3.client("sagemaker")
+    arns = [
+        f"arn:aws:sagemaker:us-east-1:123456789012:model-package/{config.MODEL_PACKAGE_GROUP_NAME}/{n}"
+        for n in (1, 2)
+    ]
+    summaries = [
+        {
+            "ModelPackageArn": arn,
+            "ModelPackageName": config.MODEL_PACKAGE_GROUP_NAME,
+            "CreationTime": "2024-01-01T00:00:00Z",
+            "ModelPackageStatus": "Completed",
+        }
+        for arn in arns
+    ]
+    with Stubber(client) as stubber:
+        stubber.add_response(
+            "list_model_packages",
+            {"ModelPackageSummaryList": summaries},
+            {"ModelPackageGroupName": config.MODEL_PACKAGE_GROUP_NAME},
+        )
+        for arn in arns:
+            stubber.add_response("delete_model_package", {}, {"ModelPackageName": arn})
+        assert deploy.delete_model_packages(client, config.MODEL_PACKAGE_GROUP_NAME) == 2
+        stubber.assert_no_pending_responses()
+
+
+def test_module_runs_as_a_command() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "{{ cookiecutter.package_name }}.deploy", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+    )
+    assert result.returncode == 0
+    assert "stage-config" in result.stdout

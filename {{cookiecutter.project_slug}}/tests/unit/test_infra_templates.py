@@ -1,0 +1,516 @@
+"""The CloudFormation templates, parsed with their tags, asserted against the design.
+
+moto cannot create CodePipeline, CodeBuild or CodeCommit resources, so these tests read the
+templates themselves: stage order, action providers, triggers, the approval rule, IAM scope,
+and the inline function that starts the deploy pipeline (run here with botocore Stubbers).
+"""
+
+import importlib.util
+import json
+import re
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.stub import ANY, Stubber
+from cfnlint.decode import decode
+
+from {{ cookiecutter.package_name }} import config
+
+ROOT = Path(__file__).resolve().parents[2]
+INFRA = ROOT / "infra"
+TEMPLATES = ("model-build-pipeline.yml", "model-deploy-pipeline.yml", "endpoint.yml")
+SOURCE_PROVIDER = "{{ cookiecutter.source_provider }}"
+PROD_APPROVAL = {{ 'True' if cookiecutter.prod_approval else 'False' }}
+STAGING_ENDPOINT_TYPE = "{{ cookiecutter.staging_endpoint }}"
+PYTHON_VERSION = "{{ cookiecutter.python_version }}"
+ARTIFACT_BUCKET_PREFIX = "{{ cookiecutter.__artifact_bucket_prefix }}"
+SOURCE_PROVIDER_ACTION = {"codecommit": "CodeCommit", "github": "CodeStarSourceConnection"}
+# The only actions granted on Resource "*": their APIs have no resource-level permissions.
+RESOURCE_STAR_ACTIONS = {
+    "codepipeline:PutJobSuccessResult",
+    "codepipeline:PutJobFailureResult",
+    "ecr:GetAuthorizationToken",
+    "cloudwatch:PutMetricData",
+    "sagemaker:ListModelPackages",
+}
+PACKAGE_ARN = "arn:aws:sagemaker:us-east-1:123456789012:model-package/group/3"
+COMMIT_ID = "0123456789abcdef0123456789abcdef01234567"
+
+
+@cache
+def template(name: str) -> dict[str, Any]:
+    """A template of infra/, decoded with its CloudFormation tags as Ref/Fn:: keys."""
+    document, problems = decode(str(INFRA / name))
+    assert not problems, problems
+    return document
+
+
+def resources_of_type(document: dict[str, Any], resource_type: str) -> dict[str, Any]:
+    """The template's resources of one type, by logical id."""
+    return {
+        logical_id: resource
+        for logical_id, resource in document["Resources"].items()
+        if resource["Type"] == resource_type
+    }
+
+
+def only_resource(document: dict[str, Any], resource_type: str) -> dict[str, Any]:
+    """The properties of the template's single resource of a type."""
+    (resource,) = resources_of_type(document, resource_type).values()
+    return resource["Properties"]
+
+
+def default(document: dict[str, Any], parameter: str) -> Any:
+    """A parameter's default value."""
+    return document["Parameters"][parameter]["Default"]
+
+
+def stages(pipeline: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """A pipeline's actions by stage name, in stage order."""
+    return {stage["Name"]: stage["Actions"] for stage in pipeline["Stages"]}
+
+
+def providers(pipeline: dict[str, Any]) -> list[str]:
+    """The provider of every action, in pipeline order."""
+    return [
+        action["ActionTypeId"]["Provider"]
+        for actions in stages(pipeline).values()
+        for action in actions
+    ]
+
+
+def iam_statements(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every statement of the template's IAM roles and managed policies."""
+    statements = []
+    for resource in document["Resources"].values():
+        properties = resource.get("Properties", {})
+        if resource["Type"] == "AWS::IAM::Role":
+            for policy in properties.get("Policies", []):
+                statements.extend(policy["PolicyDocument"]["Statement"])
+        elif resource["Type"] == "AWS::IAM::ManagedPolicy":
+            statements.extend(properties["PolicyDocument"]["Statement"])
+    return statements
+
+
+def as_list(value: Any) -> list[Any]:
+    """A scalar as a one-item list."""
+    return value if isinstance(value, list) else [value]
+
+
+# ---------------------------------------------------------------- every template
+
+
+@pytest.mark.parametrize("name", TEMPLATES)
+def test_no_wildcard_action_and_resource_star_only_for_apis_without_resources(name: str) -> None:
+    for statement in iam_statements(template(name)):
+        actions = set(as_list(statement["Action"]))
+        assert "*" not in actions and not any(action.endswith(":*") for action in actions)
+        if statement["Resource"] == "*":
+            assert actions <= RESOURCE_STAR_ACTIONS, statement
+
+
+@pytest.mark.parametrize("name", TEMPLATES)
+def test_every_resource_star_carries_a_comment_saying_why(name: str) -> None:
+    lines = (INFRA / name).read_text().splitlines()
+    for number, line in enumerate(lines):
+        if re.match(r'\s*Resource: "\*"', line):
+            above = lines[max(0, number - 4) : number]
+            assert any(text.strip().startswith("#") for text in above), f"{name}:{number + 1}"
+
+
+@pytest.mark.parametrize("name", TEMPLATES)
+def test_checkov_skips_live_in_metadata_with_a_reason(name: str) -> None:
+    for logical_id, resource in template(name)["Resources"].items():
+        for skip in resource.get("Metadata", {}).get("checkov", {}).get("skip", []):
+            assert re.fullmatch(r"CKV2?_AWS_\d+", skip["id"]), logical_id
+            assert len(skip["comment"]) > 20, logical_id
+
+
+# ---------------------------------------------------------------- model build pipeline
+
+
+def build_pipeline() -> dict[str, Any]:
+    """Properties of the model build CodePipeline."""
+    return only_resource(template("model-build-pipeline.yml"), "AWS::CodePipeline::Pipeline")
+
+
+def test_build_pipeline_is_v2_source_build_train() -> None:
+    pipeline = build_pipeline()
+    assert pipeline["PipelineType"] == "V2"
+    assert pipeline["ExecutionMode"] in {"SUPERSEDED", "QUEUED"}
+    assert list(stages(pipeline)) == ["Source", "Build", "Train"]
+    assert providers(pipeline) == [
+        SOURCE_PROVIDER_ACTION[SOURCE_PROVIDER],
+        "CodeBuild",
+        "CodeBuild",
+    ]
+
+
+def test_build_pipeline_sources_and_triggers_on_the_dev_branch_only() -> None:
+    document = template("model-build-pipeline.yml")
+    assert default(document, "DevBranch") == config.DEV_BRANCH
+    (source,) = stages(build_pipeline())["Source"]
+    assert source["Configuration"]["BranchName"] == {"Ref": "DevBranch"}
+    if SOURCE_PROVIDER == "codecommit":
+        assert source["Configuration"]["PollForSourceChanges"] is False
+        pattern = only_resource(document, "AWS::Events::Rule")["EventPattern"]
+        assert pattern["detail"]["referenceName"] == [{"Ref": "DevBranch"}]
+        assert pattern["detail"]["referenceType"] == ["branch"]
+    else:
+        (trigger,) = build_pipeline()["Triggers"]
+        (push,) = trigger["GitConfiguration"]["Push"]
+        assert push["Branches"]["Includes"] == [{"Ref": "DevBranch"}]
+        assert trigger["GitConfiguration"]["SourceActionName"] == source["Name"]
+
+
+def test_train_project_gets_the_sagemaker_role_and_bucket() -> None:
+    projects = resources_of_type(template("model-build-pipeline.yml"), "AWS::CodeBuild::Project")
+    train_env = {
+        variable["Name"]: variable["Value"]
+        for variable in projects["TrainProject"]["Properties"]["Environment"][
+            "EnvironmentVariables"
+        ]
+    }
+    assert train_env["MAKE_TARGETS"] == "pipeline-run"
+    assert train_env["SAGEMAKER_ROLE_ARN"] == {"Fn::GetAtt": ["SageMakerExecutionRole", "Arn"]}
+    assert train_env["ARTIFACT_BUCKET"] == {"Ref": "ArtifactBucket"}
+    for project in projects.values():
+        assert project["Properties"]["Source"]["BuildSpec"] == "buildspecs/build.yml"
+        assert project["Properties"]["Cache"]["Type"] == "S3"
+        assert "EncryptionKey" in project["Properties"]
+
+
+def test_artifact_bucket_is_encrypted_versioned_private_and_tls_only() -> None:
+    document = template("model-build-pipeline.yml")
+    bucket = only_resource(document, "AWS::S3::Bucket")
+    assert bucket["BucketName"] == {"Fn::Sub": "${ArtifactBucketPrefix}-${AWS::AccountId}"}
+    assert default(document, "ArtifactBucketPrefix") == ARTIFACT_BUCKET_PREFIX
+    (rule,) = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
+    assert bucket["VersioningConfiguration"]["Status"] == "Enabled"
+    assert all(bucket["PublicAccessBlockConfiguration"].values())
+    expiring = {rule.get("Prefix") for rule in bucket["LifecycleConfiguration"]["Rules"]}
+    assert {"{{ cookiecutter.__build_pipeline_name[:20] }}/", "{{ cookiecutter.__deploy_pipeline_name[:20] }}/"} <= expiring
+    (deny,) = only_resource(document, "AWS::S3::BucketPolicy")["PolicyDocument"]["Statement"]
+    assert deny["Effect"] == "Deny"
+    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    key = only_resource(document, "AWS::KMS::Key")
+    assert key["EnableKeyRotation"] is True
+
+
+def test_model_package_group_is_the_one_the_code_registers_into() -> None:
+    document = template("model-build-pipeline.yml")
+    group = only_resource(document, "AWS::SageMaker::ModelPackageGroup")
+    assert group["ModelPackageGroupName"] == {"Ref": "ModelPackageGroupName"}
+    assert default(document, "ModelPackageGroupName") == config.MODEL_PACKAGE_GROUP_NAME
+    assert default(document, "SageMakerPipelineName") == config.SAGEMAKER_PIPELINE_NAME
+
+
+# ---------------------------------------------------------------- model deploy pipeline
+
+
+def deploy_pipeline() -> dict[str, Any]:
+    """Properties of the model deploy CodePipeline."""
+    return only_resource(template("model-deploy-pipeline.yml"), "AWS::CodePipeline::Pipeline")
+
+
+def test_deploy_pipeline_stage_order_and_providers() -> None:
+    pipeline = deploy_pipeline()
+    assert pipeline["PipelineType"] == "V2"
+    # QUEUED runs one execution at a time and skips none.
+    assert pipeline["ExecutionMode"] == "QUEUED"
+    expected = ["Source", "Build", "DeployStaging", "TestStaging"]
+    expected += ["ApproveProd"] if PROD_APPROVAL else []
+    expected += ["DeployProd", "MergeDevToMaster"]
+    assert list(stages(pipeline)) == expected
+    expected_providers = [
+        SOURCE_PROVIDER_ACTION[SOURCE_PROVIDER],
+        "CodeBuild",
+        "CloudFormation",
+        "CodeBuild",
+    ]
+    expected_providers += ["Manual"] if PROD_APPROVAL else []
+    assert providers(pipeline) == [*expected_providers, "CodeBuild", "Lambda"]
+
+
+def test_deploy_pipeline_never_starts_on_a_push() -> None:
+    pipeline = deploy_pipeline()
+    (source,) = stages(pipeline)["Source"]
+    assert "Triggers" not in pipeline
+    if SOURCE_PROVIDER == "codecommit":
+        assert source["Configuration"]["PollForSourceChanges"] is False
+    else:
+        assert source["Configuration"]["DetectChanges"] is False
+    rules = resources_of_type(template("model-deploy-pipeline.yml"), "AWS::Events::Rule")
+    assert list(rules) == ["ModelApprovedRule"]
+
+
+def test_staging_deploys_endpoint_template_with_the_resolved_staging_parameters() -> None:
+    (deploy,) = stages(deploy_pipeline())["DeployStaging"]
+    configuration = deploy["Configuration"]
+    assert configuration["TemplatePath"] == "StageConfig::infra/endpoint.yml"
+    assert configuration["TemplateConfiguration"] == "StageConfig::build/deploy/staging.json"
+    (test,) = stages(deploy_pipeline())["TestStaging"]
+    (variable,) = json.loads(test["Configuration"]["EnvironmentVariables"])
+    assert variable == {
+        "name": "ENDPOINT_NAME",
+        "value": f"#{% raw %}{{{deploy['Namespace']}.EndpointName}}{% endraw %}",
+        "type": "PLAINTEXT",
+    }
+
+
+def test_buildspec_of_each_deploy_pipeline_project() -> None:
+    document = template("model-deploy-pipeline.yml")
+    projects = resources_of_type(document, "AWS::CodeBuild::Project")
+    by_action = {}
+    for actions in stages(deploy_pipeline()).values():
+        for action in actions:
+            if action["ActionTypeId"]["Provider"] == "CodeBuild":
+                (logical_id,) = action["Configuration"]["ProjectName"].values()
+                by_action[action["Name"]] = projects[logical_id]["Properties"]["Source"][
+                    "BuildSpec"
+                ]
+    assert by_action == {
+        "StageConfig": "buildspecs/deploy.yml",
+        "TestStaging": "buildspecs/test.yml",
+        "DeployProd": "buildspecs/deploy.yml",
+    }
+
+
+def test_merge_action_passes_the_deployed_commit() -> None:
+    (merge,) = stages(deploy_pipeline())["MergeDevToMaster"]
+    assert merge["ActionTypeId"]["Category"] == "Invoke"
+    assert merge["Configuration"]["FunctionName"] == {"Ref": "MergeFunction"}
+    text = merge["Configuration"]["UserParameters"]["Fn::Sub"]
+    parameters = json.loads(text.replace("${DevBranch}", "d").replace("${MainBranch}", "m"))
+    assert parameters == {
+        "source_branch": "d",
+        "destination_branch": "m",
+        "commit_id": "#{% raw %}{SourceVariables.CommitId}{% endraw %}",
+    }
+    (source,) = stages(deploy_pipeline())["Source"]
+    assert source["Namespace"] == "SourceVariables"
+    document = template("model-deploy-pipeline.yml")
+    assert default(document, "DevBranch") == config.DEV_BRANCH
+    assert default(document, "MainBranch") == config.MAIN_BRANCH
+
+
+def test_merge_function_matches_the_lambda_contract() -> None:
+    document = template("model-deploy-pipeline.yml")
+    function = document["Resources"]["MergeFunction"]["Properties"]
+    assert function["Handler"] == "app.handler"
+    assert function["Runtime"] == f"python{PYTHON_VERSION}"
+    assert function["Code"]["S3Key"] == {"Ref": "MergeFunctionCodeKey"}
+    environment = function["Environment"]["Variables"]
+    expected = {
+        "codecommit": {"REPOSITORY_NAME"},
+        "github": {"GITHUB_REPOSITORY", "GITHUB_TOKEN_SECRET_ARN"},
+    }
+    assert set(environment) == expected[SOURCE_PROVIDER] | {"MERGE_STRATEGY"}
+    assert environment["MERGE_STRATEGY"] == "fast-forward"
+    role = document["Resources"]["MergeFunctionRole"]["Properties"]
+    actions = {
+        action
+        for policy in role["Policies"]
+        for statement in policy["PolicyDocument"]["Statement"]
+        for action in as_list(statement["Action"])
+    }
+    assert {"codepipeline:PutJobSuccessResult", "codepipeline:PutJobFailureResult"} <= actions
+    if SOURCE_PROVIDER == "codecommit":
+        assert {"codecommit:GetBranch", "codecommit:MergeBranchesByFastForward"} <= actions
+        assert "codecommit:MergeBranchesByThreeWay" not in actions
+    else:
+        assert "secretsmanager:GetSecretValue" in actions
+    log_group = document["Resources"]["MergeLogGroup"]["Properties"]
+    assert log_group["LogGroupName"] == "/aws/lambda/{{ cookiecutter.__merge_function_name }}"
+
+
+def test_approval_rule_matches_approved_packages_of_this_group() -> None:
+    document = template("model-deploy-pipeline.yml")
+    rule = document["Resources"]["ModelApprovedRule"]["Properties"]
+    assert rule["Name"] == "{{ cookiecutter.__approval_rule_name }}"
+    assert rule["EventPattern"] == {
+        "source": ["aws.sagemaker"],
+        "detail-type": ["SageMaker Model Package State Change"],
+        "detail": {
+            "ModelPackageGroupName": [{"Ref": "ModelPackageGroupName"}],
+            "ModelApprovalStatus": ["Approved"],
+        },
+    }
+    assert default(document, "ModelPackageGroupName") == config.MODEL_PACKAGE_GROUP_NAME
+    (target,) = rule["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": ["StartDeployFunction", "Arn"]}
+
+
+# ---------------------------------------------------------------- the starter function
+
+
+@pytest.fixture
+def start_deploy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The inline StartDeployFunction imported as a module, with its environment."""
+    document = template("model-deploy-pipeline.yml")
+    function = document["Resources"]["StartDeployFunction"]["Properties"]
+    for name, value in function["Environment"]["Variables"].items():
+        monkeypatch.setenv(
+            name, default(document, value["Ref"]) if isinstance(value, dict) else value
+        )
+    (tmp_path / "index.py").write_text(function["Code"]["ZipFile"])
+    spec = importlib.util.spec_from_file_location("start_deploy_index", tmp_path / "index.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class RecordingCodePipeline:
+    """Stands in for the CodePipeline client and records each start request."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+
+    def start_pipeline_execution(self, **request: Any) -> dict[str, str]:
+        """Record the request; answer like CodePipeline."""
+        self.requests.append(request)
+        return {"pipelineExecutionId": f"execution-{len(self.requests)}"}
+
+
+def approved_event(package_arn: str = PACKAGE_ARN) -> dict[str, Any]:
+    """A SageMaker Model Package State Change event for an approval."""
+    return {
+        "id": "event-1",
+        "resources": [package_arn],
+        "detail": {"ModelPackageArn": package_arn, "ModelApprovalStatus": "Approved"},
+    }
+
+
+def described(status: str, commit_id: str | None = COMMIT_ID) -> dict[str, Any]:
+    """A describe_model_package response."""
+    response = {
+        "ModelPackageName": "group",
+        "ModelPackageArn": PACKAGE_ARN,
+        "CreationTime": "2024-01-01T00:00:00Z",
+        "ModelPackageStatus": "Completed",
+        "ModelPackageStatusDetails": {"ValidationStatuses": []},
+        "ModelApprovalStatus": status,
+    }
+    if commit_id:
+        response["MetadataProperties"] = {"CommitId": commit_id}
+    return response
+
+
+def test_starter_starts_the_pipeline_at_the_packages_commit(start_deploy: Any) -> None:
+    (source,) = stages(deploy_pipeline())["Source"]
+    pipeline_name = default(template("model-deploy-pipeline.yml"), "DeployPipelineName")
+    with (
+        Stubber(start_deploy.sagemaker) as sagemaker,
+        Stubber(start_deploy.codepipeline) as codepipeline,
+    ):
+        sagemaker.add_response(
+            "describe_model_package", described("Approved"), {"ModelPackageName": PACKAGE_ARN}
+        )
+        codepipeline.add_response(
+            "start_pipeline_execution",
+            {"pipelineExecutionId": "execution-1"},
+            {
+                "name": pipeline_name,
+                "clientRequestToken": ANY,
+                "sourceRevisions": [
+                    {
+                        "actionName": source["Name"],
+                        "revisionType": "COMMIT_ID",
+                        "revisionValue": COMMIT_ID,
+                    }
+                ],
+            },
+        )
+        result = start_deploy.handler(approved_event(), None)
+        codepipeline.assert_no_pending_responses()
+    assert result == {"started": True, "pipelineExecutionId": "execution-1"}
+
+
+def test_starter_refuses_a_package_without_its_commit(start_deploy: Any) -> None:
+    start_deploy.codepipeline = RecordingCodePipeline()
+    with Stubber(start_deploy.sagemaker) as sagemaker:
+        sagemaker.add_response("describe_model_package", described("Approved", commit_id=None))
+        with pytest.raises(ValueError, match=r"MetadataProperties\.CommitId"):
+            start_deploy.handler(approved_event(), None)
+    assert start_deploy.codepipeline.requests == []
+
+
+def test_starter_skips_a_package_no_longer_approved(start_deploy: Any) -> None:
+    start_deploy.codepipeline = RecordingCodePipeline()
+    with Stubber(start_deploy.sagemaker) as sagemaker:
+        sagemaker.add_response("describe_model_package", described("Rejected"))
+        assert start_deploy.handler(approved_event(), None) == {"started": False}
+    assert start_deploy.codepipeline.requests == []
+
+
+def test_one_request_token_per_approval(start_deploy: Any) -> None:
+    start_deploy.codepipeline = RecordingCodePipeline()
+    events = []
+    # The same approval delivered twice, then a later approval of the same package.
+    for event_id, modified in (
+        ("event-1", 1700000000000),
+        ("event-2", 1700000000000),
+        ("event-3", 1700000999000),
+    ):
+        event = approved_event()
+        event["id"] = event_id
+        event["detail"]["LastModifiedTime"] = modified
+        events.append(event)
+    with Stubber(start_deploy.sagemaker) as sagemaker:
+        for event in events:
+            sagemaker.add_response("describe_model_package", described("Approved"))
+            start_deploy.handler(event, None)
+    first, repeat, later = (
+        request["clientRequestToken"] for request in start_deploy.codepipeline.requests
+    )
+    assert first == repeat != later
+    assert re.fullmatch(r"[a-f0-9]{64}", first)
+
+
+# ---------------------------------------------------------------- endpoint and stage configs
+
+
+def test_endpoint_rolls_back_on_its_alarms_blue_green() -> None:
+    document = template("endpoint.yml")
+    endpoint = only_resource(document, "AWS::SageMaker::Endpoint")
+    policy = endpoint["DeploymentConfig"]["BlueGreenUpdatePolicy"]
+    assert policy["TrafficRoutingConfiguration"]["Type"] == "ALL_AT_ONCE"
+    alarms = endpoint["DeploymentConfig"]["AutoRollbackConfiguration"]["Alarms"]
+    alarm_ids = {alarm["AlarmName"]["Ref"] for alarm in alarms}
+    metrics = {
+        document["Resources"][logical_id]["Properties"]["MetricName"] for logical_id in alarm_ids
+    }
+    assert metrics == {"Invocation5XXErrors", "ModelLatency"}
+    (variant,) = only_resource(document, "AWS::SageMaker::EndpointConfig")["ProductionVariants"]
+    assert variant["VariantName"] == "AllTraffic"
+    model = only_resource(document, "AWS::SageMaker::Model")
+    assert model["PrimaryContainer"] == {"ModelPackageName": {"Ref": "ModelPackageArn"}}
+
+
+def stage_config(stage: str) -> dict[str, Any]:
+    """infra/config/<stage>.json."""
+    return json.loads((INFRA / "config" / f"{stage}.json").read_text())
+
+
+@pytest.mark.parametrize("stage", ["staging", "prod"])
+def test_stage_config_fills_every_endpoint_parameter_without_a_default(stage: str) -> None:
+    parameters = template("endpoint.yml")["Parameters"]
+    given = set(stage_config(stage)["Parameters"]) | {"ModelPackageArn"}
+    assert given <= set(parameters)
+    assert {name for name, spec in parameters.items() if "Default" not in spec} <= given
+    for name, value in stage_config(stage)["Parameters"].items():
+        assert "AllowedValues" not in parameters[name] or value in [
+            str(v) for v in parameters[name]["AllowedValues"]
+        ]
+
+
+def test_stage_configs_name_the_projects_endpoints() -> None:
+    staging, prod = stage_config("staging")["Parameters"], stage_config("prod")["Parameters"]
+    assert staging["EndpointName"] == config.STAGING_ENDPOINT_NAME
+    assert prod["EndpointName"] == config.PROD_ENDPOINT_NAME
+    assert staging["EndpointType"] == STAGING_ENDPOINT_TYPE
+    assert prod["EndpointType"] == "instance"
+    assert prod["InstanceType"] == config.ENDPOINT_INSTANCE_TYPE
