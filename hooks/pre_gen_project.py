@@ -66,6 +66,11 @@ AWS_NAME_LIMITS = {
     "__codecommit_repository_name": ("CodeCommit repository", 100, 0),
     "__merge_function_name": ("Lambda merge function", 64, 0),
     "__approval_rule_name": ("EventBridge approval rule", 64, 0),
+    "__dev_push_rule_name": ("EventBridge push rule", 64, 0),
+    "__sagemaker_role_name": ("IAM SageMaker execution role", 64, 0),
+    "__start_deploy_function_name": ("Lambda deploy starter function", 64, 0),
+    "__dead_letter_queue_name": ("SQS dead-letter queue", 80, 0),
+    "__github_token_secret_name": ("Secrets Manager token secret", 512, 0),
 }
 
 

@@ -72,7 +72,10 @@ def test_cfn_lint_clean(baked):
 
 def test_checkov_clean(baked):
     _, project = baked
-    args = ["--framework", "cloudformation", "-d", "infra", "--compact", "--quiet", "-o", "json"]
+    args = [
+        "--framework", "cloudformation", "-d", "infra", "--compact", "--quiet", "--skip-download",
+        "-o", "json",
+    ]  # fmt: skip
     result = run([str(BIN / "checkov"), *args], project)
     report = json.loads(result.stdout) if result.stdout.strip() else {}
     reports = report if isinstance(report, list) else [report]
