@@ -21,21 +21,22 @@ FAKE_AWS_ENV = {
 
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Point every AWS client at fake credentials and opt out of SageMaker telemetry."""
+    """Point every AWS client at fake credentials and opt out of SageMaker telemetry.
+
+    With ENDPOINT_NAME set (the staging and production endpoint tests in CodeBuild) the
+    tests invoke a real endpoint, so this process's own AWS settings are kept.
+    """
     sdk_config = tmp_path_factory.mktemp("sagemaker") / "config.yaml"
     sdk_config.write_text(
-        "SchemaVersion: '1.0'\nSageMaker:\n  PythonSDK:\n    Modules:\n      TelemetryOptOut: true\n"
+        "SchemaVersion: '1.0'\nSageMaker:\n  PythonSDK:\n    Modules:\n"
+        "      TelemetryOptOut: true\n"
     )
     saved = dict(os.environ)
-    for name in (
-        "AWS_PROFILE",
-        "AWS_ENDPOINT_URL",
-        "AWS_CONFIG_FILE",
-        "AWS_SHARED_CREDENTIALS_FILE",
-    ):
-        os.environ.pop(name, None)
-    os.environ.update(FAKE_AWS_ENV)
-    os.environ["AWS_CONFIG_FILE"] = os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+    if not os.environ.get("ENDPOINT_NAME"):
+        for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
+            os.environ.pop(name, None)
+        os.environ.update(FAKE_AWS_ENV)
+        os.environ["AWS_CONFIG_FILE"] = os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
     os.environ["SAGEMAKER_USER_CONFIG_OVERRIDE"] = str(sdk_config)
     yield
     os.environ.clear()

@@ -15,6 +15,7 @@ MAIN_BRANCH = "{{ cookiecutter.main_branch }}"
 
 SAGEMAKER_PIPELINE_NAME = "{{ cookiecutter.__sagemaker_pipeline_name }}"
 MODEL_PACKAGE_GROUP_NAME = "{{ cookiecutter.__model_package_group_name }}"
+ARTIFACT_BUCKET_PREFIX = "{{ cookiecutter.__artifact_bucket_prefix }}"
 SAGEMAKER_ROLE_NAME = "{{ cookiecutter.__sagemaker_role_name }}"
 GITHUB_TOKEN_SECRET_NAME = "{{ cookiecutter.__github_token_secret_name }}"
 STAGING_ENDPOINT_NAME = "{{ cookiecutter.__staging_endpoint_name }}"

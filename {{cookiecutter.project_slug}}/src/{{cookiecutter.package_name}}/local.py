@@ -1,0 +1,145 @@
+"""Local runner: the pipeline's three step scripts run as programs, no Docker, no AWS.
+
+Each script file runs as `__main__` with its own command line and environment, as the
+container would run it; they share this one Python process, so pandas and xgboost are
+imported once rather than once per step.
+
+The SageMaker container paths are mapped under the build directory (build/local/ by default):
+
+    in SageMaker                          locally
+    /opt/ml/processing/input              the data directory (data/)
+    /opt/ml/processing/train, ...         build/local/train, validation, test
+    SM_MODEL_DIR (/opt/ml/model)          build/local/training/model
+    model.tar.gz in S3                    build/local/model/model.tar.gz
+    /opt/ml/processing/evaluation         build/local/evaluation
+
+The CLI then applies the pipeline's quality gate to the evaluation report (`metric_value`).
+"""
+
+import json
+import os
+import runpy
+import shutil
+import sys
+import tarfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .steps import evaluate, preprocess
+
+STEPS_DIR = Path(__file__).resolve().parent / "steps"
+DEFAULT_BUILD_DIR = Path("build", "local")
+
+
+class StepFailedError(Exception):
+    """A step script ended with a non-zero exit status (its own message is above)."""
+
+
+@dataclass
+class LocalRun:
+    """What a local run left behind, and how long each step took."""
+
+    build_dir: Path
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def model_archive(self) -> Path:
+        """build/local/model/model.tar.gz."""
+        return self.build_dir / "model" / evaluate.MODEL_ARCHIVE_NAME
+
+    @property
+    def evaluation_file(self) -> Path:
+        """build/local/evaluation/evaluation.json."""
+        return self.build_dir / "evaluation" / evaluate.EVALUATION_FILE_NAME
+
+    def report(self) -> dict:
+        """The evaluation report the evaluate step wrote."""
+        return json.loads(self.evaluation_file.read_text())
+
+
+def metric_value(report: dict, metric: str) -> float:
+    """One metric's value from an evaluation report."""
+    try:
+        return float(report["binary_classification_metrics"][metric]["value"])
+    except KeyError as error:
+        raise ValueError(f"the evaluation report has no {metric!r} metric") from error
+
+
+def run_script(script: Path, args: list[str], env: dict[str, str]) -> int:
+    """Run a script file as __main__ with sys.argv and extra environment; its exit status."""
+    saved_argv, saved_env = sys.argv, dict(os.environ)
+    sys.argv = [str(script), *args]
+    os.environ.update(env)
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+    except SystemExit as exit_request:
+        code = exit_request.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    finally:
+        sys.argv = saved_argv
+        os.environ.clear()
+        os.environ.update(saved_env)
+    return 0
+
+
+def package_model(model_dir: Path, archive: Path) -> None:
+    """Tar the model directory's files the way a SageMaker training job does."""
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(archive, "w:gz") as tar:
+        for path in sorted(model_dir.iterdir()):
+            tar.add(path, arcname=path.name)
+
+
+def run_local_pipeline(
+    data_dir: Path,
+    build_dir: Path = DEFAULT_BUILD_DIR,
+    echo: Callable[[str], None] = print,
+    hyperparameters: dict | None = None,
+) -> LocalRun:
+    """Preprocess, train and evaluate on the CSVs in data_dir; outputs go under build_dir."""
+    data_dir, build_dir = Path(data_dir), Path(build_dir)
+    if not any(data_dir.glob("*.csv")):
+        raise FileNotFoundError(f"no CSV file in {data_dir}: run `make data` first")
+    # Stale splits or models from an earlier run must not leak into this one.
+    shutil.rmtree(build_dir, ignore_errors=True)
+    run = LocalRun(build_dir)
+    splits = {name: build_dir / name for name in preprocess.SPLIT_FILE_NAMES}
+    training_model_dir = build_dir / "training" / "model"
+    hyperparameter_args = [
+        arg for name, value in (hyperparameters or {}).items() for arg in (f"--{name}", str(value))
+    ]
+
+    def step(name: str, args: list[str], env: dict[str, str] | None = None) -> None:
+        started = time.perf_counter()
+        exit_status = run_script(STEPS_DIR / f"{name}.py", args, env or {})
+        run.timings[name] = time.perf_counter() - started
+        if exit_status != 0:
+            raise StepFailedError(f"the {name} step failed (exit status {exit_status})")
+        echo(f"{name}: done in {run.timings[name]:.1f} s")
+
+    step(
+        "preprocess",
+        ["--input-dir", str(data_dir)]
+        + [arg for name, path in splits.items() for arg in (f"--{name}-dir", str(path))],
+    )
+    training_env = {
+        "SM_CHANNEL_TRAIN": str(splits["train"]),
+        "SM_CHANNEL_VALIDATION": str(splits["validation"]),
+        "SM_MODEL_DIR": str(training_model_dir),
+    }
+    step("train", hyperparameter_args, env=training_env)
+    package_model(training_model_dir, run.model_archive)
+    step(
+        "evaluate",
+        [
+            "--model-dir",
+            str(run.model_archive.parent),
+            "--test-dir",
+            str(splits["test"]),
+            "--output-dir",
+            str(run.evaluation_file.parent),
+        ],
+    )
+    return run

@@ -1,0 +1,343 @@
+"""The SageMaker pipeline: preprocess, train, evaluate, gate on quality, register or fail.
+
+Built with the SageMaker Python SDK v3 (`sagemaker.mlops.workflow`). Building it uploads the
+step scripts to the artifact bucket, so it needs S3 (moto is enough, see `aws.offline_aws`).
+All three jobs run on the SageMaker XGBoost framework image, which also serves the model.
+"""
+
+import gzip
+import hashlib
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import boto3
+from sagemaker.core import image_uris
+from sagemaker.core.processing import ScriptProcessor
+from sagemaker.core.shapes import (
+    MetadataProperties,
+    MetricsSource,
+    ModelMetrics,
+    ModelQuality,
+    OutputDataConfig,
+    ProcessingInput,
+    ProcessingOutput,
+    ProcessingS3Input,
+    ProcessingS3Output,
+    Tag,
+)
+from sagemaker.core.workflow.conditions import ConditionGreaterThanOrEqualTo
+from sagemaker.core.workflow.execution_variables import ExecutionVariables
+from sagemaker.core.workflow.functions import Join, JsonGet
+from sagemaker.core.workflow.parameters import ParameterFloat, ParameterInteger, ParameterString
+from sagemaker.core.workflow.pipeline_context import PipelineSession
+from sagemaker.core.workflow.properties import PropertyFile
+from sagemaker.mlops.workflow.condition_step import ConditionStep
+from sagemaker.mlops.workflow.fail_step import FailStep
+from sagemaker.mlops.workflow.model_step import ModelStep
+from sagemaker.mlops.workflow.pipeline import Pipeline
+from sagemaker.mlops.workflow.retry import (
+    SageMakerJobExceptionTypeEnum,
+    SageMakerJobStepRetryPolicy,
+    StepExceptionTypeEnum,
+    StepRetryPolicy,
+)
+from sagemaker.mlops.workflow.steps import CacheConfig, ProcessingStep, TrainingStep
+from sagemaker.serve.model_builder import ModelBuilder
+from sagemaker.train import ModelTrainer
+from sagemaker.train.configs import Compute, InputData
+
+from . import config
+from .steps import evaluate, preprocess, train
+
+STEPS_DIR = Path(__file__).resolve().parent / "steps"
+PROCESSING_DIR = "/opt/ml/processing"
+
+PREPROCESS_STEP = "PreprocessData"
+TRAIN_STEP = "TrainModel"
+EVALUATE_STEP = "EvaluateModel"
+QUALITY_GATE_STEP = "CheckModelQuality"
+REGISTER_STEP = "RegisterModel"
+FAIL_STEP = "FailQualityGate"
+
+EVALUATION_OUTPUT = "evaluation"
+EVALUATION_REPORT = "EvaluationReport"
+# Steps whose result is reused while their inputs, code and settings are unchanged.
+STEP_CACHE = CacheConfig(enable_caching=True, expire_after="P30D")
+# The pipeline service itself was throttled or failed: retry soon.
+SERVICE_RETRY = StepRetryPolicy(
+    exception_types=[StepExceptionTypeEnum.THROTTLING, StepExceptionTypeEnum.SERVICE_FAULT],
+    interval_seconds=10,
+    backoff_rate=2.0,
+    max_attempts=5,
+)
+# No instance capacity or an account limit reached: wait longer before trying again.
+CAPACITY_RETRY = SageMakerJobStepRetryPolicy(
+    exception_types=[
+        SageMakerJobExceptionTypeEnum.CAPACITY_ERROR,
+        SageMakerJobExceptionTypeEnum.RESOURCE_LIMIT,
+    ],
+    interval_seconds=60,
+    backoff_rate=2.0,
+    max_attempts=3,
+)
+JOB_RETRIES = [SERVICE_RETRY, CAPACITY_RETRY]
+CONTENT_TYPES = ["text/csv"]
+RESPONSE_TYPES = ["text/csv", "application/json"]
+
+
+def training_code_archive() -> bytes:
+    """train.py as sourcedir.tar.gz, byte-identical for identical code.
+
+    Fixed timestamps and owners keep the archive's hash (and so its S3 key and the training
+    step's cache key) stable until the script changes.
+    """
+    script = (STEPS_DIR / "train.py").read_bytes()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo("train.py")
+        info.size, info.mode, info.mtime = len(script), 0o644, 0
+        tar.addfile(info, io.BytesIO(script))
+    return gzip.compress(buffer.getvalue(), mtime=0)
+
+
+def upload_training_code(boto_session: boto3.Session, bucket: str, pipeline_name: str) -> str:
+    """Upload the training code under a key holding its content hash; return its S3 URI."""
+    archive = training_code_archive()
+    key = f"{pipeline_name}/code/{hashlib.sha256(archive).hexdigest()}/sourcedir.tar.gz"
+    boto_session.client("s3").put_object(Bucket=bucket, Key=key, Body=archive)
+    return f"s3://{bucket}/{key}"
+
+
+def execution_output(bucket: str, pipeline_name: str, step_name: str, output_name: str) -> Join:
+    """An S3 prefix unique to each execution, so runs never overwrite each other's files."""
+    return Join(
+        on="/",
+        values=[
+            "s3:/",
+            bucket,
+            pipeline_name,
+            ExecutionVariables.PIPELINE_EXECUTION_ID,
+            step_name,
+            output_name,
+        ],
+    )
+
+
+def get_pipeline(
+    *,
+    role_arn: str,
+    bucket: str,
+    input_data_uri: str,
+    commit_id: str,
+    region: str = config.AWS_REGION,
+    pipeline_name: str = config.SAGEMAKER_PIPELINE_NAME,
+    boto_session: boto3.Session | None = None,
+) -> Pipeline:
+    """The SageMaker pipeline, with parameters defaulting to this project's settings."""
+    boto_session = boto_session or boto3.Session(region_name=region)
+    session = PipelineSession(boto_session=boto_session, default_bucket=bucket)
+    image_uri = image_uris.retrieve("xgboost", region, config.XGBOOST_FRAMEWORK_VERSION)
+
+    input_data = ParameterString("InputDataUrl", default_value=input_data_uri)
+    processing_instance_type = ParameterString(
+        "ProcessingInstanceType", default_value=config.PROCESSING_INSTANCE_TYPE
+    )
+    processing_instance_count = ParameterInteger("ProcessingInstanceCount", default_value=1)
+    training_instance_type = ParameterString(
+        "TrainingInstanceType", default_value=config.TRAINING_INSTANCE_TYPE
+    )
+    training_instance_count = ParameterInteger("TrainingInstanceCount", default_value=1)
+    quality_threshold = ParameterFloat("QualityThreshold", default_value=config.QUALITY_THRESHOLD)
+    approval_status = ParameterString(
+        "ModelApprovalStatus", default_value=config.MODEL_APPROVAL_STATUS
+    )
+    commit = ParameterString("CommitId", default_value=commit_id)
+
+    # One processor for both processing jobs: same image and instance type (the job names
+    # come from the step names at run time).
+    processor = ScriptProcessor(
+        role=role_arn,
+        image_uri=image_uri,
+        command=["python3"],
+        instance_type=processing_instance_type,
+        instance_count=processing_instance_count,
+        base_job_name=f"{config.PROJECT_SLUG}-processing",
+        sagemaker_session=session,
+        tags=config.TAGS,
+    )
+
+    def s3_input(name: str, source, local_dir: str) -> ProcessingInput:
+        return ProcessingInput(
+            input_name=name,
+            s3_input=ProcessingS3Input(
+                s3_uri=source,
+                local_path=f"{PROCESSING_DIR}/{local_dir}",
+                s3_data_type="S3Prefix",
+                s3_input_mode="File",
+            ),
+        )
+
+    def s3_output(step_name: str, name: str) -> ProcessingOutput:
+        return ProcessingOutput(
+            output_name=name,
+            s3_output=ProcessingS3Output(
+                s3_uri=execution_output(bucket, pipeline_name, step_name, name),
+                local_path=f"{PROCESSING_DIR}/{name}",
+                s3_upload_mode="EndOfJob",
+            ),
+        )
+
+    preprocess_step = ProcessingStep(
+        name=PREPROCESS_STEP,
+        step_args=processor.run(
+            code=str(STEPS_DIR / "preprocess.py"),
+            inputs=[s3_input("input", input_data, "input")],
+            outputs=[s3_output(PREPROCESS_STEP, name) for name in preprocess.SPLIT_FILE_NAMES],
+        ),
+        cache_config=STEP_CACHE,
+        retry_policies=JOB_RETRIES,
+    )
+
+    def split_uri(name: str):
+        return preprocess_step.properties.ProcessingOutputConfig.Outputs[name].S3Output.S3Uri
+
+    trainer = ModelTrainer(
+        training_image=image_uri,
+        compute=Compute(
+            instance_type=training_instance_type, instance_count=training_instance_count
+        ),
+        # Script mode of the XGBoost framework image: it fetches the code and runs it. (A
+        # ModelTrainer SourceCode would upload the code under a per-build timestamped key,
+        # which changes the step's arguments on every build and defeats the step cache.)
+        # The image's training toolkit reads every hyperparameter as JSON.
+        hyperparameters={
+            name: json.dumps(value)
+            for name, value in {
+                **train.DEFAULT_HYPERPARAMETERS,
+                "sagemaker_program": "train.py",
+                "sagemaker_submit_directory": upload_training_code(
+                    boto_session, bucket, pipeline_name
+                ),
+                "sagemaker_region": region,
+            }.items()
+        },
+        input_data_config=[
+            InputData(channel_name=name, data_source=split_uri(name), content_type="text/csv")
+            for name in ("train", "validation")
+        ],
+        output_data_config=OutputDataConfig(
+            s3_output_path=f"s3://{bucket}/{pipeline_name}/models", compression_type="GZIP"
+        ),
+        base_job_name=f"{config.PROJECT_SLUG}-train",
+        role=role_arn,
+        sagemaker_session=session,
+        tags=[Tag(key=tag["Key"], value=tag["Value"]) for tag in config.TAGS],
+    )
+    train_step = TrainingStep(
+        name=TRAIN_STEP,
+        step_args=trainer.train(),
+        cache_config=STEP_CACHE,
+        retry_policies=JOB_RETRIES,
+    )
+    model_data = train_step.properties.ModelArtifacts.S3ModelArtifacts
+
+    evaluation_report = PropertyFile(
+        name=EVALUATION_REPORT,
+        output_name=EVALUATION_OUTPUT,
+        path=evaluate.EVALUATION_FILE_NAME,
+    )
+    evaluate_step = ProcessingStep(
+        name=EVALUATE_STEP,
+        step_args=processor.run(
+            code=str(STEPS_DIR / "evaluate.py"),
+            inputs=[
+                s3_input("model", model_data, "model"),
+                s3_input("test", split_uri("test"), "test"),
+            ],
+            outputs=[s3_output(EVALUATE_STEP, EVALUATION_OUTPUT)],
+        ),
+        property_files=[evaluation_report],
+        retry_policies=JOB_RETRIES,
+    )
+    evaluation_uri = Join(
+        on="/",
+        values=[
+            evaluate_step.properties.ProcessingOutputConfig.Outputs[
+                EVALUATION_OUTPUT
+            ].S3Output.S3Uri,
+            evaluate.EVALUATION_FILE_NAME,
+        ],
+    )
+    quality = JsonGet(
+        step_name=EVALUATE_STEP,
+        property_file=evaluation_report,
+        json_path=f"binary_classification_metrics.{config.QUALITY_METRIC}.value",
+    )
+
+    model_builder = ModelBuilder(
+        s3_model_data_url=model_data,
+        image_uri=image_uri,
+        role_arn=role_arn,
+        sagemaker_session=session,
+        # The default ({"auto": True}) adds empty SAGEMAKER_PROGRAM variables to the
+        # container, which would switch the XGBoost image to script mode with no script.
+        dependencies=None,
+    )
+    register_step = ModelStep(
+        name=REGISTER_STEP,
+        step_args=model_builder.register(
+            model_package_group_name=config.MODEL_PACKAGE_GROUP_NAME,
+            content_types=CONTENT_TYPES,
+            response_types=RESPONSE_TYPES,
+            inference_instances=[config.ENDPOINT_INSTANCE_TYPE],
+            transform_instances=[config.ENDPOINT_INSTANCE_TYPE],
+            model_metrics=ModelMetrics(
+                model_quality=ModelQuality(
+                    statistics=MetricsSource(content_type="application/json", s3_uri=evaluation_uri)
+                )
+            ),
+            metadata_properties=MetadataProperties(
+                commit_id=commit, generated_by=ExecutionVariables.PIPELINE_EXECUTION_ARN
+            ),
+            approval_status=approval_status,
+            description=f"{config.PROJECT_NAME}: XGBoost binary classifier",
+        ),
+        # Creating a model package runs no job: only the service-side retries apply.
+        retry_policies=[SERVICE_RETRY],
+    )
+    fail_step = FailStep(
+        name=FAIL_STEP,
+        error_message=Join(
+            on=" ",
+            values=[
+                f"Quality gate failed: {config.QUALITY_METRIC}",
+                quality,
+                "is below the threshold",
+                quality_threshold,
+            ],
+        ),
+    )
+    quality_gate_step = ConditionStep(
+        name=QUALITY_GATE_STEP,
+        conditions=[ConditionGreaterThanOrEqualTo(left=quality, right=quality_threshold)],
+        if_steps=[register_step],
+        else_steps=[fail_step],
+    )
+
+    return Pipeline(
+        name=pipeline_name,
+        parameters=[
+            input_data,
+            processing_instance_type,
+            processing_instance_count,
+            training_instance_type,
+            training_instance_count,
+            quality_threshold,
+            approval_status,
+            commit,
+        ],
+        steps=[preprocess_step, train_step, evaluate_step, quality_gate_step],
+        sagemaker_session=session,
+    )

@@ -1,0 +1,67 @@
+"""`upsert` and `start --wait` against a moto server, as CodeBuild runs them against AWS."""
+
+import json
+import uuid
+
+import boto3
+import pytest
+
+from {{ cookiecutter.package_name }} import cli, config
+
+ROLE_ARN = "arn:aws:iam::123456789012:role/sagemaker-execution"
+FIRST_COMMIT = "a" * 40
+SECOND_COMMIT = "b" * 40
+
+
+@pytest.fixture
+def aws(moto_endpoint, monkeypatch):
+    """Every AWS client of this test talks to the moto server; a new artifact bucket exists."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    bucket = f"{config.PROJECT_SLUG}-artifacts-{uuid.uuid4().hex[:8]}"
+    s3 = boto3.client("s3", region_name=config.AWS_REGION)
+    if config.AWS_REGION == "us-east-1":
+        s3.create_bucket(Bucket=bucket)
+    else:
+        s3.create_bucket(
+            Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": config.AWS_REGION}
+        )
+    sagemaker = boto3.client("sagemaker", region_name=config.AWS_REGION)
+    return {"s3": s3, "sagemaker": sagemaker, "bucket": bucket}
+
+
+def test_upsert_creates_then_updates_and_start_waits_for_success(aws, capsys):
+    bucket = aws["bucket"]
+    settings = ["--role-arn", ROLE_ARN, "--bucket", bucket]
+    assert cli.main(["upsert", *settings, "--commit-id", FIRST_COMMIT]) == 0
+    assert cli.main(["upsert", *settings, "--commit-id", SECOND_COMMIT]) == 0
+    assert capsys.readouterr().out.count("Upserted arn:aws:sagemaker:") == 2
+
+    described = aws["sagemaker"].describe_pipeline(PipelineName=config.SAGEMAKER_PIPELINE_NAME)
+    definition = json.loads(described["PipelineDefinition"])
+    defaults = {param["Name"]: param["DefaultValue"] for param in definition["Parameters"]}
+    assert defaults["CommitId"] == SECOND_COMMIT
+    # The data set and the training code the definition points at were uploaded.
+    data_key = defaults["InputDataUrl"].removeprefix(f"s3://{bucket}/")
+    assert aws["s3"].head_object(Bucket=bucket, Key=data_key)["ContentLength"] > 0
+    (train_step,) = [step for step in definition["Steps"] if step["Type"] == "Training"]
+    code_uri = json.loads(train_step["Arguments"]["HyperParameters"]["sagemaker_submit_directory"])
+    aws["s3"].head_object(Bucket=bucket, Key=code_uri.removeprefix(f"s3://{bucket}/"))
+
+    argv = ["start", "--wait", "--poll-seconds", "0.1", "--commit-id", SECOND_COMMIT]
+    assert cli.main(argv) == 0
+    assert "Pipeline execution Succeeded" in capsys.readouterr().out
+    (execution,) = aws["sagemaker"].list_pipeline_executions(
+        PipelineName=config.SAGEMAKER_PIPELINE_NAME
+    )["PipelineExecutionSummaries"]
+    parameters = aws["sagemaker"].list_pipeline_parameters_for_execution(
+        PipelineExecutionArn=execution["PipelineExecutionArn"]
+    )["PipelineParameters"]
+    assert {"Name": "CommitId", "Value": SECOND_COMMIT} in parameters
+
+
+def test_upsert_into_a_missing_bucket_is_one_line(aws, capsys):
+    argv = ["upsert", "--role-arn", ROLE_ARN, "--bucket", "no-such-bucket", "--commit-id", "c"]
+    assert cli.main(argv) == 1
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1
+    assert "NoSuchBucket" in error

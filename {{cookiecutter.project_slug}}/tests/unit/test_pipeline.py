@@ -1,0 +1,199 @@
+"""The SageMaker pipeline definition, built once offline (moto) through the CLI.
+
+The pipeline module (and with it the SageMaker SDK) is imported by the fixtures, not at
+collection, so test workers that do not run these tests do not pay for the import.
+"""
+
+import hashlib
+import io
+import json
+import os
+import tarfile
+
+import pytest
+
+from {{ cookiecutter.package_name }} import cli, config, data
+from {{ cookiecutter.package_name }}.steps import train
+
+COMMIT_ID = "c0ffee" + "0" * 34
+PREPROCESS, TRAIN, EVALUATE = "PreprocessData", "TrainModel", "EvaluateModel"
+GATE, REGISTER, FAIL = "CheckModelQuality", "RegisterModel", "FailQualityGate"
+JOB_STEPS = [PREPROCESS, TRAIN, EVALUATE]
+
+
+@pytest.fixture(scope="module")
+def pipeline():
+    """The pipeline module."""
+    from {{ cookiecutter.package_name }} import pipeline
+
+    return pipeline
+
+
+@pytest.fixture(scope="module")
+def definition(tmp_path_factory):
+    """The definition `definition --offline` writes, as a dict, built with no AWS settings at
+    all in the environment (no credentials, region or SDK config): --offline brings its own."""
+    output = tmp_path_factory.mktemp("definition") / "pipeline-definition.json"
+    argv = ["definition", "--offline", "--output", str(output), "--commit-id", COMMIT_ID]
+    with pytest.MonkeyPatch.context() as patch:
+        for name in [name for name in os.environ if name.startswith(("AWS_", "SAGEMAKER_"))]:
+            patch.delenv(name)
+        assert cli.main(argv) == 0
+    return json.loads(output.read_text())
+
+
+@pytest.fixture(scope="module")
+def steps(definition):
+    """Every step by name, the condition's branches included."""
+    found = {}
+    for step in definition["Steps"]:
+        found[step["Name"]] = step
+        for branch in ("IfSteps", "ElseSteps"):
+            found.update({inner["Name"]: inner for inner in step["Arguments"].get(branch, [])})
+    return found
+
+
+def get(name: str) -> dict:
+    """The definition's reference to a pipeline parameter."""
+    return {"Get": f"Parameters.{name}"}
+
+
+def test_steps_and_types(definition, steps):
+    assert [step["Name"] for step in definition["Steps"]] == [
+        *JOB_STEPS,
+        GATE,
+    ]
+    assert {name: step["Type"] for name, step in steps.items()} == {
+        PREPROCESS: "Processing",
+        TRAIN: "Training",
+        EVALUATE: "Processing",
+        GATE: "Condition",
+        REGISTER: "RegisterModel",
+        FAIL: "Fail",
+    }
+    gate = steps[GATE]["Arguments"]
+    assert [step["Name"] for step in gate["IfSteps"]] == [REGISTER]
+    assert [step["Name"] for step in gate["ElseSteps"]] == [FAIL]
+
+
+def test_parameters_default_to_the_project_settings(definition):
+    defaults = {param["Name"]: param["DefaultValue"] for param in definition["Parameters"]}
+    digest = hashlib.sha256(data.dataset_csv_bytes()).hexdigest()[:16]
+    assert defaults == {
+        "InputDataUrl": defaults["InputDataUrl"],
+        "ProcessingInstanceType": config.PROCESSING_INSTANCE_TYPE,
+        "ProcessingInstanceCount": 1,
+        "TrainingInstanceType": config.TRAINING_INSTANCE_TYPE,
+        "TrainingInstanceCount": 1,
+        "QualityThreshold": config.QUALITY_THRESHOLD,
+        "ModelApprovalStatus": config.MODEL_APPROVAL_STATUS,
+        "CommitId": COMMIT_ID,
+    }
+    assert defaults["InputDataUrl"].endswith(f"/input/{digest}/{data.DATASET_FILE_NAME}")
+
+
+def test_training_reads_the_preprocessed_splits(steps):
+    channels = steps[TRAIN]["Arguments"]["InputDataConfig"]
+    assert {
+        channel["ChannelName"]: channel["DataSource"]["S3DataSource"]["S3Uri"]
+        for channel in channels
+    } == {
+        name: {"Get": f"Steps.{PREPROCESS}.ProcessingOutputConfig.Outputs['{name}'].S3Output.S3Uri"}
+        for name in ("train", "validation")
+    }
+
+
+def test_training_runs_the_script_in_the_xgboost_image(steps, pipeline):
+    arguments = steps[TRAIN]["Arguments"]
+    image = arguments["AlgorithmSpecification"]["TrainingImage"]
+    assert image.endswith(f"/sagemaker-xgboost:{config.XGBOOST_FRAMEWORK_VERSION}")
+    hyperparameters = arguments["HyperParameters"]
+    assert hyperparameters["sagemaker_program"] == '"train.py"'
+    code_uri = json.loads(hyperparameters["sagemaker_submit_directory"])
+    archive_digest = hashlib.sha256(pipeline.training_code_archive()).hexdigest()
+    assert code_uri.endswith(f"/code/{archive_digest}/sourcedir.tar.gz")
+    for name, value in train.DEFAULT_HYPERPARAMETERS.items():
+        assert json.loads(hyperparameters[name]) == value
+    assert arguments["ResourceConfig"]["InstanceType"] == get("TrainingInstanceType")
+
+
+def test_training_code_archive_is_stable_and_holds_the_script(pipeline):
+    archive = pipeline.training_code_archive()
+    assert archive == pipeline.training_code_archive()
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        assert tar.getnames() == ["train.py"]
+        assert tar.extractfile("train.py").read() == (pipeline.STEPS_DIR / "train.py").read_bytes()
+
+
+def test_evaluation_scores_the_trained_model_on_the_test_split(steps, pipeline):
+    arguments = steps[EVALUATE]["Arguments"]
+    sources = {
+        item["InputName"]: item["S3Input"]["S3Uri"] for item in arguments["ProcessingInputs"]
+    }
+    assert sources["model"] == {"Get": f"Steps.{TRAIN}.ModelArtifacts.S3ModelArtifacts"}
+    assert sources["test"] == {
+        "Get": f"Steps.{PREPROCESS}.ProcessingOutputConfig.Outputs['test'].S3Output.S3Uri"
+    }
+    assert steps[EVALUATE]["PropertyFiles"] == [
+        {
+            "PropertyFileName": pipeline.EVALUATION_REPORT,
+            "OutputName": pipeline.EVALUATION_OUTPUT,
+            "FilePath": "evaluation.json",
+        }
+    ]
+
+
+def test_gate_compares_the_configured_metric_with_the_threshold_parameter(steps):
+    (condition,) = steps[GATE]["Arguments"]["Conditions"]
+    assert condition["Type"] == "GreaterThanOrEqualTo"
+    assert condition["LeftValue"]["Std:JsonGet"]["Path"] == (
+        f"binary_classification_metrics.{config.QUALITY_METRIC}.value"
+    )
+    assert condition["RightValue"] == get("QualityThreshold")
+    message = steps[FAIL]["Arguments"]["ErrorMessage"]["Std:Join"]["Values"]
+    assert config.QUALITY_METRIC in message[0]
+    assert message[1] == condition["LeftValue"]
+    assert message[-1] == get("QualityThreshold")
+
+
+def test_registration_records_metrics_commit_and_approval(steps):
+    arguments = steps[REGISTER]["Arguments"]
+    assert arguments["ModelPackageGroupName"] == config.MODEL_PACKAGE_GROUP_NAME
+    assert arguments["ModelApprovalStatus"] == get("ModelApprovalStatus")
+    assert arguments["MetadataProperties"]["CommitId"] == get("CommitId")
+    statistics = arguments["ModelMetrics"]["ModelQuality"]["Statistics"]
+    assert statistics["ContentType"] == "application/json"
+    assert statistics["S3Uri"]["Std:Join"]["Values"][-1] == "evaluation.json"
+    (container,) = arguments["InferenceSpecification"]["Containers"]
+    assert container["ModelDataUrl"] == {"Get": f"Steps.{TRAIN}.ModelArtifacts.S3ModelArtifacts"}
+    # No SAGEMAKER_PROGRAM: the image serves the model in algorithm mode, without a script.
+    assert container["Environment"] == {}
+    assert "text/csv" in arguments["InferenceSpecification"]["SupportedContentTypes"]
+
+
+def test_data_and_training_steps_are_cached(steps):
+    cached = {name for name, step in steps.items() if step.get("CacheConfig", {}).get("Enabled")}
+    assert cached == {PREPROCESS, TRAIN}
+
+
+@pytest.mark.parametrize("step_name", JOB_STEPS)
+def test_job_steps_retry_throttling_and_capacity_errors(steps, step_name):
+    retried = {
+        exception
+        for policy in steps[step_name]["RetryPolicies"]
+        for exception in policy["ExceptionType"]
+    }
+    assert {"Step.THROTTLING", "SageMaker.CAPACITY_ERROR", "SageMaker.RESOURCE_LIMIT"} <= retried
+
+
+def test_registration_retries_throttling(steps):
+    (policy,) = steps[REGISTER]["RetryPolicies"]
+    assert "Step.THROTTLING" in policy["ExceptionType"]
+
+
+def test_job_outputs_are_unique_to_each_execution(steps):
+    for step_name in (PREPROCESS, EVALUATE):
+        outputs = steps[step_name]["Arguments"]["ProcessingOutputConfig"]["Outputs"]
+        for output in outputs:
+            values = output["S3Output"]["S3Uri"]["Std:Join"]["Values"]
+            assert {"Get": "Execution.PipelineExecutionId"} in values
