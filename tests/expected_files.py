@@ -1,19 +1,77 @@
-"""The exact file set of a bake, for each combination of answers."""
+"""The exact file set of a bake, for each combination of answers.
 
-# Files every bake has, whatever the answers (package folder written as <pkg>).
+Add a file here when you add one to the template: the bake tests compare both ways, so a
+file missing from a bake and a stray file in it both fail.
+"""
+
+# Files every bake has, whatever the answers (the package folder written as <pkg>).
 COMMON = """
 .gitignore
 .pre-commit-config.yaml
 Makefile
+README.md
 pyproject.toml
+buildspecs/build.yml
+buildspecs/deploy.yml
+buildspecs/test.yml
+data/README.md
+infra/config/prod.json
+infra/config/staging.json
+infra/endpoint.yml
 infra/infra.mk
+infra/model-build-pipeline.yml
+infra/model-deploy-pipeline.yml
+lambdas/merge_dev_to_master/README.md
+lambdas/merge_dev_to_master/app.py
+lambdas/merge_dev_to_master/merge_common.py
 src/<pkg>/__init__.py
+src/<pkg>/__main__.py
+src/<pkg>/aws.py
+src/<pkg>/cli.py
 src/<pkg>/config.py
+src/<pkg>/data.py
+src/<pkg>/deploy.py
+src/<pkg>/local.py
+src/<pkg>/pipeline.py
+src/<pkg>/pipeline_service.py
+src/<pkg>/registry.py
+src/<pkg>/server.py
+src/<pkg>/steps/__init__.py
+src/<pkg>/steps/evaluate.py
+src/<pkg>/steps/preprocess.py
+src/<pkg>/steps/train.py
 tests/conftest.py
+tests/integration/test_approval_rule.py
+tests/integration/test_endpoint.py
+tests/integration/test_endpoint_stack.py
+tests/integration/test_local_pipeline.py
+tests/integration/test_sagemaker_moto.py
+tests/unit/merge_lambda_support.py
+tests/unit/ml_support.py
+tests/unit/test_buildspecs.py
+tests/unit/test_cli.py
+tests/unit/test_data.py
+tests/unit/test_deploy.py
+tests/unit/test_infra_templates.py
+tests/unit/test_merge_lambda.py
+tests/unit/test_pipeline.py
+tests/unit/test_pipeline_service.py
+tests/unit/test_registry.py
+tests/unit/test_server.py
+tests/unit/test_steps.py
 """.split()
 
-# Files only some answers produce: (answer, value) -> files.
-CONDITIONAL: dict[tuple[str, object], list[str]] = {}
+# Files that only one value of an answer produces: (answer, value) -> files.
+CONDITIONAL: dict[tuple[str, object], list[str]] = {
+    ("source_provider", "codecommit"): [
+        "lambdas/merge_dev_to_master/codecommit_merge.py",
+        "tests/unit/test_merge_codecommit.py",
+    ],
+    ("source_provider", "github"): [
+        "lambdas/merge_dev_to_master/github_merge.py",
+        "tests/unit/test_merge_github.py",
+    ],
+}
 
 
 def expected_files(choices: dict, package: str = "churn_model") -> set[str]:
