@@ -90,5 +90,5 @@ teardown: $(NEEDS_VENV) ## Delete endpoints, pipelines, model packages and artif
 	$(AWS) cloudformation delete-stack --stack-name $(BUILD_STACK)
 	$(AWS) cloudformation wait stack-delete-complete --stack-name $(BUILD_STACK)
 {%- if cookiecutter.source_provider == 'codecommit' %}
-	@echo "Kept the CodeCommit repository {{ cookiecutter.__codecommit_repository_name }} (it holds the history); delete it with: $(AWS) codecommit delete-repository --repository-name {{ cookiecutter.__codecommit_repository_name }}"
+	@echo "Kept the CodeCommit repository {{ cookiecutter.__codecommit_repository_name }} (it holds the history); delete it with: $(AWS) codecommit delete-repository --repository-name {{ cookiecutter.__codecommit_repository_name }} (make bootstrap needs it gone to run again)"
 {%- endif %}

@@ -34,6 +34,8 @@ RESOURCE_STAR_ACTIONS = {
     "ecr:GetAuthorizationToken",
     "cloudwatch:PutMetricData",
     "sagemaker:ListModelPackages",
+    "sagemaker:ListPipelines",
+    "cloudformation:ValidateTemplate",
 }
 PACKAGE_ARN = "arn:aws:sagemaker:us-east-1:123456789012:model-package/group/3"
 COMMIT_ID = "0123456789abcdef0123456789abcdef01234567"
