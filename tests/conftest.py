@@ -58,10 +58,22 @@ def build_matrix() -> list[dict]:
 
 def matrix_id(choices: dict) -> str:
     """A readable test id: the main choices, name=value."""
-    return "-".join(f"{name}={choices[name]}" for name in MAIN_CHOICES)
+    main = "-".join(f"{name}={choices[name]}" for name in MAIN_CHOICES)
+    return f"longest-names-{main}" if choices.get("project_slug") else main
 
 
-MATRIX = build_matrix()
+# The longest names the hook accepts, in a region with a long name: every derived name and
+# every rendered line is at its longest here.
+LONGEST_NAMES = {
+    **build_matrix()[-1],
+    "project_name": "Customer Lifetime Value Forecast",
+    "project_slug": "customer-lifetime-value-forecast-xy",
+    "aws_region": "ap-southeast-2",
+    "dev_branch": "feature/very-long-development-branch",
+    "main_branch": "production-release-branch",
+    "github_repository": "some-long-organisation-name/customer-lifetime-value-forecast-xy",
+}
+MATRIX = [*build_matrix(), LONGEST_NAMES]
 DEFAULT = next(
     c
     for c in MATRIX

@@ -74,8 +74,9 @@ CONDITIONAL: dict[tuple[str, object], list[str]] = {
 }
 
 
-def expected_files(choices: dict, package: str = "churn_model") -> set[str]:
+def expected_files(choices: dict) -> set[str]:
     """The relative paths a bake with these choices must contain, and nothing else."""
+    package = choices.get("project_slug", "churn-model").replace("-", "_")
     names = list(COMMON)
     for (variable, value), files in CONDITIONAL.items():
         if choices.get(variable) == value:

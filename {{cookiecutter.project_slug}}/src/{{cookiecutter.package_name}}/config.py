@@ -8,7 +8,10 @@ import os
 
 PROJECT_NAME = {{ cookiecutter.project_name | tojson }}
 PROJECT_SLUG = "{{ cookiecutter.project_slug }}"
-AWS_REGION = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "{{ cookiecutter.aws_region }}"
+DEFAULT_AWS_REGION = "{{ cookiecutter.aws_region }}"
+AWS_REGION = (
+    os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_AWS_REGION
+)
 
 DEV_BRANCH = "{{ cookiecutter.dev_branch }}"
 MAIN_BRANCH = "{{ cookiecutter.main_branch }}"

@@ -1,4 +1,4 @@
-"""Deployment steps that infra/infra.mk runs: `python -m {{ cookiecutter.package_name }}.deploy <command>`.
+"""Deployment steps that infra/infra.mk runs, as `python -m <package>.deploy <command>`.
 
 stage-config           resolve the Approved model package of the commit being deployed and
                        write build/deploy/<stage>.json (a CloudFormation template
@@ -214,7 +214,8 @@ def run(args: argparse.Namespace) -> None:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """Parse the command line."""
     parser = argparse.ArgumentParser(
-        prog="python -m {{ cookiecutter.package_name }}.deploy", description=__doc__.splitlines()[0]
+        prog="python -m {{ cookiecutter.package_name }}.deploy",
+        description=__doc__.splitlines()[0],
     )
     commands = parser.add_subparsers(dest="command", required=True)
 

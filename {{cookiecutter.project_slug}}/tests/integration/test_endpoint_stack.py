@@ -21,9 +21,9 @@ SAGEMAKER_ARN_PREFIX = f"arn:aws:sagemaker:{config.AWS_REGION}:{ACCOUNT}"
 PACKAGE_ARN = f"{SAGEMAKER_ARN_PREFIX}:model-package/{config.MODEL_PACKAGE_GROUP_NAME}/"
 KEY_ID = "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"
 PIPELINE_ENVIRONMENT = {
-    "SAGEMAKER_ROLE_ARN": f"arn:aws:iam::{ACCOUNT}:role/{{ cookiecutter.__sagemaker_role_name }}",
+    "SAGEMAKER_ROLE_ARN": f"arn:aws:iam::{ACCOUNT}:role/{config.SAGEMAKER_ROLE_NAME}",
     "ARTIFACT_KEY_ARN": f"arn:aws:kms:{config.AWS_REGION}:{ACCOUNT}:key/{KEY_ID}",
-    "ARTIFACT_BUCKET": f"{{ cookiecutter.__artifact_bucket_prefix }}-{ACCOUNT}",
+    "ARTIFACT_BUCKET": f"{config.ARTIFACT_BUCKET_PREFIX}-{ACCOUNT}",
 }
 # moto skips the alarms (the unit tests assert them) and says so.
 pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS..CloudWatch..Alarm:UserWarning")

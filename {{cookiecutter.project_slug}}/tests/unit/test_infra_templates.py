@@ -26,6 +26,9 @@ PROD_APPROVAL = {{ 'True' if cookiecutter.prod_approval else 'False' }}
 STAGING_ENDPOINT_TYPE = "{{ cookiecutter.staging_endpoint }}"
 PYTHON_VERSION = "{{ cookiecutter.python_version }}"
 ARTIFACT_BUCKET_PREFIX = "{{ cookiecutter.__artifact_bucket_prefix }}"
+BUILD_PIPELINE_NAME = "{{ cookiecutter.__build_pipeline_name }}"
+DEPLOY_PIPELINE_NAME = "{{ cookiecutter.__deploy_pipeline_name }}"
+MERGE_FUNCTION_NAME = "{{ cookiecutter.__merge_function_name }}"
 SOURCE_PROVIDER_ACTION = {"codecommit": "CodeCommit", "github": "CodeStarSourceConnection"}
 # The only actions granted on Resource "*": their APIs have no resource-level permissions.
 RESOURCE_STAR_ACTIONS = {
@@ -194,7 +197,7 @@ def test_artifact_bucket_is_encrypted_versioned_private_and_tls_only() -> None:
     assert bucket["VersioningConfiguration"]["Status"] == "Enabled"
     assert all(bucket["PublicAccessBlockConfiguration"].values())
     expiring = {rule.get("Prefix") for rule in bucket["LifecycleConfiguration"]["Rules"]}
-    assert {"{{ cookiecutter.__build_pipeline_name[:20] }}/", "{{ cookiecutter.__deploy_pipeline_name[:20] }}/"} <= expiring
+    assert {f"{name[:20]}/" for name in (BUILD_PIPELINE_NAME, DEPLOY_PIPELINE_NAME)} <= expiring
     (deny,) = only_resource(document, "AWS::S3::BucketPolicy")["PolicyDocument"]["Statement"]
     assert deny["Effect"] == "Deny"
     assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
@@ -326,7 +329,7 @@ def test_merge_function_matches_the_lambda_contract() -> None:
     else:
         assert "secretsmanager:GetSecretValue" in actions
     log_group = document["Resources"]["MergeLogGroup"]["Properties"]
-    assert log_group["LogGroupName"] == "/aws/lambda/{{ cookiecutter.__merge_function_name }}"
+    assert log_group["LogGroupName"] == f"/aws/lambda/{MERGE_FUNCTION_NAME}"
 
 
 def test_approval_rule_matches_approved_packages_of_this_group() -> None:
