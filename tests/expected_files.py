@@ -21,6 +21,7 @@ infra/endpoint.yml
 infra/infra.mk
 infra/model-build-pipeline.yml
 infra/model-deploy-pipeline.yml
+infra/rehearse.mk
 lambdas/merge_dev_to_master/README.md
 lambdas/merge_dev_to_master/app.py
 lambdas/merge_dev_to_master/merge_common.py

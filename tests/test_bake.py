@@ -9,9 +9,9 @@ import yaml
 from conftest import BIN, DEFAULT, GITHUB, bake, make, run
 from expected_files import expected_files
 
-# Jinja that survived the bake: a cookiecutter variable or a tag. (Literal braces, as in
+# Jinja that survived the bake: a cookiecutter variable or a tag. (Other braces, as in
 # f-strings or CloudFormation's {{resolve:...}}, are legitimate.)
-UNRENDERED = re.compile(r"\{\{\s*cookiecutter|\{%|%\}")
+UNRENDERED = re.compile(r"\{\{\s*cookiecutter|\{%-?\s")
 
 
 def project_files(project: Path) -> set[str]:
