@@ -37,6 +37,20 @@ src/<pkg>/pipeline.py
 src/<pkg>/pipeline_service.py
 src/<pkg>/registry.py
 src/<pkg>/server.py
+src/<pkg>/rehearse/__init__.py
+src/<pkg>/rehearse/__main__.py
+src/<pkg>/rehearse/actions.py
+src/<pkg>/rehearse/approval.py
+src/<pkg>/rehearse/awscli.py
+src/<pkg>/rehearse/bootstrap.py
+src/<pkg>/rehearse/buildspec.py
+src/<pkg>/rehearse/cloudformation.py
+src/<pkg>/rehearse/environment.py
+src/<pkg>/rehearse/flow.py
+src/<pkg>/rehearse/merge.py
+src/<pkg>/rehearse/sagemaker_pipeline.py
+src/<pkg>/rehearse/source.py
+src/<pkg>/rehearse/standins.py
 src/<pkg>/steps/__init__.py
 src/<pkg>/steps/evaluate.py
 src/<pkg>/steps/preprocess.py
@@ -47,6 +61,7 @@ tests/integration/test_endpoint.py
 tests/integration/test_endpoint_stack.py
 tests/integration/test_local_pipeline.py
 tests/integration/test_sagemaker_moto.py
+tests/rehearsal/test_rehearse.py
 tests/unit/merge_lambda_support.py
 tests/unit/ml_support.py
 tests/unit/test_buildspecs.py
@@ -58,6 +73,7 @@ tests/unit/test_merge_lambda.py
 tests/unit/test_pipeline.py
 tests/unit/test_pipeline_service.py
 tests/unit/test_registry.py
+tests/unit/test_rehearse_buildspec.py
 tests/unit/test_server.py
 tests/unit/test_steps.py
 """.split()

@@ -105,6 +105,15 @@ def test_integration_tests_pass(choices, tmp_path):
     assert re.search(r"\d+ passed", result.stdout)
 
 
+@pytest.mark.parametrize("choices", [DEFAULT, GITHUB], ids=["default", "github"])
+def test_rehearsal_passes(choices, tmp_path):
+    # `make test-rehearsal` runs `make rehearse` and breaks buildspecs in copies of the repo.
+    project = bake(tmp_path, **choices)
+    result = make("test-rehearsal", project)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert re.search(r"\d+ passed", result.stdout)
+
+
 def test_git_repository_with_both_branches(baked):
     choices, project = baked
     branches = run(["git", "branch", "--format=%(HEAD)%(refname:short)"], project).stdout.split()

@@ -1,0 +1,5 @@
+"""`python -m <package>.rehearse`: rehearse the whole flow offline (see flow.py)."""
+
+from .flow import main
+
+raise SystemExit(main())

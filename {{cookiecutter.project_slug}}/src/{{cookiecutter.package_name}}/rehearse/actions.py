@@ -1,0 +1,529 @@
+"""Plays the actions of a CodePipeline that a template declares, in their order.
+
+Source hands on the working tree's files; CodeBuild runs the project's buildspec through the
+local runner with CodeBuild's environment; CloudFormation deploys into moto; a manual
+approval is approved; a Lambda invoke runs the function's handler in this process with
+stubbed clients. Artifacts are folders, `#{Namespace.Variable}` references are resolved from
+the variables earlier actions set, and a missing one fails like CodePipeline would.
+"""
+
+import json
+import re
+import shutil
+import subprocess
+import time
+import uuid
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .buildspec import (
+    collect_artifacts,
+    load_buildspec,
+    parse_buildspec,
+    report_files,
+    run_buildspec,
+)
+from .cloudformation import Stack, TemplateError, deploy_stack, resources_of_type
+from .merge import (
+    CodePipelineJobs,
+    GitCodeCommit,
+    LambdaContext,
+    StoredSecret,
+    codepipeline_job_event,
+    invoke_pipeline_lambda,
+)
+from .source import GitRepository, copy_tree
+from .standins import GitHubApi
+
+# install phases install uv and sync the virtual environment: downloads. The rehearsal runs
+# every make target with PYTHON (an interpreter that has the dependencies) instead.
+SKIPPED_PHASES = frozenset({"install"})
+# A build's time limit: its project's TimeoutInMinutes, at most this.
+MAX_BUILD_SECONDS = 15 * 60
+DEFAULT_BUILD_MINUTES = 60
+PIPELINE_VARIABLE = re.compile(r"#\{([A-Za-z0-9@_-]+)\.([A-Za-z0-9@_-]+)\}")
+CLOUDFORMATION_MODES = ("CREATE_UPDATE", "REPLACE_ON_FAILURE")
+
+
+class ActionFailed(Exception):
+    """An action failed; the message names the command or the problem."""
+
+    def __init__(self, problem: str, log_path: Path | None = None) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.log_path = log_path
+
+
+@dataclass
+class Workspace:
+    """What every action of a rehearsal shares: the source, moto's clients, the paths."""
+
+    git: GitRepository
+    commit: str
+    source_dir: Path
+    work_dir: Path
+    log_dir: Path
+    python: str
+    package: str
+    region: str
+    account_id: str
+    clients: dict[str, Any]
+    base_env: dict[str, str]
+    github_token: str
+
+    def run_python(
+        self, args: list[str], log_path: Path, cwd: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run `PYTHON args` in the source (its src/ importable); stderr to the log."""
+        cwd = cwd or self.source_dir
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = {**self.base_env, "PYTHONPATH": str(cwd / "src")}
+        with open(log_path, "a", encoding="utf-8") as log:
+            log.write(f"$ python {' '.join(args)}\n")
+            log.flush()
+            result = subprocess.run(
+                [self.python, *args],
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+                check=False,
+            )
+            log.write(result.stdout)
+        return result
+
+
+@dataclass(frozen=True)
+class PipelineAction:
+    """One action of a CodePipeline, as the template declares it."""
+
+    stage: str
+    name: str
+    category: str
+    provider: str
+    configuration: dict[str, Any]
+    input_artifacts: tuple[str, ...]
+    output_artifacts: tuple[str, ...]
+    namespace: str | None
+
+
+def pipeline_resource(stack: Stack) -> tuple[str, dict[str, Any]]:
+    """(logical id, resource) of the template's one CodePipeline."""
+    pipelines = resources_of_type(stack.template, "AWS::CodePipeline::Pipeline")
+    if len(pipelines) != 1:
+        raise TemplateError(f"{stack.name}: expected one CodePipeline, found {len(pipelines)}")
+    return next(iter(pipelines.items()))
+
+
+def pipeline_actions(stack: Stack) -> list[PipelineAction]:
+    """The actions of the template's CodePipeline, in the order they run."""
+    _, resource = pipeline_resource(stack)
+    actions = []
+    for stage in resource["Properties"]["Stages"]:
+        for action in sorted(stage["Actions"], key=lambda item: int(item.get("RunOrder", 1))):
+            actions.append(
+                PipelineAction(
+                    stage=stage["Name"],
+                    name=action["Name"],
+                    category=action["ActionTypeId"]["Category"],
+                    provider=action["ActionTypeId"]["Provider"],
+                    configuration=dict(action.get("Configuration", {})),
+                    input_artifacts=tuple(
+                        item["Name"] for item in action.get("InputArtifacts", [])
+                    ),
+                    output_artifacts=tuple(
+                        item["Name"] for item in action.get("OutputArtifacts", [])
+                    ),
+                    namespace=action.get("Namespace"),
+                )
+            )
+    return actions
+
+
+def slug(text: str) -> str:
+    """A file-name-safe form of a name."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")
+
+
+@dataclass
+class PipelinePlayer:
+    """One execution of a CodePipeline: its artifacts and variables, action by action."""
+
+    workspace: Workspace
+    stack: Stack
+    commit: str
+    artifacts: dict[str, Path] = field(default_factory=dict)
+    variables: dict[str, dict[str, str]] = field(default_factory=dict)
+    skipped_phases: dict[str, set[str]] = field(default_factory=dict)
+    runtimes: set[str] = field(default_factory=set)
+    build_number: int = 0
+
+    def __post_init__(self) -> None:
+        # CodePipeline's own namespace, available to every action.
+        self.variables["codepipeline"] = {"PipelineExecutionId": str(uuid.uuid4())}
+
+    @property
+    def name(self) -> str:
+        """The pipeline's name."""
+        return self.stack.physical_id(pipeline_resource(self.stack)[0])
+
+    def actions(self) -> list[PipelineAction]:
+        """The pipeline's actions in order."""
+        return pipeline_actions(self.stack)
+
+    def play(self, action: PipelineAction) -> str:
+        """Run one action; a line saying what ran. ActionFailed when it fails."""
+        players: dict[str, Callable[[PipelineAction], str]] = {
+            "CodeBuild": self._codebuild,
+            "CloudFormation": self._cloudformation,
+            "Manual": self._manual_approval,
+            "Lambda": self._lambda,
+        }
+        if action.category == "Source":
+            return self._source(action)
+        if action.provider not in players:
+            raise ActionFailed(f"provider {action.provider} is not played by the rehearsal")
+        return players[action.provider](action)
+
+    # ------------------------------------------------------------------ references
+
+    def resolve_variables(self, text: str) -> str:
+        """text with each #{Namespace.Variable} replaced by what an earlier action set."""
+
+        def value_of(match: re.Match[str]) -> str:
+            """The value of one #{Namespace.Variable}."""
+            namespace, name = match.groups()
+            if namespace not in self.variables:
+                raise ActionFailed(f"{match.group(0)}: no earlier action has namespace {namespace}")
+            if name not in self.variables[namespace]:
+                known = ", ".join(sorted(self.variables[namespace])) or "none"
+                raise ActionFailed(
+                    f"{match.group(0)}: namespace {namespace} has no variable {name} (it has:"
+                    f" {known})"
+                )
+            return self.variables[namespace][name]
+
+        return PIPELINE_VARIABLE.sub(value_of, text)
+
+    def artifact(self, name: str) -> Path:
+        """The folder of an artifact an earlier action produced."""
+        if name not in self.artifacts:
+            raise ActionFailed(f"input artifact {name} was not produced by an earlier action")
+        return self.artifacts[name]
+
+    def artifact_file(self, reference: str, setting: str) -> Path:
+        """The file an `Artifact::path` setting names."""
+        artifact, separator, relative = reference.partition("::")
+        if not separator:
+            raise ActionFailed(f"{setting} {reference!r} is not <artifact>::<path>")
+        path = self.artifact(artifact) / relative
+        if not path.is_file():
+            raise ActionFailed(f"{setting} {reference}: artifact {artifact} has no file {relative}")
+        return path
+
+    def _configuration(self, action: PipelineAction) -> dict[str, Any]:
+        """The action's configuration with its references and variables resolved."""
+        return {
+            key: self.resolve_variables(value) if isinstance(value, str) else value
+            for key, value in self.stack.resolve(action.configuration).items()
+        }
+
+    # ------------------------------------------------------------------ providers
+
+    def _source(self, action: PipelineAction) -> str:
+        workspace = self.workspace
+        if self.commit != workspace.commit:
+            raise ActionFailed(
+                f"source at {self.commit}: only HEAD ({workspace.commit}) is rehearsed"
+            )
+        for name in action.output_artifacts:
+            self.artifacts[name] = workspace.source_dir
+        configuration = self.stack.resolve(action.configuration)
+        git = workspace.git
+        variables = {
+            "CommitId": self.commit,
+            "CommitMessage": git.commit_field(self.commit, "%s"),
+            "AuthorDate": git.commit_field(self.commit, "%aI"),
+            "CommitterDate": git.commit_field(self.commit, "%cI"),
+            "BranchName": str(configuration.get("BranchName", "")),
+        }
+        for setting in ("RepositoryName", "FullRepositoryId", "ConnectionArn"):
+            if setting in configuration:
+                variables[setting] = str(configuration[setting])
+        if action.namespace:
+            self.variables[action.namespace] = variables
+        return f"{action.provider} at {self.commit[:12]} ({variables['BranchName']}): working tree"
+
+    def _codebuild(self, action: PipelineAction) -> str:
+        workspace = self.workspace
+        project_id, project = self._codebuild_project(action)
+        properties = self.stack.resolve(project["Properties"])
+        project_name = str(properties.get("Name") or self.stack.physical_id(project_id))
+        input_name = action.configuration.get("PrimarySource") or action.input_artifacts[0]
+        build_dir = workspace.work_dir / slug(self.name) / slug(action.name)
+        copy_tree(self.artifact(input_name), build_dir)
+        buildspec_ref = str(properties["Source"].get("BuildSpec", "buildspec.yml"))
+        if "\n" in buildspec_ref:
+            inline = Path(f"{project_name} (inline buildspec)")
+            buildspec = parse_buildspec(yaml.safe_load(buildspec_ref), inline)
+        else:
+            buildspec = load_buildspec(build_dir / buildspec_ref, buildspec_ref)
+        variables = {
+            item["Name"]: self._variable(item["Name"], str(item["Value"]), item.get("Type"))
+            for item in properties["Environment"].get("EnvironmentVariables", [])
+        }
+        overrides = json.loads(action.configuration.get("EnvironmentVariables", "[]"))
+        for item in overrides:
+            value = self.resolve_variables(str(item["value"]))
+            variables[item["name"]] = self._variable(item["name"], value, item.get("type"))
+        log_path = workspace.log_dir / slug(self.name) / f"{slug(action.name)}.log"
+        minutes = int(properties.get("TimeoutInMinutes", DEFAULT_BUILD_MINUTES))
+        run = run_buildspec(
+            buildspec,
+            build_dir,
+            log_path,
+            self._codebuild_environment(project_name, action, properties),
+            variables,
+            skip_phases=SKIPPED_PHASES,
+            parameter_store=self._parameter,
+            secrets_manager=self._secret,
+            timeout_seconds=min(MAX_BUILD_SECONDS, 60 * minutes),
+            python=workspace.python,
+        )
+        for phase in run.skipped_phases:
+            self.skipped_phases.setdefault(phase, set()).add(str(buildspec.path))
+        self.runtimes.update(
+            f"{name} {version}" for name, version in buildspec.runtime_versions().items()
+        )
+        failure = run.first_failure
+        if failure is not None:
+            how = "timed out" if failure.timed_out else f"exited with status {failure.exit_status}"
+            raise ActionFailed(
+                f"{buildspec.path}, phase {failure.phase}: command `{failure.command}` {how}"
+                f" (CodeBuild project {project_name})",
+                log_path,
+            )
+        if action.namespace:
+            self.variables[action.namespace] = run.exported
+        for name in action.output_artifacts:
+            artifact_dir = workspace.work_dir / "artifacts" / slug(self.name) / slug(name)
+            shutil.rmtree(artifact_dir, ignore_errors=True)
+            collect_artifacts(buildspec, build_dir, artifact_dir)
+            self.artifacts[name] = artifact_dir
+        ran = str(buildspec.path)
+        if "MAKE_TARGETS" in variables:
+            ran += f" (MAKE_TARGETS={variables['MAKE_TARGETS']})"
+        tests = junit_test_count(report_files(buildspec, build_dir))
+        return ran + (f", {tests} JUnit tests" if tests else "")
+
+    def _codebuild_project(self, action: PipelineAction) -> tuple[str, dict[str, Any]]:
+        projects = resources_of_type(self.stack.template, "AWS::CodeBuild::Project")
+        reference = action.configuration.get("ProjectName")
+        if isinstance(reference, dict) and reference.get("Ref") in projects:
+            return reference["Ref"], projects[reference["Ref"]]
+        name = self.stack.resolve(reference)
+        for logical_id, project in projects.items():
+            if self.stack.physical_id(logical_id) == name:
+                return logical_id, project
+        raise ActionFailed(f"ProjectName {name} is not a CodeBuild project of {self.stack.name}")
+
+    def _codebuild_environment(
+        self, project_name: str, action: PipelineAction, properties: dict[str, Any]
+    ) -> dict[str, str]:
+        """CodeBuild's own variables for a build a pipeline action starts."""
+        workspace = self.workspace
+        self.build_number += 1
+        build_id = f"{project_name}:{uuid.uuid4()}"
+        artifact_store = self.stack.resolve(pipeline_resource(self.stack)[1]["Properties"])[
+            "ArtifactStore"
+        ]["Location"]
+        input_name = action.input_artifacts[0] if action.input_artifacts else "source"
+        source_object = f"{self.name[:20]}/{input_name[:20]}/{uuid.uuid4().hex[:7]}"
+        return {
+            **workspace.base_env,
+            "CODEBUILD_BUILD_ID": build_id,
+            "CODEBUILD_BUILD_ARN": (
+                f"arn:aws:codebuild:{workspace.region}:{workspace.account_id}:build/{build_id}"
+            ),
+            "CODEBUILD_BUILD_NUMBER": str(self.build_number),
+            "CODEBUILD_BUILD_IMAGE": str(properties["Environment"].get("Image", "")),
+            "CODEBUILD_KMS_KEY_ID": str(properties.get("EncryptionKey", "")),
+            "CODEBUILD_INITIATOR": f"codepipeline/{self.name}",
+            "CODEBUILD_RESOLVED_SOURCE_VERSION": self.commit,
+            "CODEBUILD_SOURCE_VERSION": f"arn:aws:s3:::{artifact_store}/{source_object}",
+            "CODEBUILD_CI": "true",
+            "CODEBUILD_START_TIME": str(int(time.time() * 1000)),
+            "CODEBUILD_LOG_PATH": str(uuid.uuid4()),
+        }
+
+    def _variable(self, name: str, value: str, kind: str | None) -> str:
+        """An environment variable's value by its type (plain, Parameter Store, secret)."""
+        if kind == "PARAMETER_STORE":
+            return self._parameter(value)
+        if kind == "SECRETS_MANAGER":
+            return self._secret(value)
+        if kind not in (None, "PLAINTEXT"):
+            raise ActionFailed(f"environment variable {name}: type {kind} is not played")
+        return value
+
+    def _parameter(self, name: str) -> str:
+        ssm = self.workspace.clients["ssm"]
+        try:
+            return ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
+        except ssm.exceptions.ParameterNotFound as error:
+            raise KeyError(name) from error
+
+    def _secret(self, secret_id: str) -> str:
+        secrets = self.workspace.clients["secretsmanager"]
+        try:
+            return secrets.get_secret_value(SecretId=secret_id)["SecretString"]
+        except secrets.exceptions.ResourceNotFoundException as error:
+            raise KeyError(secret_id) from error
+
+    def _cloudformation(self, action: PipelineAction) -> str:
+        configuration = self._configuration(action)
+        mode = configuration.get("ActionMode")
+        if mode not in CLOUDFORMATION_MODES:
+            raise ActionFailed(
+                f"ActionMode {mode} is not played ({', '.join(CLOUDFORMATION_MODES)} are)"
+            )
+        template = self.artifact_file(configuration["TemplatePath"], "TemplatePath")
+        parameters: dict[str, str] = {}
+        tags: dict[str, str] = {}
+        if "TemplateConfiguration" in configuration:
+            path = self.artifact_file(
+                configuration["TemplateConfiguration"], "TemplateConfiguration"
+            )
+            try:
+                document = json.loads(path.read_text())
+            except ValueError as error:
+                raise ActionFailed(
+                    f"TemplateConfiguration {path.name} is not JSON: {error}"
+                ) from error
+            parameters.update(
+                {key: str(value) for key, value in document.get("Parameters", {}).items()}
+            )
+            tags.update({key: str(value) for key, value in document.get("Tags", {}).items()})
+        if "ParameterOverrides" in configuration:
+            overrides = json.loads(configuration["ParameterOverrides"])
+            parameters.update({key: str(value) for key, value in overrides.items()})
+        capabilities = tuple(
+            item for item in str(configuration.get("Capabilities", "")).split(",") if item
+        )
+        outputs = deploy_stack(
+            self.workspace.clients["cloudformation"],
+            configuration["StackName"],
+            template,
+            parameters,
+            tags,
+            configuration.get("RoleArn"),
+            capabilities,
+        )
+        if action.namespace:
+            self.variables[action.namespace] = outputs
+        if configuration.get("OutputFileName") and action.output_artifacts:
+            artifact_dir = self.workspace.work_dir / "artifacts" / slug(self.name)
+            artifact_dir = artifact_dir / slug(action.output_artifacts[0])
+            artifact_dir.mkdir(parents=True, exist_ok=True)
+            (artifact_dir / configuration["OutputFileName"]).write_text(json.dumps(outputs))
+            self.artifacts[action.output_artifacts[0]] = artifact_dir
+        files = [configuration["TemplatePath"], configuration.get("TemplateConfiguration")]
+        return f"stack {configuration['StackName']} from {', '.join(filter(None, files))}"
+
+    def _manual_approval(self, action: PipelineAction) -> str:
+        return "approved by the rehearsal (a person approves it in the console)"
+
+    def _lambda(self, action: PipelineAction) -> str:
+        workspace = self.workspace
+        reference = action.configuration.get("FunctionName")
+        if not (
+            isinstance(reference, dict) and reference.get("Ref") in self.stack.template["Resources"]
+        ):
+            raise ActionFailed(f"FunctionName {reference} is not a function of {self.stack.name}")
+        function = self.stack.resolve(self.stack.resource(reference["Ref"])["Properties"])
+        environment = {
+            key: str(value)
+            for key, value in function.get("Environment", {}).get("Variables", {}).items()
+        }
+        code_dir = workspace.work_dir / "functions" / slug(action.name)
+        self._function_code(function["Code"], code_dir)
+        user_parameters = str(self._configuration(action).get("UserParameters", ""))
+        services: dict[str, Any] = {}
+        codecommit = github = None
+        if "REPOSITORY_NAME" in environment:
+            codecommit = GitCodeCommit(workspace.git, environment["REPOSITORY_NAME"])
+            services["codecommit"] = codecommit
+        if "GITHUB_TOKEN_SECRET_ARN" in environment:
+            services["secretsmanager"] = StoredSecret(
+                environment["GITHUB_TOKEN_SECRET_ARN"], workspace.github_token
+            )
+            github = GitHubApi(
+                workspace.git, environment.get("GITHUB_REPOSITORY", ""), workspace.github_token
+            )
+            github.start()
+            environment["GITHUB_API_URL"] = github.url
+        environment.update({"AWS_REGION": workspace.region, "AWS_DEFAULT_REGION": workspace.region})
+        function_name = str(function.get("FunctionName", reference["Ref"]))
+        event = codepipeline_job_event(
+            str(uuid.uuid4()), workspace.account_id, function_name, user_parameters
+        )
+        try:
+            result = invoke_pipeline_lambda(
+                code_dir,
+                function["Handler"],
+                environment,
+                event,
+                LambdaContext(function_name, int(function.get("Timeout", 3))),
+                services,
+                workspace.region,
+                CodePipelineJobs(),
+            )
+        finally:
+            if github is not None:
+                github.stop()
+        calls = result.calls + (
+            [f"github:{request}" for request in github.requests] if github else []
+        )
+        log_path = workspace.log_dir / slug(self.name) / f"{slug(action.name)}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_path.write_text(
+            f"event: {json.dumps(event)}\ncalls: {', '.join(calls)}\n{result.log_text}"
+        )
+        if not result.succeeded:
+            raise ActionFailed(f"the function reported failure: {result.message}", log_path)
+        moved = codecommit.moved if codecommit else (github.moved if github else {})
+        written = "the move is recorded, not written to git" if moved else "nothing to write"
+        return f"{function['Handler']}: {result.message} ({written}; {len(calls)} stubbed calls)"
+
+    def _function_code(self, code: dict[str, Any], code_dir: Path) -> None:
+        """Unpack a function's code (its zip in moto's S3, or inline) into code_dir."""
+        shutil.rmtree(code_dir, ignore_errors=True)
+        code_dir.mkdir(parents=True)
+        if "ZipFile" in code:
+            (code_dir / "index.py").write_text(code["ZipFile"])
+            return
+        archive = code_dir.parent / f"{code_dir.name}.zip"
+        self.workspace.clients["s3"].download_file(code["S3Bucket"], code["S3Key"], str(archive))
+        with zipfile.ZipFile(archive) as zipped:
+            zipped.extractall(code_dir)
+
+
+def junit_test_count(reports: dict[str, list[Path]]) -> int:
+    """How many test cases the JUnit report files hold."""
+    import xml.etree.ElementTree as ElementTree
+
+    count = 0
+    for files in reports.values():
+        for path in files:
+            try:
+                count += sum(1 for _ in ElementTree.parse(path).iter("testcase"))
+            except ElementTree.ParseError:
+                continue
+    return count

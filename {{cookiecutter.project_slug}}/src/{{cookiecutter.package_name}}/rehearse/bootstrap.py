@@ -1,0 +1,130 @@
+"""What `make bootstrap` leaves in an account, created in moto from the templates.
+
+moto's CloudFormation cannot deploy the pipeline stacks (it has no CodePipeline, CodeBuild
+or CodeCommit resources), so the resources the flow touches are created with the values the
+templates give them: the artifact bucket (versioned), its KMS key, the IAM roles, the model
+package group; and the merge function is packaged and uploaded as `make bootstrap` does.
+The two stacks then resolve every reference (Ref, GetAtt, ImportValue) to those resources.
+"""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .actions import Workspace
+from .cloudformation import Stack, check_parameters, load_template, resources_of_type
+
+BUILD_TEMPLATE = Path("infra", "model-build-pipeline.yml")
+DEPLOY_TEMPLATE = Path("infra", "model-deploy-pipeline.yml")
+LAMBDAS_DIR = Path("lambdas")
+MERGE_FUNCTION_ENTRY = "app.py"
+MERGE_CODE_KEY_PARAMETER = "MergeFunctionCodeKey"
+GITHUB_SECRET_PARAMETER = "GitHubTokenSecretArn"
+
+
+class BootstrapError(RuntimeError):
+    """The resources cannot be created from the templates; the message says why."""
+
+
+@dataclass
+class Stacks:
+    """The two pipeline stacks, resolvable against what the bootstrap created."""
+
+    build: Stack
+    deploy: Stack
+
+
+def bootstrap(
+    workspace: Workspace, build_stack_name: str, deploy_stack_name: str, github_secret_name: str
+) -> Stacks:
+    """Create the build stack's resources in moto; both stacks, ready to resolve."""
+    clients = workspace.clients
+    template = load_template(workspace.source_dir / BUILD_TEMPLATE)
+    build = Stack(build_stack_name, template, workspace.account_id, workspace.region)
+    for logical_id in resources_of_type(template, "AWS::KMS::Key"):
+        key = clients["kms"].create_key(Description=f"{build_stack_name} {logical_id}")
+        build.physical_ids[logical_id] = key["KeyMetadata"]["KeyId"]
+        build.attributes[(logical_id, "Arn")] = key["KeyMetadata"]["Arn"]
+    for logical_id in resources_of_type(template, "AWS::S3::Bucket"):
+        _create_bucket(clients["s3"], build.physical_id(logical_id), workspace.region)
+    for logical_id, resource in resources_of_type(template, "AWS::IAM::Role").items():
+        trust = build.resolve(resource["Properties"]["AssumeRolePolicyDocument"])
+        role = clients["iam"].create_role(
+            RoleName=build.physical_id(logical_id), AssumeRolePolicyDocument=json.dumps(trust)
+        )
+        build.attributes[(logical_id, "Arn")] = role["Role"]["Arn"]
+    for logical_id in resources_of_type(template, "AWS::SageMaker::ModelPackageGroup"):
+        clients["sagemaker"].create_model_package_group(
+            ModelPackageGroupName=build.physical_id(logical_id)
+        )
+    exports = build.exported_values()
+    deploy_template = load_template(workspace.source_dir / DEPLOY_TEMPLATE)
+    declared = deploy_template.get("Parameters", {})
+    parameters = {}
+    if MERGE_CODE_KEY_PARAMETER in declared:
+        parameters[MERGE_CODE_KEY_PARAMETER] = upload_merge_function(workspace, build)
+    if GITHUB_SECRET_PARAMETER in declared:
+        secret = clients["secretsmanager"].create_secret(
+            Name=github_secret_name, SecretString=workspace.github_token
+        )
+        parameters[GITHUB_SECRET_PARAMETER] = secret["ARN"]
+    # What `aws cloudformation deploy` would refuse before creating anything.
+    check_parameters(deploy_template, parameters, str(DEPLOY_TEMPLATE))
+    deploy = Stack(
+        deploy_stack_name,
+        deploy_template,
+        workspace.account_id,
+        workspace.region,
+        parameter_values=parameters,
+        exports=exports,
+    )
+    return Stacks(build=build, deploy=deploy)
+
+
+def _create_bucket(s3: Any, bucket: str, region: str) -> None:
+    """A versioned bucket (us-east-1 takes no location constraint)."""
+    location = {} if region == "us-east-1" else {"LocationConstraint": region}
+    if location:
+        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration=location)
+    else:
+        s3.create_bucket(Bucket=bucket)
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+
+
+def upload_merge_function(workspace: Workspace, build: Stack) -> str:
+    """Zip the merge function with the deploy module, as make bootstrap does, and upload it
+    to the artifact bucket; its S3 key."""
+    folders = sorted(
+        path.parent
+        for path in (workspace.source_dir / LAMBDAS_DIR).glob(f"*/{MERGE_FUNCTION_ENTRY}")
+    )
+    if len(folders) != 1:
+        raise BootstrapError(
+            f"expected one function folder with {MERGE_FUNCTION_ENTRY} under {LAMBDAS_DIR}/,"
+            f" found {len(folders)}"
+        )
+    output_dir = workspace.work_dir / "lambda"
+    log_path = workspace.log_dir / "bootstrap.log"
+    result = workspace.run_python(
+        [
+            "-m",
+            f"{workspace.package}.deploy",
+            "package-lambda",
+            "--source",
+            str(folders[0].relative_to(workspace.source_dir)),
+            "--output-dir",
+            str(output_dir),
+        ],
+        log_path,
+    )
+    lines = result.stdout.strip().splitlines()
+    if result.returncode != 0 or not lines:
+        raise BootstrapError(f"packaging {folders[0].name} failed: see {log_path}")
+    key = lines[-1]
+    buckets = resources_of_type(build.template, "AWS::S3::Bucket")
+    if len(buckets) != 1:
+        raise BootstrapError(f"{BUILD_TEMPLATE} should have one bucket, the artifact bucket")
+    bucket = build.physical_id(next(iter(buckets)))
+    workspace.clients["s3"].upload_file(str(output_dir / key.rsplit("/", 1)[-1]), bucket, key)
+    return key

@@ -1,0 +1,543 @@
+"""`make rehearse`: the whole GitOps flow, offline, in about a minute.
+
+Against a moto server on a free 127.0.0.1 port (always stopped at the end), it plays what AWS
+would do with this commit, reading both pipelines from infra/*.yml:
+
+1. Model build: the model build pipeline's actions in order: Source hands CodeBuild the
+   working tree's files; each CodeBuild action runs its project's buildspec through the local
+   buildspec runner with the environment CodeBuild gives (source version, region, the
+   project's and the action's variables, the stack outputs they reference). The SageMaker
+   pipeline execution the Train action starts in moto is then played from its definition:
+   jobs through the local runner, outputs to S3, the quality gate, the registration.
+2. Approval: the package is approved (model_approval manual); the deploy pipeline's approval
+   rule must pass its state-change event on a moto event bus with an SQS target, and the
+   rule's starter function must start the deploy pipeline at the commit that built it.
+3. Model deploy: the deploy pipeline's actions: buildspecs as above, CloudFormation deploys
+   into moto, manual approvals approved; endpoint tests are answered by the local inference
+   server serving the deployed package's artifact.
+4. Merge: the merge Lambda's handler, run here on the job event the pipeline sends, with
+   stubbed AWS clients that check each request against the service model.
+
+Nothing is downloaded: install phases are skipped (PYTHON has the dependencies) and listed in
+the summary. Each stage prints a line when it starts and when it ends; a failure names the
+stage, the action and the command, and the logs stay under build/rehearsal/.
+"""
+
+import argparse
+import contextlib
+import logging
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from .. import config
+from .actions import ActionFailed, PipelinePlayer, Workspace
+from .approval import (
+    ApprovalFailed,
+    approval_rule,
+    approve,
+    deliver_state_change,
+    start_deploy,
+    started_commit,
+)
+from .bootstrap import BUILD_TEMPLATE, DEPLOY_TEMPLATE, BootstrapError, Stacks, bootstrap
+from .buildspec import BuildspecError
+from .cloudformation import TemplateError
+from .environment import (
+    DIFFERENCES_FROM_CODEBUILD,
+    build_environment,
+    process_environment,
+    write_aws_stand_in,
+)
+from .sagemaker_pipeline import ExecutionPlayer, PipelineExecutionError, newest_execution
+from .source import GitRepository, SourceError, snapshot
+from .standins import ContainerCredentials, SageMakerRuntime, StandInError
+
+PACKAGE = __package__.rpartition(".")[0]
+REGION = "{{ cookiecutter.aws_region }}"
+BUILD_STACK_NAME = "{{ cookiecutter.__build_stack_name }}"
+DEPLOY_STACK_NAME = "{{ cookiecutter.__deploy_stack_name }}"
+# The secret `make bootstrap` reads the GitHub token from (github option).
+GITHUB_SECRET_NAME = "{{ cookiecutter.__github_token_secret_name }}"
+GITHUB_TOKEN = "rehearsal-github-token"
+DEFAULT_LOG_DIR = Path("build", "rehearsal")
+# moto's default account; every ARN of a rehearsal is in it.
+ACCOUNT_ID = "123456789012"
+# The builds' credentials, served the way CodeBuild serves them.
+BUILD_ACCESS_KEY_ID = "ASIAREHEARSALBUILD00"
+BUILD_SECRET_ACCESS_KEY = "rehearsal-build-secret"
+BUILD_SESSION_TOKEN = "rehearsal-build-session"
+MOTO_CLIENTS = (
+    "s3",
+    "sagemaker",
+    "iam",
+    "kms",
+    "events",
+    "sqs",
+    "cloudformation",
+    "ssm",
+    "secretsmanager",
+)
+STAGES = ("Model build", "Approval", "Model deploy", "Merge")
+TAIL_LINES = 15
+# What a failing step raises, as opposed to a defect of the rehearsal itself.
+EXPECTED_FAILURES = (
+    ActionFailed,
+    ApprovalFailed,
+    BootstrapError,
+    BuildspecError,
+    PipelineExecutionError,
+    SourceError,
+    StandInError,
+    TemplateError,
+    ClientError,
+    BotoCoreError,
+)
+
+
+class StageFailed(Exception):
+    """A stage failed; the message names the action and the command or the problem."""
+
+    def __init__(self, problem: str, log_path: Path | None = None) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.log_path = log_path
+
+
+@dataclass
+class Row:
+    """One line of the summary table."""
+
+    stage: str
+    action: str
+    seconds: float
+    result: str
+    ran: str
+
+
+class Rehearsal:
+    """One rehearsal of the flow in the repository at root."""
+
+    def __init__(
+        self,
+        root: Path,
+        python: str,
+        log_dir: Path = DEFAULT_LOG_DIR,
+        echo: Callable[[str], None] = print,
+    ) -> None:
+        self.root = root.resolve()
+        self.python = python
+        self.log_dir = (self.root / log_dir).resolve()
+        self.work_dir = self.log_dir / "work"
+        self.echo = echo
+        self.git = GitRepository(self.root)
+        self.rows: list[Row] = []
+        self.notes: list[str] = []
+        self.workspace: Workspace | None = None
+        self.stacks: Stacks | None = None
+        self.runtime: SageMakerRuntime | None = None
+        self.credentials: ContainerCredentials | None = None
+        self.moto_url = ""
+        self.model_package_arn = ""
+        self.deploy: PipelinePlayer | None = None
+        self.approval_rule_id = ""
+        self.approval_event: dict[str, Any] = {}
+        self.players: list[PipelinePlayer] = []
+
+    # ------------------------------------------------------------------ run
+
+    def run(self) -> int:
+        """Rehearse every stage; 0 when the whole flow passed, 1 when a stage failed."""
+        started = time.perf_counter()
+        for needed in (BUILD_TEMPLATE, DEPLOY_TEMPLATE, Path("Makefile")):
+            if not (self.root / needed).is_file():
+                self.echo(f"rehearse: no {needed} in {self.root}: run it at the repository root")
+                return 2
+        shutil.rmtree(self.log_dir, ignore_errors=True)
+        self.work_dir.mkdir(parents=True)
+        failed = None
+        with contextlib.ExitStack() as cleanup:
+            cleanup.enter_context(self._logging())
+            try:
+                self._prepare(cleanup)
+            except Exception as error:  # one line; the traceback goes to the log
+                logging.exception("setup failed")
+                log = self._shown(self.log_dir / "rehearsal.log")
+                expected = isinstance(error, (*EXPECTED_FAILURES, OSError))
+                self.echo(f"rehearse: cannot start: {error if expected else repr(error)} ({log})")
+                return 1
+            self.echo(
+                f"rehearse: commit {self.workspace.commit[:12]}, moto on"
+                f" {self.moto_url.removeprefix('http://')}, logs in {self._shown(self.log_dir)}/"
+            )
+            stages = (self._model_build, self._approval, self._model_deploy, self._merge)
+            for number, (stage, play) in enumerate(zip(STAGES, stages, strict=True), 1):
+                if not self._stage(number, stage, play):
+                    failed = stage
+                    break
+        self._summary(time.perf_counter() - started, failed)
+        return 1 if failed else 0
+
+    def _stage(self, number: int, stage: str, play: Callable[[], None]) -> bool:
+        """Run one stage between its start and end lines; whether it passed."""
+        started = time.perf_counter()
+        label = f"{number}/{len(STAGES)} {stage}"
+        self.echo(f"[{_clock()}] {label}: started")
+        try:
+            play()
+        except StageFailed as failure:
+            self._report(label, started, failure)
+            return False
+        except Exception as error:  # a defect of the rehearsal itself: say where to look
+            logging.exception("unexpected error in %s", stage)
+            log = self._shown(self.log_dir / "rehearsal.log")
+            self._report(label, started, StageFailed(f"unexpected {error!r} (traceback in {log})"))
+            return False
+        self.echo(f"[{_clock()}] {label}: passed in {time.perf_counter() - started:.1f} s")
+        return True
+
+    def _report(self, label: str, started: float, failure: StageFailed) -> None:
+        self.echo(f"[{_clock()}] {label}: FAILED after {time.perf_counter() - started:.1f} s")
+        self.echo(f"rehearse: {label.split(' ', 1)[1]} failed: {failure.problem}")
+        if failure.log_path and failure.log_path.is_file():
+            self.echo(f"  last lines of {self._shown(failure.log_path)}:")
+            for line in failure.log_path.read_text(errors="replace").splitlines()[-TAIL_LINES:]:
+                self.echo(f"  | {line}")
+
+    def _timed(self, stage: str, action: str, play: Callable[[], str]) -> None:
+        """Run one step of a stage and add its row; StageFailed names the step."""
+        started = time.perf_counter()
+        try:
+            ran = play()
+        except (StageFailed, *EXPECTED_FAILURES) as error:
+            self.rows.append(Row(stage, action, time.perf_counter() - started, "FAILED", ""))
+            problem = getattr(error, "problem", None) or str(error)
+            raise StageFailed(f"{action}: {problem}", getattr(error, "log_path", None)) from error
+        self.rows.append(Row(stage, action, time.perf_counter() - started, "ok", ran))
+
+    def _shown(self, path: Path) -> str:
+        """A path relative to the repository when it is inside it."""
+        try:
+            return str(path.relative_to(self.root))
+        except ValueError:
+            return str(path)
+
+    @contextlib.contextmanager
+    def _logging(self) -> Iterator[None]:
+        """This process's logging (moto's, warnings) goes to rehearsal.log, not the terminal."""
+        root = logging.getLogger()
+        saved_handlers, saved_level = root.handlers[:], root.level
+        handler = logging.FileHandler(self.log_dir / "rehearsal.log", encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        root.handlers[:] = [handler]
+        root.setLevel(logging.INFO)
+        for noisy in ("werkzeug", "botocore", "boto3"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+        logging.captureWarnings(True)
+        try:
+            yield
+        finally:
+            logging.captureWarnings(False)
+            handler.close()
+            root.handlers[:] = saved_handlers
+            root.setLevel(saved_level)
+
+    # ------------------------------------------------------------------ setup
+
+    def _prepare(self, cleanup: contextlib.ExitStack) -> None:
+        """The source snapshot, moto, the stand-ins, the builds' environment, the bootstrap."""
+        started = time.perf_counter()
+        commit = self.git.head()
+        source_dir = self.work_dir / "source"
+        count = snapshot(self.git, source_dir)
+        if self.git.is_dirty():
+            self.notes.append(
+                f"the working tree has uncommitted changes: rehearsed as commit {commit[:12]}"
+            )
+        from moto.server import ThreadedMotoServer
+
+        moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        moto.start()
+        cleanup.callback(moto.stop)
+        host, port = moto.get_host_and_port()
+        self.moto_url = f"http://{host}:{port}"
+        cleanup.enter_context(process_environment(self.moto_url, REGION))
+        clients = {name: _moto_client(name, self.moto_url) for name in MOTO_CLIENTS}
+        credentials = ContainerCredentials(
+            BUILD_ACCESS_KEY_ID, BUILD_SECRET_ACCESS_KEY, BUILD_SESSION_TOKEN
+        )
+        self.credentials = credentials
+        credentials.start()
+        cleanup.callback(credentials.stop)
+        endpoints_dir = self.work_dir / "endpoints"
+        endpoints_dir.mkdir(parents=True)
+        self.runtime = SageMakerRuntime(
+            sagemaker=clients["sagemaker"],
+            s3=clients["s3"],
+            access_key_id=BUILD_ACCESS_KEY_ID,
+            serve_command=self._serve_command,
+            serve_environment={},
+            workdir=endpoints_dir,
+            log_path=self.log_dir / "inference-server.log",
+        )
+        bin_dir = self.log_dir / "bin"
+        base_env = build_environment(
+            self.python,
+            REGION,
+            self.moto_url,
+            self.runtime.url,
+            credentials.full_uri,
+            bin_dir,
+            self.log_dir / "sagemaker-sdk-config.yaml",
+        )
+        logging.info("builds differ from CodeBuild in: %s", "; ".join(DIFFERENCES_FROM_CODEBUILD))
+        self.runtime.serve_environment = {**base_env, "PYTHONPATH": str(source_dir / "src")}
+        self.runtime.start()
+        cleanup.callback(self.runtime.stop)
+        write_aws_stand_in(bin_dir, self.python, source_dir / "src", PACKAGE)
+        self.workspace = Workspace(
+            git=self.git,
+            commit=commit,
+            source_dir=source_dir,
+            work_dir=self.work_dir,
+            log_dir=self.log_dir,
+            python=self.python,
+            package=PACKAGE,
+            region=REGION,
+            account_id=ACCOUNT_ID,
+            clients=clients,
+            base_env=base_env,
+            github_token=GITHUB_TOKEN,
+        )
+        self.stacks = bootstrap(
+            self.workspace, BUILD_STACK_NAME, DEPLOY_STACK_NAME, GITHUB_SECRET_NAME
+        )
+        ran = f"{count} source files; bucket, key, roles, model package group; merge function zip"
+        self.rows.append(Row("Bootstrap", "moto", time.perf_counter() - started, "ok", ran))
+
+    def _serve_command(self, archive: Path, port: int) -> list[str]:
+        return [self.python, "-m", PACKAGE, "serve", "--model", str(archive), "--port", str(port)]
+
+    # ------------------------------------------------------------------ stages
+
+    def _model_build(self) -> None:
+        stage = STAGES[0]
+        build = PipelinePlayer(self.workspace, self.stacks.build, self.workspace.commit)
+        self.players.append(build)
+        for action in build.actions():
+            self._timed(stage, action.name, lambda action=action: build.play(action))
+        self._timed(stage, "SageMaker pipeline", self._play_sagemaker_pipeline)
+
+    def _play_sagemaker_pipeline(self) -> str:
+        """Play the execution the Train action started; check the package it registered."""
+        clients = self.workspace.clients
+        log_path = self.log_dir / "sagemaker-pipeline.log"
+        execution_arn = newest_execution(clients["sagemaker"], config.SAGEMAKER_PIPELINE_NAME)
+
+        def run_local(data_dir: Path, build_dir: Path) -> Any:
+            """`python -m <package> local` on the execution's data."""
+            args = ["--data-dir", str(data_dir), "--build-dir", str(build_dir)]
+            return self.workspace.run_python(["-m", PACKAGE, "local", *args], log_path)
+
+        workdir = self.work_dir / "sagemaker-pipeline"
+        try:
+            player = ExecutionPlayer(
+                clients["sagemaker"], clients["s3"], execution_arn, workdir, run_local
+            )
+            played = player.play()
+        except PipelineExecutionError as error:
+            raise StageFailed(f"{config.SAGEMAKER_PIPELINE_NAME}: {error}", log_path) from error
+        if played.model_package_arn is None:
+            raise StageFailed(f"{config.SAGEMAKER_PIPELINE_NAME} registered no model package")
+        package = clients["sagemaker"].describe_model_package(
+            ModelPackageName=played.model_package_arn
+        )
+        problems = []
+        if package["ModelApprovalStatus"] != config.MODEL_APPROVAL_STATUS:
+            problems.append(
+                f"its approval status is {package['ModelApprovalStatus']}, the project's answers"
+                f" chose {config.MODEL_APPROVAL_STATUS}"
+            )
+        commit = package.get("MetadataProperties", {}).get("CommitId")
+        if commit != self.workspace.commit:
+            problems.append(f"it records CommitId {commit!r}, not {self.workspace.commit}")
+        quality = package.get("ModelMetrics", {}).get("ModelQuality", {}).get("Statistics", {})
+        if quality.get("S3Uri") not in played.uploads:
+            problems.append(f"its metrics point at {quality.get('S3Uri')!r}, where nothing was put")
+        if problems:
+            raise StageFailed(f"package {played.model_package_arn}: " + "; ".join(problems))
+        self.model_package_arn = played.model_package_arn
+        return (
+            f"{', '.join(played.jobs)} ran locally; {'; '.join(played.steps)}"
+            f" ({package['ModelApprovalStatus']}, commit {self.workspace.commit[:7]}, metrics)"
+        )
+
+    def _approval(self) -> None:
+        stage = STAGES[1]
+        sagemaker = self.workspace.clients["sagemaker"]
+        self._timed(stage, "Approve", lambda: approve(sagemaker, self.model_package_arn))
+        self.deploy = PipelinePlayer(self.workspace, self.stacks.deploy, "")
+        self.players.append(self.deploy)
+        self._timed(stage, "ApprovalRule", self._deliver_approval)
+        self._timed(stage, "StartDeploy", self._start_deploy)
+
+    def _deliver_approval(self) -> str:
+        """The approval rule passes the package's Approved event, on a moto bus."""
+        clients = self.workspace.clients
+        rule_id, rule = approval_rule(self.stacks.deploy)
+        package = clients["sagemaker"].describe_model_package(
+            ModelPackageName=self.model_package_arn
+        )
+        self.approval_event = deliver_state_change(
+            clients["events"],
+            clients["sqs"],
+            self.stacks.deploy,
+            rule_id,
+            package,
+            f"{config.PROJECT_SLUG}-rehearsal",
+        )
+        self.approval_rule_id = rule_id
+        name = rule["Properties"].get("Name", rule_id)
+        return f"rule {name} passed the Approved event (not the Rejected one) to SQS on moto"
+
+    def _start_deploy(self) -> str:
+        """The rule's target starts the deploy pipeline at the commit that built the package."""
+        starts, output = start_deploy(
+            self.stacks.deploy, self.approval_rule_id, self.approval_event, self.deploy.name, REGION
+        )
+        (self.log_dir / "start-deploy.log").write_text(output)
+        commit = started_commit(starts[0])
+        if commit != self.workspace.commit:
+            raise StageFailed(
+                f"the deploy pipeline would start at commit {commit or '(none)'}, not at"
+                f" {self.workspace.commit}, which built the package"
+            )
+        self.deploy.commit = commit
+        return f"{self.deploy.name} started at {commit[:12]} (COMMIT_ID source revision)"
+
+    def _model_deploy(self) -> None:
+        stage = STAGES[2]
+        for action in self.deploy.actions():
+            if action.provider != "Lambda":
+                self._timed(stage, action.name, lambda action=action: self.deploy.play(action))
+        self._timed(stage, "Endpoints", self._check_endpoints)
+
+    def _check_endpoints(self) -> str:
+        """Every endpoint the tests invoked serves the approved package."""
+        if not self.runtime.invocations:
+            raise StageFailed("no endpoint was invoked: the endpoint tests did not run")
+        sagemaker = self.workspace.clients["sagemaker"]
+        for endpoint_name in self.runtime.invocations:
+            endpoint = sagemaker.describe_endpoint(EndpointName=endpoint_name)
+            variant = sagemaker.describe_endpoint_config(
+                EndpointConfigName=endpoint["EndpointConfigName"]
+            )["ProductionVariants"][0]
+            model = sagemaker.describe_model(ModelName=variant["ModelName"])
+            served = model.get("PrimaryContainer", {}).get("ModelPackageName")
+            if served != self.model_package_arn:
+                raise StageFailed(
+                    f"endpoint {endpoint_name} serves {served}, not {self.model_package_arn}"
+                )
+        counts = ", ".join(str(count) for count in self.runtime.invocations.values())
+        return (
+            f"{len(self.runtime.invocations)} endpoints ({counts} invocations) serve the"
+            " approved package"
+        )
+
+    def _merge(self) -> None:
+        stage = STAGES[3]
+        actions = [action for action in self.deploy.actions() if action.provider == "Lambda"]
+        if not actions:
+            raise StageFailed(f"{DEPLOY_TEMPLATE} has no Lambda invoke action to merge")
+        for action in actions:
+            self._timed(stage, action.name, lambda action=action: self.deploy.play(action))
+
+    # ------------------------------------------------------------------ summary
+
+    def _summary(self, seconds: float, failed: str | None) -> None:
+        table = [("stage", "action", "time", "result", "what ran")]
+        table.extend(
+            (row.stage, row.action, f"{row.seconds:.1f} s", row.result, row.ran)
+            for row in self.rows
+        )
+        table.append(("Total", "", f"{seconds:.1f} s", "FAILED" if failed else "passed", ""))
+        widths = [max(len(line[column]) for line in table) for column in range(4)]
+        lines = ["", "Rehearsal summary"]
+        for *cells, ran in table:
+            padded = "  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True))
+            lines.append(f"  {padded}  {ran}".rstrip())
+        lines.extend(self._footnotes())
+        lines.append(f"Logs: {self._shown(self.log_dir)}/")
+        text = "\n".join(lines)
+        self.echo(text)
+        (self.log_dir / "summary.txt").write_text(text.lstrip("\n") + "\n")
+
+    def _footnotes(self) -> list[str]:
+        skipped: dict[str, set[str]] = {}
+        runtimes: set[str] = set()
+        for player in self.players:
+            for phase, buildspecs in player.skipped_phases.items():
+                skipped.setdefault(phase, set()).update(buildspecs)
+            runtimes.update(player.runtimes)
+        notes = [
+            f"Skipped: the {phase} phase of {', '.join(sorted(buildspecs))}; every make target"
+            f" ran with PYTHON={self.python} and nothing was downloaded"
+            for phase, buildspecs in sorted(skipped.items())
+        ]
+        version = f"python {sys.version_info.major}.{sys.version_info.minor}"
+        notes.extend(
+            f"Note: CodeBuild runs {runtime}; this rehearsal ran {version}"
+            for runtime in sorted(runtimes)
+            if runtime.startswith("python ") and runtime != version
+        )
+        notes.extend(f"Note: {note}" for note in self.notes)
+        return notes
+
+
+def _moto_client(service: str, endpoint_url: str) -> Any:
+    import boto3
+
+    return boto3.client(service, region_name=REGION, endpoint_url=endpoint_url)
+
+
+def _clock() -> str:
+    return datetime.now().astimezone().strftime("%H:%M:%S")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of `python -m <package>.rehearse`."""
+    parser = argparse.ArgumentParser(
+        prog=f"python -m {__package__}", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--python",
+        default=sys.executable,
+        help="interpreter for every make target (default: this one)",
+    )
+    parser.add_argument(
+        "--log-dir",
+        type=Path,
+        default=DEFAULT_LOG_DIR,
+        help="logs and work folders (build/rehearsal)",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Rehearse the flow in the current directory (the repository root)."""
+    args = build_parser().parse_args(argv)
+    python = shutil.which(args.python)
+    if python is None:
+        print(
+            f"rehearse: --python {args.python} is not an interpreter on this machine",
+            file=sys.stderr,
+        )
+        return 2
+    return Rehearsal(Path.cwd(), str(Path(python).absolute()), args.log_dir).run()

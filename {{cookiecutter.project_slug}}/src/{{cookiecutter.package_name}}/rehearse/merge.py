@@ -1,0 +1,332 @@
+"""Runs a CodePipeline Lambda action's handler in this process, with its AWS clients stubbed.
+
+Every AWS client the handler asks boto3 for is a real botocore client wrapped in a botocore
+Stubber: each request is validated against the service model, and its answer comes from a
+fake service (CodeCommit answered from the local git repository, Secrets Manager from the
+token the rehearsal stored, CodePipeline recording the job result). Nothing is written to
+git: a fast-forward is recorded, not made.
+"""
+
+import contextlib
+import importlib.util
+import io
+import json
+import os
+import sys
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+import botocore.session
+from botocore import xform_name
+from botocore.stub import Stubber
+
+from .source import GitRepository
+
+JOB_RESULT_OPERATIONS = ("PutJobSuccessResult", "PutJobFailureResult")
+STUB_CREDENTIALS = {"aws_access_key_id": "rehearsal", "aws_secret_access_key": "rehearsal"}
+
+
+class ServiceError(Exception):
+    """An AWS error a fake service answers with."""
+
+    def __init__(self, code: str, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status
+
+
+Answer = Callable[[str, dict[str, Any]], dict[str, Any]]
+
+
+class StubbedClient:
+    """A botocore client whose answers a fake service computes, request by request.
+
+    The answer is queued on the client's Stubber just before the request is built, so the
+    Stubber still validates the request against the service model and the answer against
+    the response shape.
+    """
+
+    def __init__(
+        self, session: botocore.session.Session, service: str, region: str, answer: Answer
+    ):
+        self.client = session.create_client(service, region_name=region, **STUB_CREDENTIALS)
+        self.stubber = Stubber(self.client)
+        self.answer = answer
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.client.meta.events.register(
+            f"provide-client-params.{self.client.meta.service_model.service_id.hyphenize()}",
+            self._queue_answer,
+        )
+        self.stubber.activate()
+
+    def _queue_answer(self, params: dict[str, Any], model: Any, **_: Any) -> None:
+        self.calls.append((model.name, dict(params)))
+        method = xform_name(model.name)
+        try:
+            response = self.answer(model.name, params)
+        except ServiceError as error:
+            self.stubber.add_client_error(
+                method, error.code, error.message, error.status, expected_params=None
+            )
+            return
+        self.stubber.add_response(method, response, expected_params=None)
+
+
+# ---------------------------------------------------------------------------- fake services
+
+
+@dataclass
+class CodePipelineJobs:
+    """CodePipeline's job-result API: records what the action reports."""
+
+    results: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    def __call__(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
+        if operation not in JOB_RESULT_OPERATIONS:
+            raise ServiceError("InvalidActionDeclarationException", f"{operation} is not played")
+        self.results.append((operation, params))
+        return {}
+
+
+@dataclass
+class GitCodeCommit:
+    """The CodeCommit calls of a branch merge, answered from a local git repository."""
+
+    git: GitRepository
+    repository_name: str
+    moved: dict[str, str] = field(default_factory=dict)
+
+    def head(self, branch: str) -> str | None:
+        """A branch's head, with the moves made through this fake."""
+        return self.moved.get(branch) or self.git.branch_head(branch)
+
+    def commit(self, specifier: str) -> str:
+        """A commit id or branch name as a commit id (CommitDoesNotExistException if none)."""
+        commit = self.moved.get(specifier) or self.git.resolve(specifier)
+        if commit is None:
+            raise ServiceError("CommitDoesNotExistException", f"{specifier} does not exist")
+        return commit
+
+    def __call__(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
+        if params.get("repositoryName") != self.repository_name:
+            raise ServiceError(
+                "RepositoryDoesNotExistException", f"{params.get('repositoryName')} does not exist"
+            )
+        if operation == "GetBranch":
+            head = self.head(params["branchName"])
+            if head is None:
+                raise ServiceError(
+                    "BranchDoesNotExistException", f"{params['branchName']} does not exist"
+                )
+            return {"branch": {"branchName": params["branchName"], "commitId": head}}
+        if operation == "GetMergeOptions":
+            source = self.commit(params["sourceCommitSpecifier"])
+            destination = self.commit(params["destinationCommitSpecifier"])
+            base = self.git.merge_base(source, destination) or ""
+            options = ["SQUASH_MERGE", "THREE_WAY_MERGE"]
+            if base == destination:
+                options.insert(0, "FAST_FORWARD_MERGE")
+            return {
+                "mergeOptions": options,
+                "sourceCommitId": source,
+                "destinationCommitId": destination,
+                "baseCommitId": base,
+            }
+        if operation == "MergeBranchesByFastForward":
+            source = self.commit(params["sourceCommitSpecifier"])
+            destination = self.commit(params["destinationCommitSpecifier"])
+            branch = params.get("targetBranch") or params["destinationCommitSpecifier"]
+            if self.head(branch) != destination:
+                raise ServiceError("ConcurrentReferenceUpdateException", f"{branch} moved")
+            if not self.git.is_ancestor(destination, source):
+                raise ServiceError("ManualMergeRequiredException", "not a fast-forward")
+            self.moved[branch] = source
+            return {"commitId": source, "treeId": self.git.tree(source)}
+        raise ServiceError(
+            "InvalidOperationException", f"codecommit:{operation} is not played by the rehearsal"
+        )
+
+
+@dataclass
+class StoredSecret:
+    """Secrets Manager holding one secret."""
+
+    arn: str
+    value: str
+
+    def __call__(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
+        if operation != "GetSecretValue":
+            raise ServiceError("InvalidRequestException", f"{operation} is not played")
+        if params["SecretId"] != self.arn:
+            raise ServiceError("ResourceNotFoundException", f"no secret {params['SecretId']}")
+        return {
+            "ARN": self.arn,
+            "Name": self.arn.split(":")[-1],
+            "VersionId": str(uuid.uuid4()),
+            "SecretString": self.value,
+            "VersionStages": ["AWSCURRENT"],
+            "CreatedDate": datetime.now(UTC),
+        }
+
+
+# ---------------------------------------------------------------------------- invoking
+
+
+@dataclass
+class InvokeResult:
+    """What the action reported, and what its AWS clients were asked."""
+
+    job_results: list[tuple[str, dict[str, Any]]]
+    calls: list[str]
+    log_text: str
+
+    @property
+    def succeeded(self) -> bool:
+        """One job result, a success."""
+        return len(self.job_results) == 1 and self.job_results[0][0] == "PutJobSuccessResult"
+
+    @property
+    def message(self) -> str:
+        """The success summary or the failure message."""
+        if len(self.job_results) != 1:
+            return f"reported {len(self.job_results)} job results instead of exactly one"
+        operation, params = self.job_results[0]
+        if operation == "PutJobSuccessResult":
+            return params.get("executionDetails", {}).get("summary", "success")
+        return params.get("failureDetails", {}).get("message", "failure")
+
+
+class LambdaContext:
+    """The Lambda context object a handler reads."""
+
+    def __init__(self, function_name: str, timeout_seconds: int) -> None:
+        self.function_name = function_name
+        self.aws_request_id = str(uuid.uuid4())
+        self._deadline_ms = timeout_seconds * 1000
+
+    def get_remaining_time_in_millis(self) -> int:
+        """Milliseconds left (the function's whole timeout: nothing waits here)."""
+        return self._deadline_ms
+
+
+def codepipeline_job_event(
+    job_id: str, account_id: str, function_name: str, user_parameters: str
+) -> dict[str, Any]:
+    """The event a CodePipeline Invoke (Lambda) action sends."""
+    return {
+        "CodePipeline.job": {
+            "id": job_id,
+            "accountId": account_id,
+            "data": {
+                "actionConfiguration": {
+                    "configuration": {
+                        "FunctionName": function_name,
+                        "UserParameters": user_parameters,
+                    }
+                },
+                "inputArtifacts": [],
+                "outputArtifacts": [],
+            },
+        }
+    }
+
+
+@contextlib.contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    saved = dict(os.environ)
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@contextlib.contextmanager
+def _stubbed_boto3(clients: Mapping[str, StubbedClient]) -> Iterator[None]:
+    """boto3.client(service) returns the stubbed client; any other service is refused."""
+    original = boto3.client
+
+    def client(service_name: str, *args: Any, **kwargs: Any) -> Any:
+        """The stubbed client of a service the fakes play."""
+        if service_name not in clients:
+            raise RuntimeError(
+                f"the function asked for a {service_name} client, which the rehearsal does not stub"
+            )
+        return clients[service_name].client
+
+    boto3.client = client  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        boto3.client = original  # type: ignore[assignment]
+
+
+@contextlib.contextmanager
+def _function_code(code_dir: Path, module_name: str) -> Iterator[Any]:
+    """Import the handler module from code_dir (as Lambda does from the zip's root); the
+    modules it imports from there are forgotten afterwards."""
+    before = set(sys.modules)
+    sys.path.insert(0, str(code_dir))
+    try:
+        spec = importlib.util.spec_from_file_location(
+            f"rehearsal_{module_name}", code_dir / f"{module_name}.py"
+        )
+        if spec is None or spec.loader is None:
+            raise FileNotFoundError(f"{code_dir / module_name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.path.remove(str(code_dir))
+        for name in set(sys.modules) - before:
+            source = getattr(sys.modules[name], "__file__", None) or ""
+            if source.startswith(str(code_dir)) or name == f"rehearsal_{module_name}":
+                del sys.modules[name]
+
+
+def invoke_pipeline_lambda(
+    code_dir: Path,
+    handler: str,
+    environment: Mapping[str, str],
+    event: dict[str, Any],
+    context: LambdaContext,
+    services: Mapping[str, Answer],
+    region: str,
+    jobs: CodePipelineJobs,
+) -> InvokeResult:
+    """Run the handler (module.function under code_dir) on the event; what it reported.
+
+    services maps a boto3 service name to its fake (codepipeline is added, answered by jobs).
+    """
+    module_name, _, function_name = handler.rpartition(".")
+    session = botocore.session.get_session()
+    clients = {
+        service: StubbedClient(session, service, region, answer)
+        for service, answer in {**services, "codepipeline": jobs}.items()
+    }
+    output = io.StringIO()
+    with (
+        _environment(environment),
+        _stubbed_boto3(clients),
+        contextlib.redirect_stdout(output),
+        _function_code(code_dir, module_name) as module,
+    ):
+        try:
+            getattr(module, function_name)(event, context)
+        except Exception as error:
+            output.write(
+                json.dumps({"rehearsal": "the handler raised", "error": repr(error)}) + "\n"
+            )
+    calls = [
+        f"{service}:{operation}"
+        for service, stubbed in clients.items()
+        for operation, _ in stubbed.calls
+    ]
+    return InvokeResult(job_results=list(jobs.results), calls=calls, log_text=output.getvalue())
