@@ -9,9 +9,7 @@ import contextlib
 import hashlib
 import os
 import subprocess
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 from . import config
 
@@ -95,7 +93,7 @@ def publish_dataset(s3_client, bucket: str, csv_bytes: bytes, file_name: str) ->
 
 @contextlib.contextmanager
 def offline_aws() -> Iterator[None]:
-    """Run the block against moto's in-process AWS with fake credentials and no telemetry."""
+    """Run the block against moto's in-process AWS with fake credentials (nothing leaves)."""
     try:
         from moto import mock_aws
     except ImportError as error:
@@ -103,26 +101,26 @@ def offline_aws() -> Iterator[None]:
             "--offline needs moto, from the dev dependency group: run `make install`"
         ) from error
     saved = dict(os.environ)
-    with tempfile.TemporaryDirectory() as scratch:
-        sdk_config = Path(scratch, "sagemaker-config.yaml")
-        sdk_config.write_text(SDK_CONFIG_TELEMETRY_OPT_OUT)
-        for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_DEFAULT_PROFILE"):
-            os.environ.pop(name, None)
-        os.environ.update(
-            {
-                "AWS_ACCESS_KEY_ID": "offline",
-                "AWS_SECRET_ACCESS_KEY": "offline",
-                "AWS_SESSION_TOKEN": "offline",
-                "AWS_REGION": config.AWS_REGION,
-                "AWS_DEFAULT_REGION": config.AWS_REGION,
-                # Otherwise the SDK checks the role with iam:SimulatePrincipalPolicy.
-                "SAGEMAKER_VALIDATE_ROLE": "false",
-                "SAGEMAKER_USER_CONFIG_OVERRIDE": str(sdk_config),
-            }
-        )
-        try:
-            with mock_aws():
-                yield
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_DEFAULT_PROFILE"):
+        os.environ.pop(name, None)
+    # No telemetry opt-out file here: under mock_aws the SDK's telemetry request goes to an
+    # S3 address that moto answers, and a loaded config file makes the SDK validate it
+    # against its JSON schema at every lookup (about 4 s per definition).
+    os.environ.pop("SAGEMAKER_USER_CONFIG_OVERRIDE", None)
+    os.environ.update(
+        {
+            "AWS_ACCESS_KEY_ID": "offline",
+            "AWS_SECRET_ACCESS_KEY": "offline",
+            "AWS_SESSION_TOKEN": "offline",
+            "AWS_REGION": config.AWS_REGION,
+            "AWS_DEFAULT_REGION": config.AWS_REGION,
+            # Otherwise the SDK checks the role with iam:SimulatePrincipalPolicy.
+            "SAGEMAKER_VALIDATE_ROLE": "false",
+        }
+    )
+    try:
+        with mock_aws():
+            yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)

@@ -5,11 +5,10 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from ..aws import SDK_CONFIG_TELEMETRY_OPT_OUT
+
 # Variables of the caller's environment a build keeps; everything else is CodeBuild's.
 PASSED_THROUGH = ("HOME", "USER", "LOGNAME", "TMPDIR", "LANG", "LC_ALL", "LC_CTYPE", "TZ")
-SDK_CONFIG_TELEMETRY_OPT_OUT = (
-    "SchemaVersion: '1.0'\nSageMaker:\n  PythonSDK:\n    Modules:\n      TelemetryOptOut: true\n"
-)
 # What a rehearsal changes in a build's environment compared with CodeBuild's, and why.
 DIFFERENCES_FROM_CODEBUILD = (
     "PYTHON: the interpreter running the rehearsal (install phases are skipped)",
