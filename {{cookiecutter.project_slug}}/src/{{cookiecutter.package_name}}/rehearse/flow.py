@@ -65,7 +65,7 @@ REGION = "{{ cookiecutter.aws_region }}"
 BUILD_STACK_NAME = "{{ cookiecutter.__build_stack_name }}"
 DEPLOY_STACK_NAME = "{{ cookiecutter.__deploy_stack_name }}"
 # The secret `make bootstrap` reads the GitHub token from (github option).
-GITHUB_SECRET_NAME = "{{ cookiecutter.__github_token_secret_name }}"
+GITHUB_SECRET_NAME = config.GITHUB_TOKEN_SECRET_NAME
 GITHUB_TOKEN = "rehearsal-github-token"
 DEFAULT_LOG_DIR = Path("build", "rehearsal")
 # moto's default account; every ARN of a rehearsal is in it.
