@@ -90,28 +90,22 @@ def test_checkov_clean(baked):
     assert result.returncode == 0, result.stderr[-2000:]
 
 
+def assert_suite_passes(target: str, project) -> None:
+    """Run one of the baked repo's test targets, in one process, and expect it green."""
+    result = make(target, project, env={"WORKERS": "0"})
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert re.search(r"\d+ passed", result.stdout)
+
+
 def test_unit_tests_pass(baked):
-    _, project = baked
-    result = make("test-unit", project, env={"WORKERS": "0"})
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    assert re.search(r"\d+ passed", result.stdout)
+    assert_suite_passes("test-unit", baked[1])
 
 
+# test-rehearsal runs `make rehearse`, and breaks buildspecs in copies of the repo.
+@pytest.mark.parametrize("target", ["test-integration", "test-rehearsal"])
 @pytest.mark.parametrize("choices", [DEFAULT, GITHUB], ids=["default", "github"])
-def test_integration_tests_pass(choices, tmp_path):
-    project = bake(tmp_path, **choices)
-    result = make("test-integration", project, env={"WORKERS": "0"})
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    assert re.search(r"\d+ passed", result.stdout)
-
-
-@pytest.mark.parametrize("choices", [DEFAULT, GITHUB], ids=["default", "github"])
-def test_rehearsal_passes(choices, tmp_path):
-    # `make test-rehearsal` runs `make rehearse` and breaks buildspecs in copies of the repo.
-    project = bake(tmp_path, **choices)
-    result = make("test-rehearsal", project)
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    assert re.search(r"\d+ passed", result.stdout)
+def test_offline_suites_pass(choices, target, tmp_path):
+    assert_suite_passes(target, bake(tmp_path, **choices))
 
 
 def test_git_repository_with_both_branches(baked):
