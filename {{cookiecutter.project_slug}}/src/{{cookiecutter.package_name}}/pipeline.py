@@ -328,6 +328,9 @@ def get_pipeline(
 
     return Pipeline(
         name=pipeline_name,
+        # No SageMaker Experiments: nothing here reads them, and the execution role would
+        # need the experiment and trial permissions the SDK's default setup uses.
+        pipeline_experiment_config=None,
         parameters=[
             input_data,
             processing_instance_type,

@@ -8,7 +8,10 @@ from collections.abc import Callable
 
 from . import config
 
-TERMINAL_STATUSES = {"Succeeded", "Failed", "Stopped"}
+# Every other status (Succeeded, Failed, Stopped, CompletedWithFailures) is final.
+RUNNING_STATUSES = {"Executing", "Stopping"}
+# A role without sagemaker:ListPipelineExecutionSteps can still follow the execution.
+ACCESS_DENIED_CODES = {"AccessDenied", "AccessDeniedException"}
 DEFAULT_POLL_SECONDS = 30.0
 
 
@@ -74,13 +77,18 @@ def list_steps(sagemaker_client, execution_arn: str) -> list[dict]:
     return steps
 
 
+def failure_reason(step: dict) -> str | None:
+    """A step's failure reason, or the message a Fail step rendered."""
+    return step.get("FailureReason") or step.get("Metadata", {}).get("Fail", {}).get("ErrorMessage")
+
+
 def describe_step(step: dict) -> str:
     """One line for a step's status: cache hits and failure reasons included."""
     line = f"  {step['StepName']}: {step['StepStatus']}"
     if step.get("CacheHitResult") is not None:
         line += " (cached)"
-    if step.get("FailureReason"):
-        line += f": {step['FailureReason']}"
+    if reason := failure_reason(step):
+        line += f": {reason}"
     return line
 
 
@@ -95,32 +103,36 @@ def wait_for_execution(
     from botocore.exceptions import ClientError
 
     seen: dict[str, str] = {}
+    steps: list[dict] = []
     steps_visible = True
+    reported_errors: set[str] = set()
     while True:
         execution = sagemaker_client.describe_pipeline_execution(PipelineExecutionArn=execution_arn)
         status = execution["PipelineExecutionStatus"]
-        steps: list[dict] = []
         if steps_visible:
             try:
                 steps = list_steps(sagemaker_client, execution_arn)
             except ClientError as error:
-                # A role without sagemaker:ListPipelineExecutionSteps can still follow the
-                # execution as a whole.
-                steps_visible = False
-                echo(f"  (step details unavailable: {error.response['Error'].get('Code')})")
+                # Access denied hides step details for good; any other error (throttling
+                # past boto's retries) only skips this poll, keeping the last steps seen.
+                code = error.response["Error"].get("Code", "")
+                steps_visible = code not in ACCESS_DENIED_CODES
+                if code not in reported_errors:
+                    reported_errors.add(code)
+                    echo(f"  (step details unavailable: {code})")
         for step in steps:
             key = f"{step['StepName']}/{step['StepStatus']}"
             if seen.get(step["StepName"]) != key:
                 seen[step["StepName"]] = key
                 echo(describe_step(step))
-        if status in TERMINAL_STATUSES:
+        if status not in RUNNING_STATUSES:
             break
         sleep(poll_seconds)
     echo(f"Pipeline execution {status}: {execution_arn}")
     if status != "Succeeded":
         failed = [step for step in steps if step.get("StepStatus") == "Failed"]
         reason = (
-            f"step {failed[0]['StepName']} failed: {failed[0].get('FailureReason', 'no reason')}"
+            f"step {failed[0]['StepName']} failed: {failure_reason(failed[0]) or 'no reason'}"
             if failed
             else execution.get("FailureReason") or "no reason given"
         )

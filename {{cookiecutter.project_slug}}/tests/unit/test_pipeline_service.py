@@ -120,6 +120,40 @@ def test_wait_follows_the_execution_when_steps_cannot_be_listed(client):
     assert lines[0] == "  (step details unavailable: AccessDeniedException)"
 
 
+def test_wait_ends_on_completed_with_failures(client):
+    expect_poll(client, "CompletedWithFailures", [step("TrainModel", "Failed")])
+    with pytest.raises(pipeline_service.ExecutionFailedError, match="CompletedWithFailures"):
+        pipeline_service.wait_for_execution(client, EXECUTION_ARN, 1, echo=lambda _: None)
+
+
+def test_wait_reports_a_fail_steps_rendered_message(client):
+    message = "auc 0.61 is below the threshold 0.8"
+    gate = step("FailQualityGate", "Failed", Metadata={"Fail": {"ErrorMessage": message}})
+    expect_poll(client, "Failed", [gate])
+    lines = []
+    with pytest.raises(pipeline_service.ExecutionFailedError, match=f"failed: {message}"):
+        pipeline_service.wait_for_execution(client, EXECUTION_ARN, 1, echo=lines.append)
+    assert lines[0] == f"  FailQualityGate: Failed: {message}"
+
+
+def test_throttled_step_listing_skips_one_poll_only(client):
+    client.stubber.add_response(
+        "describe_pipeline_execution",
+        {"PipelineExecutionArn": EXECUTION_ARN, "PipelineExecutionStatus": "Executing"},
+        {"PipelineExecutionArn": EXECUTION_ARN},
+    )
+    client.stubber.add_client_error("list_pipeline_execution_steps", "ThrottlingException")
+    expect_poll(client, "Succeeded", [step("TrainModel", "Succeeded")])
+    lines = []
+    pipeline_service.wait_for_execution(
+        client, EXECUTION_ARN, 1, echo=lines.append, sleep=lambda _: None
+    )
+    assert lines[:2] == [
+        "  (step details unavailable: ThrottlingException)",
+        "  TrainModel: Succeeded",
+    ]
+
+
 PIPELINE_ARN = (
     f"arn:aws:sagemaker:{config.AWS_REGION}:123456789012:pipeline/{config.SAGEMAKER_PIPELINE_NAME}"
 )
