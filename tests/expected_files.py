@@ -64,6 +64,7 @@ tests/integration/test_sagemaker_moto.py
 tests/rehearsal/test_rehearse.py
 tests/unit/merge_lambda_support.py
 tests/unit/ml_support.py
+tests/unit/registry_support.py
 tests/unit/test_buildspecs.py
 tests/unit/test_cli.py
 tests/unit/test_data.py

@@ -4,6 +4,7 @@ commands that need no AWS (data, local, latest-approved against moto)."""
 import pytest
 from ml_support import write_tiny_dataset
 from moto import mock_aws
+from registry_support import register_package
 
 from {{ cookiecutter.package_name }} import cli, config
 
@@ -114,15 +115,7 @@ def test_latest_approved_prints_the_newest_approved_package(capsys):
     client = boto3.client("sagemaker", region_name=config.AWS_REGION)
     client.create_model_package_group(ModelPackageGroupName=config.MODEL_PACKAGE_GROUP_NAME)
     arns = [
-        client.create_model_package(
-            ModelPackageGroupName=config.MODEL_PACKAGE_GROUP_NAME,
-            ModelApprovalStatus=status,
-            InferenceSpecification={
-                "Containers": [{"Image": "image", "ModelDataUrl": "s3://bucket/model.tar.gz"}],
-                "SupportedContentTypes": ["text/csv"],
-                "SupportedResponseMIMETypes": ["text/csv"],
-            },
-        )["ModelPackageArn"]
+        register_package(client, "0" * 40, status)
         for status in ("Approved", "Approved", "PendingManualApproval")
     ]
     status, out, _ = run(capsys, "latest-approved")

@@ -13,6 +13,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
+from registry_support import register_package
 
 from {{ cookiecutter.package_name }} import config, deploy
 
@@ -46,25 +47,11 @@ def sagemaker() -> Iterator[Any]:
         yield client
 
 
-def register(client: Any, commit_id: str, status: str = "Approved") -> str:
-    """Register a package built from commit_id; return its ARN."""
-    return client.create_model_package(
-        ModelPackageGroupName=config.MODEL_PACKAGE_GROUP_NAME,
-        ModelApprovalStatus=status,
-        MetadataProperties={"CommitId": commit_id},
-        InferenceSpecification={
-            "Containers": [{"Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/xgboost:1"}],
-            "SupportedContentTypes": ["text/csv"],
-            "SupportedResponseMIMETypes": ["text/csv"],
-        },
-    )["ModelPackageArn"]
-
-
 def test_stage_config_writes_both_stages_for_the_commits_package(
     sagemaker: Any, pipeline_environment: None, tmp_path: Path
 ) -> None:
-    package_arn = register(sagemaker, COMMIT_ID)
-    register(sagemaker, "f" * 40)
+    package_arn = register_package(sagemaker, COMMIT_ID)
+    register_package(sagemaker, "f" * 40)
     written = deploy.write_stage_configs(sagemaker, COMMIT_ID, ROOT / "infra" / "config", tmp_path)
     assert set(written) == {"staging", "prod"}
     for stage in ("staging", "prod"):
@@ -88,7 +75,7 @@ def test_stage_config_command_uses_the_pipelines_commit(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    package_arn = register(sagemaker, COMMIT_ID)
+    package_arn = register_package(sagemaker, COMMIT_ID)
     monkeypatch.setenv("COMMIT_ID", COMMIT_ID)
     status = deploy.main(
         [
@@ -106,7 +93,7 @@ def test_stage_config_command_uses_the_pipelines_commit(
 def test_a_commit_without_an_approved_package_is_one_line(
     sagemaker: Any, pipeline_environment: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    register(sagemaker, COMMIT_ID, status="PendingManualApproval")
+    register_package(sagemaker, COMMIT_ID, status="PendingManualApproval")
     status = deploy.main(["stage-config", "--commit-id", COMMIT_ID, "--output-dir", str(tmp_path)])
     error = capsys.readouterr().err
     assert status == 1
@@ -121,7 +108,7 @@ def test_missing_pipeline_variable_names_the_variable_and_the_file(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    register(sagemaker, COMMIT_ID)
+    register_package(sagemaker, COMMIT_ID)
     monkeypatch.delenv("SAGEMAKER_ROLE_ARN")
     status = deploy.main(["stage-config", "--commit-id", COMMIT_ID, "--output-dir", str(tmp_path)])
     error = capsys.readouterr().err

@@ -6,6 +6,7 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
+from registry_support import register_package
 
 from {{ cookiecutter.package_name }} import config
 from {{ cookiecutter.package_name }}.registry import latest_approved_package
@@ -25,46 +26,29 @@ def sagemaker() -> Iterator[Any]:
         yield client
 
 
-def register(
-    client: Any, commit_id: str, status: str, group: str = config.MODEL_PACKAGE_GROUP_NAME
-) -> str:
-    """Register a package built from commit_id with an approval status; return its ARN."""
-    response = client.create_model_package(
-        ModelPackageGroupName=group,
-        ModelApprovalStatus=status,
-        MetadataProperties={"CommitId": commit_id},
-        InferenceSpecification={
-            "Containers": [{"Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/xgboost:1"}],
-            "SupportedContentTypes": ["text/csv"],
-            "SupportedResponseMIMETypes": ["text/csv"],
-        },
-    )
-    return response["ModelPackageArn"]
-
-
 def test_newest_approved_package_of_the_group(sagemaker: Any) -> None:
-    register(sagemaker, COMMIT_A, "Approved")
-    newest = register(sagemaker, COMMIT_B, "Approved")
-    register(sagemaker, COMMIT_A, "PendingManualApproval")
-    register(sagemaker, COMMIT_A, "Approved", group=OTHER_GROUP)
+    register_package(sagemaker, COMMIT_A, "Approved")
+    newest = register_package(sagemaker, COMMIT_B, "Approved")
+    register_package(sagemaker, COMMIT_A, "PendingManualApproval")
+    register_package(sagemaker, COMMIT_A, "Approved", group=OTHER_GROUP)
     package = latest_approved_package(sagemaker, config.MODEL_PACKAGE_GROUP_NAME)
     assert package["ModelPackageArn"] == newest
     assert package["MetadataProperties"]["CommitId"] == COMMIT_B
 
 
 def test_newest_approved_package_of_a_commit(sagemaker: Any) -> None:
-    register(sagemaker, COMMIT_A, "Approved")
-    retrained = register(sagemaker, COMMIT_A, "Approved")
-    register(sagemaker, COMMIT_B, "Approved")
+    register_package(sagemaker, COMMIT_A, "Approved")
+    retrained = register_package(sagemaker, COMMIT_A, "Approved")
+    register_package(sagemaker, COMMIT_B, "Approved")
     package = latest_approved_package(sagemaker, config.MODEL_PACKAGE_GROUP_NAME, COMMIT_A)
     assert package["ModelPackageArn"] == retrained
 
 
 def test_rejected_and_pending_packages_are_never_returned(sagemaker: Any) -> None:
-    register(sagemaker, COMMIT_A, "Approved")
-    rejected = register(sagemaker, COMMIT_B, "Approved")
+    register_package(sagemaker, COMMIT_A, "Approved")
+    rejected = register_package(sagemaker, COMMIT_B, "Approved")
     sagemaker.update_model_package(ModelPackageArn=rejected, ModelApprovalStatus="Rejected")
-    register(sagemaker, COMMIT_B, "PendingManualApproval")
+    register_package(sagemaker, COMMIT_B, "PendingManualApproval")
     with pytest.raises(LookupError, match=f"commit {COMMIT_B}"):
         latest_approved_package(sagemaker, config.MODEL_PACKAGE_GROUP_NAME, COMMIT_B)
     package = latest_approved_package(sagemaker, config.MODEL_PACKAGE_GROUP_NAME)
@@ -72,7 +56,7 @@ def test_rejected_and_pending_packages_are_never_returned(sagemaker: Any) -> Non
 
 
 def test_no_approved_package_is_one_clear_lookup_error(sagemaker: Any) -> None:
-    register(sagemaker, COMMIT_A, "Approved", group=OTHER_GROUP)
+    register_package(sagemaker, COMMIT_A, "Approved", group=OTHER_GROUP)
     with pytest.raises(LookupError) as raised:
         latest_approved_package(sagemaker, config.MODEL_PACKAGE_GROUP_NAME)
     message = str(raised.value)
