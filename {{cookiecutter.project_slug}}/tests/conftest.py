@@ -3,7 +3,6 @@
 import os
 import socket
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -63,8 +62,3 @@ def moto_endpoint() -> Iterator[str]:
     finally:
         server.stop()
 
-
-@pytest.fixture
-def project_root() -> Path:
-    """The repository root."""
-    return Path(__file__).resolve().parents[1]
