@@ -61,6 +61,7 @@ tests/integration/test_endpoint.py
 tests/integration/test_endpoint_stack.py
 tests/integration/test_local_pipeline.py
 tests/integration/test_sagemaker_moto.py
+tests/integration/test_step_cache.py
 tests/rehearsal/test_rehearse.py
 tests/unit/merge_lambda_support.py
 tests/unit/ml_support.py

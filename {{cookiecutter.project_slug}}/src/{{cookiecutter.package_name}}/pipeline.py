@@ -102,12 +102,28 @@ def training_code_archive() -> bytes:
     return gzip.compress(buffer.getvalue(), mtime=0)
 
 
-def upload_training_code(boto_session: boto3.Session, bucket: str, pipeline_name: str) -> str:
-    """Upload the training code under a key holding its content hash; return its S3 URI."""
-    archive = training_code_archive()
-    key = f"{pipeline_name}/code/{hashlib.sha256(archive).hexdigest()}/sourcedir.tar.gz"
-    boto_session.client("s3").put_object(Bucket=bucket, Key=key, Body=archive)
+def code_key(pipeline_name: str, file_name: str, body: bytes) -> str:
+    """The S3 key of a step's code: the same bytes always get the same key."""
+    return f"{pipeline_name}/code/{hashlib.sha256(body).hexdigest()}/{file_name}"
+
+
+def upload_code(
+    boto_session: boto3.Session, bucket: str, pipeline_name: str, file_name: str, body: bytes
+) -> str:
+    """Upload step code under a key holding its content hash; return its S3 URI.
+
+    The step's arguments (its cache key) then change exactly when the code does. Left to
+    the SDK, a local script path is hashed together with its absolute path, so every new
+    checkout directory (CodeBuild's is new for each build) would rerun every job.
+    """
+    key = code_key(pipeline_name, file_name, body)
+    boto_session.client("s3").put_object(Bucket=bucket, Key=key, Body=body)
     return f"s3://{bucket}/{key}"
+
+
+def step_script(name: str) -> bytes:
+    """The bytes of one step script (`preprocess.py`, `evaluate.py`)."""
+    return (STEPS_DIR / name).read_bytes()
 
 
 def execution_output(bucket: str, pipeline_name: str, step_name: str, output_name: str) -> Join:
@@ -192,7 +208,9 @@ def get_pipeline(
     preprocess_step = ProcessingStep(
         name=PREPROCESS_STEP,
         step_args=processor.run(
-            code=str(STEPS_DIR / "preprocess.py"),
+            code=upload_code(
+                boto_session, bucket, pipeline_name, "preprocess.py", step_script("preprocess.py")
+            ),
             inputs=[s3_input("input", input_data, "input")],
             outputs=[s3_output(PREPROCESS_STEP, name) for name in preprocess.SPLIT_FILE_NAMES],
         ),
@@ -217,8 +235,8 @@ def get_pipeline(
             for name, value in {
                 **train.DEFAULT_HYPERPARAMETERS,
                 "sagemaker_program": "train.py",
-                "sagemaker_submit_directory": upload_training_code(
-                    boto_session, bucket, pipeline_name
+                "sagemaker_submit_directory": upload_code(
+                    boto_session, bucket, pipeline_name, "sourcedir.tar.gz", training_code_archive()
                 ),
                 "sagemaker_region": region,
             }.items()
@@ -251,7 +269,9 @@ def get_pipeline(
     evaluate_step = ProcessingStep(
         name=EVALUATE_STEP,
         step_args=processor.run(
-            code=str(STEPS_DIR / "evaluate.py"),
+            code=upload_code(
+                boto_session, bucket, pipeline_name, "evaluate.py", step_script("evaluate.py")
+            ),
             inputs=[
                 s3_input("model", model_data, "model"),
                 s3_input("test", split_uri("test"), "test"),
@@ -259,6 +279,9 @@ def get_pipeline(
             outputs=[s3_output(EVALUATE_STEP, EVALUATION_OUTPUT)],
         ),
         property_files=[evaluation_report],
+        # Cached too: a push that changes neither data nor code (deploy configuration, the
+        # threshold) then runs no job at all and still registers a package for its commit.
+        cache_config=STEP_CACHE,
         retry_policies=JOB_RETRIES,
     )
     evaluation_uri = Join(

@@ -171,9 +171,21 @@ def test_registration_records_metrics_commit_and_approval(steps):
     assert "text/csv" in arguments["InferenceSpecification"]["SupportedContentTypes"]
 
 
-def test_data_and_training_steps_are_cached(steps):
+def test_every_job_step_is_cached(steps):
     cached = {name for name, step in steps.items() if step.get("CacheConfig", {}).get("Enabled")}
-    assert cached == {PREPROCESS, TRAIN}
+    assert cached == set(JOB_STEPS)
+
+
+@pytest.mark.parametrize(
+    ("step_name", "script"), [(PREPROCESS, "preprocess.py"), (EVALUATE, "evaluate.py")]
+)
+def test_processing_code_sits_under_its_content_hash(steps, pipeline, step_name, script):
+    arguments = steps[step_name]["Arguments"]
+    (code,) = [item for item in arguments["ProcessingInputs"] if item["InputName"] == "code"]
+    digest = hashlib.sha256((pipeline.STEPS_DIR / script).read_bytes()).hexdigest()
+    assert code["S3Input"]["S3Uri"].endswith(f"/code/{digest}/{script}")
+    entrypoint = arguments["AppSpecification"]["ContainerEntrypoint"]
+    assert entrypoint == ["python3", f"/opt/ml/processing/input/code/{script}"]
 
 
 @pytest.mark.parametrize("step_name", JOB_STEPS)

@@ -1,0 +1,232 @@
+"""Step caching: one commit gives one pipeline definition, and each kind of change reruns
+exactly the jobs it should.
+
+SageMaker reuses a cached step when the attributes it keys the cache on are unchanged (the
+"Default cache key attributes by pipeline step type" page of the SageMaker developer guide);
+a step whose input is the output of a step that ran again gets new input URIs, so it runs
+again too. The tests below apply that rule to definitions built offline (moto).
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import boto3
+import pytest
+
+from {{ cookiecutter.package_name }} import aws, config
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+COMMIT_ID = "c0ffee" + "0" * 34
+BUCKET = aws.OFFLINE_BUCKET
+# What SageMaker compares, per step type, to decide whether a cached run can be reused.
+CACHE_KEY_ATTRIBUTES = {
+    "Processing": ["AppSpecification", "Environment", "ProcessingInputs"],
+    "Training": [
+        "AlgorithmSpecification",
+        "CheckpointConfig",
+        "DebugHookConfig",
+        "DebugRuleConfigurations",
+        "Environment",
+        "HyperParameters",
+        "InputDataConfig",
+    ],
+}
+PREPROCESS, TRAIN, EVALUATE = "PreprocessData", "TrainModel", "EvaluateModel"
+# Not the repository's own outputs, caches or virtual environment.
+NOT_SOURCE = shutil.ignore_patterns(
+    ".venv", ".git", "build", "__pycache__", ".pytest_cache", ".ruff_cache"
+)
+
+
+def copy_repo(destination: Path) -> Path:
+    """The repository's source files copied to destination (a new checkout path)."""
+    shutil.copytree(REPO_ROOT, destination, ignore=NOT_SOURCE)
+    return destination
+
+
+def start_definition(checkout: Path) -> subprocess.Popen:
+    """`definition --offline` run from checkout with checkout's own src/ on the path."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("AWS_", "SAGEMAKER_", "CODEBUILD_"))
+    }
+    env["PYTHONPATH"] = str(checkout / "src")
+    argv = [sys.executable, "-m", "{{ cookiecutter.package_name }}", "definition", "--offline"]
+    argv += ["--commit-id", COMMIT_ID, "--output", "build/pipeline-definition.json"]
+    return subprocess.Popen(
+        argv, cwd=checkout, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+@pytest.fixture(scope="module")
+def checkouts(tmp_path_factory) -> dict[str, bytes]:
+    """The definition bytes built from three copies of this repository, side by side:
+    two paths of one commit, and one whose deploy configuration alone was changed."""
+    root = tmp_path_factory.mktemp("checkouts")
+    first = copy_repo(root / "a")
+    second = copy_repo(root / "codebuild" / "output" / "src1234" / "src")
+    # Another build time: every file gets a new modification time.
+    for path in second.rglob("*"):
+        os.utime(path, (1_000_000_000, 1_000_000_000))
+    deploy_change = copy_repo(root / "deploy-change")
+    prod = deploy_change / "infra" / "config" / "prod.json"
+    settings = json.loads(prod.read_text())
+    settings["Parameters"]["InitialInstanceCount"] = "2"
+    settings["Parameters"]["RollbackWindowSeconds"] = "900"
+    prod.write_text(json.dumps(settings, indent=2) + "\n")
+    endpoint = deploy_change / "infra" / "endpoint.yml"
+    endpoint.write_text(endpoint.read_text() + "# a deploy-only change\n")
+
+    copies = {"first": first, "second": second, "deploy-change": deploy_change}
+    runs = {name: start_definition(path) for name, path in copies.items()}
+    definitions = {}
+    for name, run in runs.items():
+        output, _ = run.communicate(timeout=180)
+        assert run.returncode == 0, output
+        definitions[name] = (copies[name] / "build" / "pipeline-definition.json").read_bytes()
+    return definitions
+
+
+def test_one_commit_gives_one_definition_whatever_the_checkout_path(checkouts):
+    assert checkouts["first"] == checkouts["second"]
+
+
+def test_deploy_configuration_is_not_part_of_the_definition(checkouts):
+    assert checkouts["deploy-change"] == checkouts["first"]
+
+
+@pytest.fixture(scope="module")
+def build_definition():
+    """A function building the definition in-process (moto) for a data set's bytes."""
+    from {{ cookiecutter.package_name }} import pipeline
+    from {{ cookiecutter.package_name }}.data import DATASET_FILE_NAME, dataset_csv_bytes
+
+    with aws.offline_aws():
+        boto_session = boto3.Session(region_name=config.AWS_REGION)
+        s3 = boto_session.client("s3")
+        if config.AWS_REGION == "us-east-1":
+            s3.create_bucket(Bucket=BUCKET)
+        else:
+            s3.create_bucket(
+                Bucket=BUCKET,
+                CreateBucketConfiguration={"LocationConstraint": config.AWS_REGION},
+            )
+
+        def build(dataset: bytes | None = None) -> dict:
+            csv_bytes = dataset_csv_bytes() if dataset is None else dataset
+            data_uri = aws.publish_dataset(s3, BUCKET, csv_bytes, DATASET_FILE_NAME)
+            return json.loads(
+                pipeline.get_pipeline(
+                    role_arn=aws.OFFLINE_ROLE_ARN,
+                    bucket=BUCKET,
+                    input_data_uri=data_uri,
+                    commit_id=COMMIT_ID,
+                    boto_session=boto_session,
+                ).definition()
+            )
+
+        yield build
+
+
+def all_steps(definition: dict) -> dict[str, dict]:
+    """Every step by name, the condition's branches included."""
+    found = {}
+    for step in definition["Steps"]:
+        found[step["Name"]] = step
+        for branch in ("IfSteps", "ElseSteps"):
+            found.update({inner["Name"]: inner for inner in step["Arguments"].get(branch, [])})
+    return found
+
+
+def resolve_parameters(value, defaults: dict):
+    """value with every pipeline parameter replaced by its default (what an execution gets)."""
+    if isinstance(value, dict):
+        if set(value) == {"Get"} and value["Get"].startswith("Parameters."):
+            return defaults[value["Get"].removeprefix("Parameters.")]
+        return {key: resolve_parameters(item, defaults) for key, item in value.items()}
+    if isinstance(value, list):
+        return [resolve_parameters(item, defaults) for item in value]
+    return value
+
+
+def cache_key(step: dict, defaults: dict) -> str:
+    """The attributes SageMaker keys a cached step on, as an execution would see them."""
+    attributes = CACHE_KEY_ATTRIBUTES[step["Type"]]
+    key = {name: step["Arguments"].get(name) for name in attributes}
+    return json.dumps(resolve_parameters(key, defaults), sort_keys=True)
+
+
+def jobs_that_run(before: dict, after: dict) -> set[str]:
+    """The cached job steps of `after` that run again after an execution of `before`."""
+    defaults = {param["Name"]: param.get("DefaultValue") for param in after["Parameters"]}
+    old_defaults = {param["Name"]: param.get("DefaultValue") for param in before["Parameters"]}
+    old_steps, new_steps = all_steps(before), all_steps(after)
+    rerun: set[str] = set()
+    for name, step in new_steps.items():  # the definition lists steps in run order
+        if step["Type"] not in CACHE_KEY_ATTRIBUTES:
+            continue
+        assert step.get("CacheConfig", {}).get("Enabled"), f"{name} is not cached"
+        arguments = json.dumps(step["Arguments"])
+        upstream_ran = any(f'"Steps.{other}.' in arguments for other in rerun)
+        changed = cache_key(step, defaults) != cache_key(old_steps[name], old_defaults)
+        if changed or upstream_ran:
+            rerun.add(name)
+    return rerun
+
+
+def changed_script(monkeypatch, tmp_path, pipeline, script: str) -> None:
+    """Point the pipeline at a copy of the step scripts where `script` has one more line."""
+    steps_dir = tmp_path / "steps"
+    shutil.copytree(pipeline.STEPS_DIR, steps_dir, ignore=NOT_SOURCE)
+    with (steps_dir / script).open("a") as file:
+        file.write("# changed\n")
+    monkeypatch.setattr(pipeline, "STEPS_DIR", steps_dir)
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ("nothing", set()),
+        ("data", {PREPROCESS, TRAIN, EVALUATE}),
+        ("preprocess code", {PREPROCESS, TRAIN, EVALUATE}),
+        ("training code", {TRAIN, EVALUATE}),
+        ("hyperparameters", {TRAIN, EVALUATE}),
+        ("evaluation code", {EVALUATE}),
+        ("quality threshold", set()),
+        ("training instance type", set()),
+    ],
+)
+def test_each_change_reruns_only_the_jobs_it_affects(
+    change, expected, build_definition, monkeypatch, tmp_path
+):
+    from {{ cookiecutter.package_name }} import pipeline
+    from {{ cookiecutter.package_name }}.data import dataset_csv_bytes
+    from {{ cookiecutter.package_name }}.steps import train
+
+    before = build_definition()
+    dataset = None
+    if change == "data":
+        dataset = dataset_csv_bytes() + dataset_csv_bytes().splitlines(keepends=True)[-1]
+    elif change == "preprocess code":
+        changed_script(monkeypatch, tmp_path, pipeline, "preprocess.py")
+    elif change == "training code":
+        changed_script(monkeypatch, tmp_path, pipeline, "train.py")
+    elif change == "evaluation code":
+        changed_script(monkeypatch, tmp_path, pipeline, "evaluate.py")
+    elif change == "hyperparameters":
+        name, value = next(iter(train.DEFAULT_HYPERPARAMETERS.items()))
+        changed = value + 1 if isinstance(value, int | float) else f"{value}-changed"
+        monkeypatch.setitem(train.DEFAULT_HYPERPARAMETERS, name, changed)
+    elif change == "quality threshold":
+        monkeypatch.setattr(config, "QUALITY_THRESHOLD", config.QUALITY_THRESHOLD / 2)
+    elif change == "training instance type":
+        monkeypatch.setattr(config, "TRAINING_INSTANCE_TYPE", "ml.m5.xlarge")
+    after = build_definition(dataset)
+
+    assert (after != before) == (change != "nothing")
+    assert jobs_that_run(before, after) == expected
