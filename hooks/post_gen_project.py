@@ -7,6 +7,7 @@ checked out. No network, no AWS, no push (`make bootstrap` pushes).
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -61,12 +62,11 @@ def init_repository(answers):
     git("checkout", "--quiet", "-b", answers["dev_branch"])
 
 
-def main(answers=None):
-    """Initialise git when it is available; never fail the bake over git."""
-    answers = json.loads(ANSWERS_JSON) if answers is None else answers
+def initialise_git(answers):
+    """git init when git is available; a warning, never a failed bake, when it fails."""
     if shutil.which("git") is None:
         warn("git is not installed: the project was generated without a git repository.")
-        return 0
+        return
     try:
         init_repository(answers)
     except subprocess.CalledProcessError as error:
@@ -75,6 +75,32 @@ def main(answers=None):
             f"git {error.cmd[1]} failed ({detail[-1] if detail else error.returncode}): "
             "the files are generated; run git init yourself."
         )
+    except (OSError, ValueError) as error:  # e.g. an argument git cannot receive
+        warn(f"git could not run ({error}): the files are generated; run git init yourself.")
+
+
+def next_steps(answers, project_dir):
+    """Where the project is and the first three commands to run in it."""
+    lines = [
+        f"Generated {project_dir}",
+        "Next:",
+        f"  cd {shlex.quote(str(project_dir))}",
+        "  make install          # .venv with every dependency, and the git hooks",
+        "  make local-pipeline   # trains and evaluates the model on the sample data, offline",
+        "  make test             # unit, integration and rehearsal tests, offline",
+    ]
+    if answers.get("source_provider") == "github" and not answers.get("codeconnections_arn"):
+        lines.append(
+            "Then make bootstrap creates the GitHub connection and tells you where to approve it."
+        )
+    return "\n".join(lines)
+
+
+def main(answers=None, project_dir=None):
+    """Initialise git, then say where the project is and what to run next."""
+    answers = json.loads(ANSWERS_JSON) if answers is None else answers
+    initialise_git(answers)
+    print(next_steps(answers, project_dir or os.getcwd()))
     return 0
 
 

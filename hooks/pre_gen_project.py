@@ -6,8 +6,11 @@ exits 1 when there is any, and cookiecutter then removes the half-made output.
 
 import json
 import keyword
+import os
 import re
+import subprocess
 import sys
+import unicodedata
 
 # Answers are read as data (JSON, parsed in main), never pasted into code. The raw string
 # keeps JSON's escapes intact: quotes, backslashes and newlines in an answer are harmless.
@@ -35,15 +38,45 @@ CHOICES = {
     "quality_metric": ("auc", "accuracy", "f1"),
 }
 
-SLUG_PATTERN = re.compile(r"^[a-z][a-z0-9-]*[a-z0-9]$")
-PACKAGE_PATTERN = re.compile(r"^[a-z_][a-z0-9_]*$")
-INSTANCE_TYPE_PATTERN = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
-EMAIL_PATTERN = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
-GITHUB_REPOSITORY_PATTERN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
-CONNECTION_ARN_PATTERN = re.compile(
-    r"^arn:aws(?:-[a-z]+)*:(?:codeconnections|codestar-connections):[a-z0-9-]+:\d{12}:"
-    r"connection/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+# Every pattern is applied with re.fullmatch: an answer with a trailing newline fails it.
+SLUG_PATTERN = re.compile(r"[a-z][a-z0-9-]*[a-z0-9]")
+PACKAGE_PATTERN = re.compile(r"[a-z_][a-z0-9_]*")
+INSTANCE_TYPE_PATTERN = re.compile(r"ml\.[a-z0-9]+\.[a-z0-9]+")
+# A practical address: what git, pyproject.toml and every packaging tool accept as is.
+EMAIL_PATTERN = re.compile(
+    r"[A-Za-z0-9._%+-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+"
 )
+# GitHub: an owner is letters, digits and single inner hyphens (at most 39); a repository
+# name is letters, digits, ".", "_" and "-" (at most 100). Both fit the templates' pattern.
+GITHUB_REPOSITORY_PATTERN = re.compile(r"[A-Za-z0-9](?:-?[A-Za-z0-9]){0,38}/[A-Za-z0-9._-]{1,100}")
+CONNECTION_ARN_PATTERN = re.compile(
+    r"arn:aws(?:-[a-z]+)*:(?:codeconnections|codestar-connections):[a-z0-9-]+:\d{12}:"
+    r"connection/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+)
+# A decimal number as a person writes it: no sign, no spaces, no underscores.
+NUMBER_PATTERN = re.compile(r"(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+# Branch names: the CloudFormation AllowedPattern of the DevBranch/MainBranch parameters
+# (infra/*.yml). These characters also need no quoting in a shell or make word, and none
+# is a glob character in CodePipeline's branch filters.
+BRANCH_CHARACTERS = re.compile(r"[A-Za-z0-9._/-]+")
+# CodeCommit BranchName (botocore codecommit model): 1 to 256 characters.
+BRANCH_MAX_LENGTH = 256
+
+# Free text: where each answer lands in AWS and the longest text it may make there.
+# CodeCommit RepositoryDescription: at most 1000 characters, at least 1 (botocore model and
+# cfn-lint's AWS::CodeCommit::Repository schema). SageMaker EntityDescription (model
+# package group and model package descriptions): at most 1024, letters, marks, separators,
+# symbols, numbers and punctuation.
+CODECOMMIT_DESCRIPTION_MAX = 1000
+SAGEMAKER_DESCRIPTION_MAX = 1024
+# The longest text the templates append to project_name in a SageMaker description
+# (infra/model-build-pipeline.yml, the model group description).
+PROJECT_NAME_SUFFIX = " models, one package per trained commit"
+FREE_TEXT_VARIABLES = ("project_name", "description", "author_name")
+# git drops these characters from the ends of an author name, and "<" ">" everywhere.
+GIT_NAME_CRUD = ".,:;<>\"'\\ "
+
 # Module names the generated code imports: a package named like one would shadow it.
 SHADOWED_MODULES = frozenset(
     "app boto3 botocore moto numpy pandas sagemaker sklearn test tests xgboost".split()
@@ -91,18 +124,67 @@ def check_prod_approval(answers):
     return [f"prod_approval: {value!r} is not a boolean; answer yes or no (true/false)"]
 
 
-def check_project_name(answers):
-    """The project name is shown in the README and tags: it needs a visible character."""
+def unprintable_characters(text):
+    """The characters of text that are not printable (controls, format characters, ...)."""
+    found = []
+    for char in text:
+        if not char.isprintable() and char not in found:
+            found.append(char)
+    return found
+
+
+def describe_characters(chars):
+    """'\\n' (U+000A), ...: characters as a person can identify them."""
+    return ", ".join(
+        f"{char!r} (U+{ord(char):04X}{' ' + unicodedata.name(char, '')})".replace(" )", ")")
+        for char in chars
+    )
+
+
+def check_free_text(answers):
+    """Name, description and author: printable text on one line, never empty."""
+    problems = []
+    for variable in FREE_TEXT_VARIABLES:
+        text = answers.get(variable, "")
+        if not isinstance(text, str) or not text.strip():
+            problems.append(f"{variable}: {text!r} must be a non-empty line of text")
+            continue
+        unprintable = unprintable_characters(text)
+        if unprintable:
+            problems.append(
+                f"{variable}: {text!r} contains {describe_characters(unprintable)}; "
+                "use printable characters only (no newline, tab or control character)"
+            )
+    return problems
+
+
+def check_free_text_lengths(answers):
+    """Free text fits every AWS description it lands in."""
+    problems = []
     name = answers.get("project_name", "")
-    if not name.strip() or "\n" in name:
-        return [f"project_name: {name!r} must be one non-empty line"]
-    return []
+    longest_name = SAGEMAKER_DESCRIPTION_MAX - len(PROJECT_NAME_SUFFIX)
+    if len(name) > longest_name:
+        problems.append(
+            f"project_name: {len(name)} characters; at most {longest_name} so that the "
+            f"SageMaker model package group description ({SAGEMAKER_DESCRIPTION_MAX} "
+            "characters at most) fits"
+        )
+    description = answers.get("description", "")
+    if (
+        answers.get("source_provider") == "codecommit"
+        and len(description) > CODECOMMIT_DESCRIPTION_MAX
+    ):
+        problems.append(
+            f"description: {len(description)} characters; the CodeCommit repository "
+            f"description takes at most {CODECOMMIT_DESCRIPTION_MAX}"
+        )
+    return problems
 
 
 def check_slug(answers):
     """The slug matches the AWS-friendly pattern and every name built from it fits."""
     slug = answers.get("project_slug", "")
-    if not SLUG_PATTERN.match(slug) or "--" in slug:
+    if not SLUG_PATTERN.fullmatch(slug) or "--" in slug:
         return [
             f"project_slug: {slug!r} must be lowercase letters, digits and single hyphens, "
             "start with a letter and not end with a hyphen (e.g. churn-model)"
@@ -125,7 +207,7 @@ def check_slug(answers):
 def check_package_name(answers):
     """The package name is an importable, non-keyword identifier that shadows nothing."""
     name = answers.get("package_name", "")
-    if not PACKAGE_PATTERN.match(name) or not name.isidentifier():
+    if not PACKAGE_PATTERN.fullmatch(name) or not name.isidentifier():
         return [
             f"package_name: {name!r} must be a Python identifier of lowercase letters, "
             "digits and underscores (e.g. churn_model)"
@@ -138,11 +220,24 @@ def check_package_name(answers):
 
 
 def check_author(answers):
-    """The author's e-mail goes into the first commit."""
+    """The author goes into the first commit and pyproject.toml, as git would write it."""
+    problems = []
+    name = answers.get("author_name", "")
+    if isinstance(name, str) and name.strip() and not unprintable_characters(name):
+        if "<" in name or ">" in name:
+            problems.append(
+                f"author_name: {name!r} contains < or >, which git removes from names; "
+                "give the name only (the e-mail is asked separately)"
+            )
+        elif not name.strip(GIT_NAME_CRUD):
+            problems.append(f"author_name: {name!r} has no letter or digit git keeps")
     email = answers.get("author_email", "")
-    if not EMAIL_PATTERN.match(email):
-        return [f"author_email: {email!r} is not an e-mail address (e.g. ml-team@example.com)"]
-    return []
+    if not isinstance(email, str) or not EMAIL_PATTERN.fullmatch(email):
+        problems.append(
+            f"author_email: {email!r} is not an e-mail address like ml-team@example.com "
+            "(ASCII letters, digits and ._%+- before the @, a domain with a dot after it)"
+        )
+    return problems
 
 
 def check_region(answers):
@@ -165,24 +260,50 @@ def is_valid_git_branch(name):
     """The rules of `git check-ref-format --branch`, without running git."""
     if not name or name.startswith(("-", "/")) or name.endswith(("/", ".", ".lock")):
         return False
-    if name == "@" or any(part in name for part in ("..", "@{", "//")):
+    if name in ("@", "HEAD") or any(part in name for part in ("..", "@{", "//")):
         return False
     if any(ord(char) < 0x20 or ord(char) == 0x7F or char in " ~^:?*[\\" for char in name):
         return False
     return not any(part.startswith(".") or part.endswith(".lock") for part in name.split("/"))
 
 
+def branch_problem(name):
+    """Why name cannot be a branch of this project, or None."""
+    if not isinstance(name, str) or not BRANCH_CHARACTERS.fullmatch(name):
+        return (
+            "may only use letters A-Z a-z, digits and . _ / - (the branch parameters' "
+            "CloudFormation pattern; these need no quoting in shell or make)"
+        )
+    if len(name) > BRANCH_MAX_LENGTH:
+        return f"is longer than CodeCommit's {BRANCH_MAX_LENGTH}-character branch names"
+    if not is_valid_git_branch(name):
+        return (
+            "is not a valid git branch name (no leading - or /, no .., //, trailing / "
+            "or ., no part starting with . or ending with .lock, not HEAD)"
+        )
+    return None
+
+
 def check_branches(answers):
-    """Both branches are valid git branch names, and different."""
+    """Both branches are safe, valid git branch names that can live side by side."""
     problems = []
     for variable in ("dev_branch", "main_branch"):
         name = answers.get(variable, "")
-        if not is_valid_git_branch(name):
-            problems.append(f"{variable}: {name!r} is not a valid git branch name")
-    if not problems and answers.get("dev_branch") == answers.get("main_branch"):
+        problem = branch_problem(name)
+        if problem:
+            problems.append(f"{variable}: {name!r} {problem}")
+    if problems:
+        return problems
+    dev, main = answers.get("dev_branch"), answers.get("main_branch")
+    if dev == main:
         problems.append(
-            f"main_branch: {answers.get('main_branch')!r} is the same as dev_branch; "
-            "the two branches must differ"
+            f"main_branch: {main!r} is the same as dev_branch; the two branches must differ"
+        )
+    elif dev.startswith(main + "/") or main.startswith(dev + "/"):
+        problems.append(
+            f"main_branch: {main!r} and dev_branch {dev!r} cannot both exist in git "
+            "(one is a folder of the other); choose names where neither starts with the "
+            "other followed by /"
         )
     return problems
 
@@ -196,17 +317,14 @@ def check_instance_types(answers):
             "training_instance_type",
             "endpoint_instance_type",
         )
-        if not INSTANCE_TYPE_PATTERN.match(str(answers.get(variable, "")))
+        if not INSTANCE_TYPE_PATTERN.fullmatch(str(answers.get(variable, "")))
     ]
 
 
 def check_threshold(answers):
     """The quality threshold is a number in (0, 1]."""
     raw = answers.get("quality_threshold", "")
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        value = float("nan")
+    value = float(raw) if NUMBER_PATTERN.fullmatch(str(raw)) else float("nan")
     if not 0 < value <= 1:  # NaN fails this comparison too
         return [f"quality_threshold: {raw!r} must be a number greater than 0 and at most 1"]
     return []
@@ -218,16 +336,19 @@ def check_github(answers):
         return []
     problems = []
     repository = answers.get("github_repository", "")
-    if not GITHUB_REPOSITORY_PATTERN.match(repository):
+    if not GITHUB_REPOSITORY_PATTERN.fullmatch(str(repository)) or repository.endswith(
+        ("/.", "/..")
+    ):
         problems.append(
             f"github_repository: {repository!r} must be owner/name (e.g. my-org/churn-model)"
         )
     arn = answers.get("codeconnections_arn", "")
-    if not CONNECTION_ARN_PATTERN.match(arn):
+    # Empty: `make bootstrap` creates the connection and waits for its approval.
+    if arn and not CONNECTION_ARN_PATTERN.fullmatch(str(arn)):
         problems.append(
             f"codeconnections_arn: {arn!r} must be a connection ARN like "
-            "arn:aws:codeconnections:us-east-1:123456789012:connection/<uuid> "
-            "(create the connection in the AWS console first)"
+            "arn:aws:codeconnections:us-east-1:123456789012:connection/<uuid>, "
+            "or empty to let make bootstrap create the connection"
         )
     return problems
 
@@ -235,7 +356,8 @@ def check_github(answers):
 CHECKS = (
     check_choices,
     check_prod_approval,
-    check_project_name,
+    check_free_text,
+    check_free_text_lengths,
     check_slug,
     check_package_name,
     check_author,
@@ -247,8 +369,47 @@ CHECKS = (
 )
 
 
+# Run in the background after a refusal: cookiecutter removes the project folder once this
+# hook exits; then the empty folders a slug with "/" made above it go too.
+REMOVE_EMPTY_PARENTS = """
+import os, sys, time
+project, top = sys.argv[1], sys.argv[2]
+deadline = time.monotonic() + 30
+while os.path.lexists(project) and time.monotonic() < deadline:
+    time.sleep(0.05)
+folder = os.path.dirname(project)
+while not os.path.lexists(project) and folder.startswith(top + os.sep) and folder != top:
+    try:
+        os.rmdir(folder)
+    except OSError:
+        break
+    folder = os.path.dirname(folder)
+"""
+
+
+def remove_folders_made_by_slug(answers, project_dir):
+    """After a refusal, also remove the folders a slug with / made above the project folder.
+
+    cookiecutter creates every folder of the slug's path but removes only the last one.
+    """
+    output_dir = os.path.realpath(answers.get("_output_dir") or "")
+    project_dir = os.path.realpath(project_dir)
+    if not answers.get("_output_dir") or os.path.dirname(project_dir) == output_dir:
+        return
+    if not project_dir.startswith(output_dir + os.sep):
+        return
+    subprocess.Popen(
+        [sys.executable, "-c", REMOVE_EMPTY_PARENTS, project_dir, output_dir],
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 def main(answers=None):
     """Run every check; print one line per problem; return the exit status."""
+    from_cookiecutter = answers is None
     answers = json.loads(ANSWERS_JSON) if answers is None else answers
     problems = [problem for check in CHECKS for problem in check(answers)]
     for problem in problems:
@@ -259,6 +420,8 @@ def main(answers=None):
             "cookiecutter again.",
             file=sys.stderr,
         )
+        if from_cookiecutter:
+            remove_folders_made_by_slug(answers, os.getcwd())
     return 1 if problems else 0
 
 

@@ -2,6 +2,8 @@
 variable, and leave nothing behind."""
 
 import subprocess
+import time
+from pathlib import Path
 
 import pytest
 from conftest import BIN, GITHUB_ANSWERS, TEMPLATE
@@ -28,12 +30,55 @@ BAD_ANSWERS = [
     ("threshold-zero", ["quality_threshold=0"], "quality_threshold"),
     ("threshold-above-one", ["quality_threshold=1.5"], "quality_threshold"),
     ("threshold-not-number", ["quality_threshold=high"], "quality_threshold"),
-    ("github-no-connection", ["source_provider=github"], "codeconnections_arn"),
     ("github-repo-format", [*GITHUB, "github_repository=no-slash"], "github_repository"),
     ("github-arn-format", [*GITHUB, "codeconnections_arn=arn:aws:s3:::x"], "codeconnections_arn"),
+    (
+        "github-arn-trailing-newline",
+        [*GITHUB, "codeconnections_arn=" + GITHUB_ANSWERS["codeconnections_arn"] + "\n"],
+        "codeconnections_arn",
+    ),
     ("email", ["author_email=nobody"], "author_email"),
     ("project-name-empty", ["project_name= "], "project_name"),
     ("project-name-newline", ["project_name=Churn\nModel"], "project_name"),
+    ("project-name-trailing-newline", ["project_name=Churn Model\n"], "project_name"),
+    ("project-name-too-long", ["project_name=" + "n" * 986], "project_name"),
+    ("project-name-bidi-override", ["project_name=Churn \u202emodel"], "project_name"),
+    ("description-1001", ["description=" + "d" * 1001], "description"),
+    ("description-tab", ["description=a\tb"], "description"),
+    ("author-angle-brackets", ["author_name=ML <team>"], "author_name"),
+    ("author-only-punctuation", ["author_name=..."], "author_name"),
+    ("email-trailing-newline", ["author_email=ml@example.com\n"], "author_email"),
+    ("slug-trailing-newline", ["project_slug=churn\n"], "project_slug"),
+    ("slug-with-slash", ["project_slug=churn/model"], "project_slug"),
+    ("slug-with-slashes", ["project_slug=a/b/c"], "project_slug"),
+    ("threshold-trailing-newline", ["quality_threshold=0.8\n"], "quality_threshold"),
+    ("threshold-underscore", ["quality_threshold=0.8_0"], "quality_threshold"),
+    (
+        "instance-trailing-newline",
+        ["training_instance_type=ml.m5.large\n"],
+        "training_instance_type",
+    ),
+    # Branch names git accepts but that would break a file they land in (issue 11).
+    (
+        "branch-python-injection",
+        ['dev_branch=dev"+__import__("os").system("touch${IFS}pwned")+"'],
+        "dev_branch",
+    ),
+    ("branch-single-quote", ["dev_branch=dev'x"], "dev_branch"),
+    ("branch-pipe", ["dev_branch=|dev"], "dev_branch"),
+    ("branch-percent", ["dev_branch=%dev"], "dev_branch"),
+    ("branch-braces", ["dev_branch={dev}"], "dev_branch"),
+    ("branch-hash", ["dev_branch=dev#x"], "dev_branch"),
+    ("branch-dollar", ["main_branch=$(HOME)"], "main_branch"),
+    ("branch-non-ascii", ["dev_branch=développement"], "dev_branch"),
+    ("branch-trailing-newline", ["dev_branch=dev\n"], "dev_branch"),
+    ("branch-head", ["main_branch=HEAD"], "main_branch"),
+    ("branch-inside-the-other", ["dev_branch=release/dev", "main_branch=release"], "main_branch"),
+    (
+        "github-repo-trailing-newline",
+        [*GITHUB, "github_repository=my-org/churn\n"],
+        "github_repository",
+    ),
     # cookiecutter itself refuses these before the hook runs; same contract for the user.
     ("choice-provider", ["source_provider=gitlab"], "source_provider"),
     ("choice-endpoint", ["staging_endpoint=lambda"], "staging_endpoint"),
@@ -43,11 +88,23 @@ BAD_ANSWERS = [
 
 
 def bake_cli(args: list[str], output_dir) -> subprocess.CompletedProcess:
-    """cookiecutter as a user runs it, without prompts."""
+    """cookiecutter as a user runs it, without prompts, from output_dir's parent."""
     command = [str(BIN / "cookiecutter"), "--no-input", "-o", str(output_dir), str(TEMPLATE)]
     return subprocess.run(
-        [*command, *args], capture_output=True, text=True, stdin=subprocess.DEVNULL
+        [*command, *args],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        cwd=Path(output_dir).parent,
     )
+
+
+def nothing_left_in(folder: Path) -> bool:
+    """folder is absent or empty; the hook removes a slug's extra folders in the background."""
+    deadline = time.monotonic() + 10
+    while folder.exists() and any(folder.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not folder.exists() or not any(folder.iterdir())
 
 
 @pytest.mark.parametrize(
@@ -60,7 +117,8 @@ def test_bad_answer_is_refused(args, variable, tmp_path):
     # boolean errors end with a line naming the variable.
     named = [line for line in result.stderr.splitlines() if variable in line]
     assert named, result.stderr
-    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    assert nothing_left_in(tmp_path / "out")
+    assert not list(tmp_path.rglob("pwned")), "an answer ran as code"
 
 
 def test_every_problem_is_reported_at_once(tmp_path):

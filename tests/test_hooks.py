@@ -244,3 +244,114 @@ def test_hooks_read_answers_only_as_json():
         source = (TEMPLATE / "hooks" / f"{name}.py").read_text()
         jinja = [line for line in source.splitlines() if "{{" in line or "{%" in line]
         assert jinja == ['ANSWERS_JSON = r"""{{ cookiecutter | tojson }}"""'], name
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["Churn Model", "Modèle de désabonnement", "客户流失", "Churn 😀 model", 'a "quoted" \\ name'],
+)
+def test_printable_free_text_is_accepted(defaults, name):
+    answers = {**defaults, "project_name": name, "description": name, "author_name": name}
+    assert pre_gen.check_free_text(answers) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("Churn\n", "'\\n' (U+000A)"),
+        ("a\tb", "'\\t' (U+0009)"),
+        ("a\x00b", "'\\x00' (U+0000)"),
+        ("a\u202eb", "U+202E RIGHT-TO-LEFT OVERRIDE"),
+        ("a\ud800b", "U+D800"),
+    ],
+)
+def test_unprintable_free_text_is_refused_naming_the_character(defaults, text, shown):
+    for variable in pre_gen.FREE_TEXT_VARIABLES:
+        [problem] = pre_gen.check_free_text({**defaults, variable: text})
+        assert problem.startswith(f"{variable}: {text!r} contains ")
+        assert shown in problem
+
+
+def test_free_text_lengths_follow_the_aws_limits(defaults):
+    longest = 1024 - len(pre_gen.PROJECT_NAME_SUFFIX)
+    assert pre_gen.check_free_text_lengths({**defaults, "project_name": "n" * longest}) == []
+    [problem] = pre_gen.check_free_text_lengths({**defaults, "project_name": "n" * (longest + 1)})
+    assert problem.startswith("project_name:") and f"at most {longest}" in problem
+    assert pre_gen.check_free_text_lengths({**defaults, "description": "d" * 1000}) == []
+    [problem] = pre_gen.check_free_text_lengths({**defaults, "description": "d" * 1001})
+    assert problem.startswith("description: 1001 characters")
+    # The description reaches CodeCommit only; with GitHub the limit does not apply.
+    github = {**defaults, "source_provider": "github", "description": "d" * 1001}
+    assert pre_gen.check_free_text_lengths(github) == []
+
+
+@pytest.mark.parametrize(
+    "name", ["dev'x", "|dev", "%dev", "{dev}", "dev#x", "développement", "dev$x", 'a"b', "dev\n"]
+)
+def test_branches_outside_the_cloudformation_pattern_are_refused(defaults, name):
+    [problem] = pre_gen.check_branches({**defaults, "dev_branch": name})
+    assert problem.startswith(f"dev_branch: {name!r} may only use letters")
+
+
+def test_branch_named_head_is_refused(defaults):
+    [problem] = pre_gen.check_branches({**defaults, "main_branch": "HEAD"})
+    assert "not a valid git branch name" in problem
+
+
+@pytest.mark.parametrize(("dev", "main"), [("release/dev", "release"), ("a", "a/b/c")])
+def test_a_branch_cannot_be_a_folder_of_the_other(defaults, dev, main):
+    [problem] = pre_gen.check_branches({**defaults, "dev_branch": dev, "main_branch": main})
+    assert problem.startswith(f"main_branch: {main!r} and dev_branch {dev!r} cannot both")
+
+
+def test_branch_length_follows_codecommit(defaults):
+    assert pre_gen.check_branches({**defaults, "dev_branch": "d" * 256}) == []
+    [problem] = pre_gen.check_branches({**defaults, "dev_branch": "d" * 257})
+    assert "256" in problem
+
+
+@pytest.mark.parametrize("name", ["ML <team>", "a>b", "...", " ; "])
+def test_author_names_git_would_alter_are_refused(defaults, name):
+    [problem] = pre_gen.check_author({**defaults, "author_name": name})
+    assert problem.startswith(f"author_name: {name!r}")
+
+
+@pytest.mark.parametrize(
+    "email", ["ml@example.com\n", "ml team@example.com", "ml@example", 'a"b@example.com', "é@x.fr"]
+)
+def test_invalid_emails(defaults, email):
+    [problem] = pre_gen.check_author({**defaults, "author_email": email})
+    assert problem.startswith(f"author_email: {email!r}")
+
+
+def test_github_without_a_connection_arn_is_accepted(defaults):
+    answers = {**defaults, **GITHUB_ANSWERS, "source_provider": "github", "codeconnections_arn": ""}
+    assert pre_gen.check_github(answers) == []
+
+
+@pytest.mark.parametrize("value", ["0.8\n", " 0.8", "0.8_0", "+0.5"])
+def test_thresholds_match_whole(defaults, value):
+    [problem] = pre_gen.check_threshold({**defaults, "quality_threshold": value})
+    assert problem.startswith(f"quality_threshold: {value!r}")
+
+
+def test_post_gen_survives_a_nul_byte_and_prints_the_next_steps(
+    defaults, capsys, monkeypatch, tmp_path
+):
+    project = tmp_path / "project"
+    project.mkdir()
+    monkeypatch.chdir(project)
+    (project / "README.md").write_text("hello\n")
+    answers = {**defaults, "author_name": "ML\x00Team"}
+    assert post_gen.main(answers, project_dir=project) == 0
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    assert captured.err.startswith("WARNING git could not run")
+    lines = captured.out.splitlines()
+    assert lines[0] == f"Generated {project}"
+    assert lines[2] == f"  cd {project}"
+    assert [line.split()[:2] for line in lines[3:6]] == [
+        ["make", "install"],
+        ["make", "local-pipeline"],
+        ["make", "test"],
+    ]

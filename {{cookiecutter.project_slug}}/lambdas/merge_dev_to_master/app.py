@@ -64,8 +64,8 @@ MERGE_STRATEGY_ENV = "MERGE_STRATEGY"
 USER_PARAMETER_KEYS = ("source_branch", "destination_branch", "commit_id")
 EXAMPLE_USER_PARAMETERS = json.dumps(
     {
-        "source_branch": "{{ cookiecutter.dev_branch }}",
-        "destination_branch": "{{ cookiecutter.main_branch }}",
+        "source_branch": {{ cookiecutter.dev_branch | tojson }},
+        "destination_branch": {{ cookiecutter.main_branch | tojson }},
         "commit_id": "#{SourceVariables.CommitId}",
     }
 )

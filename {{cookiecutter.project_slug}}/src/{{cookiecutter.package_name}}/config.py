@@ -6,15 +6,15 @@ environment variables; Python code imports them from here.
 
 import os
 
-PROJECT_NAME = {{ cookiecutter.project_name | tojson }}
+PROJECT_NAME = "{{ cookiecutter.project_name | replace('\\', '\\\\') | replace('"', '\\"') }}"
 PROJECT_SLUG = "{{ cookiecutter.project_slug }}"
 DEFAULT_AWS_REGION = "{{ cookiecutter.aws_region }}"
 AWS_REGION = (
     os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_AWS_REGION
 )
 
-DEV_BRANCH = "{{ cookiecutter.dev_branch }}"
-MAIN_BRANCH = "{{ cookiecutter.main_branch }}"
+DEV_BRANCH = {{ cookiecutter.dev_branch | tojson }}
+MAIN_BRANCH = {{ cookiecutter.main_branch | tojson }}
 
 SAGEMAKER_PIPELINE_NAME = "{{ cookiecutter.__sagemaker_pipeline_name }}"
 MODEL_PACKAGE_GROUP_NAME = "{{ cookiecutter.__model_package_group_name }}"

@@ -21,8 +21,8 @@ from botocore.stub import ANY, Stubber
 LAMBDA_DIR = Path(__file__).resolve().parents[2] / "lambdas" / "merge_dev_to_master"
 APP_MODULE_NAME = "merge_dev_to_master_app"
 REGION = "{{ cookiecutter.aws_region }}"
-DEV_BRANCH = "{{ cookiecutter.dev_branch }}"
-MAIN_BRANCH = "{{ cookiecutter.main_branch }}"
+DEV_BRANCH = {{ cookiecutter.dev_branch | tojson }}
+MAIN_BRANCH = {{ cookiecutter.main_branch | tojson }}
 JOB_RESULT_OPERATIONS = ("PutJobSuccessResult", "PutJobFailureResult")
 
 DEPLOYED_COMMIT = "c0ffee" + "1" * 34
