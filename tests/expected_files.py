@@ -11,6 +11,7 @@ COMMON = """
 Makefile
 README.md
 pyproject.toml
+scripts/in-venv
 buildspecs/build.yml
 buildspecs/deploy.yml
 buildspecs/test.yml

@@ -1,7 +1,9 @@
 """Every bake of the option matrix: its files, its rendering, its linters and its tests."""
 
 import json
+import os
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -134,3 +136,28 @@ def test_pre_commit_passes_on_a_fresh_bake(default_bake, tmp_path):
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert run(["git", "status", "--porcelain"], default_bake).stdout == ""
+
+
+def test_first_commit_runs_the_hooks_without_an_active_venv(tmp_path):
+    # A repo after `make install`: .venv holds the tools (here: the template's own) and the
+    # git hook is installed; the shell that commits has no venv on PATH.
+    project = bake(tmp_path / "bake")
+    (project / ".venv").mkdir()
+    (project / ".venv" / "bin").symlink_to(BIN, target_is_directory=True)
+    pre_commit_home = {"PRE_COMMIT_HOME": str(tmp_path / "pre-commit")}
+    installed = run([str(BIN / "pre-commit"), "install"], project, env=pre_commit_home)
+    assert installed.returncode == 0, installed.stderr
+    (project / "src" / "note.py").write_text('"""A new module."""\n\nVALUE = 1\n')
+    system_path = {"PATH": "/usr/bin:/bin", **pre_commit_home}
+    env = {**{k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}, **system_path}
+    subprocess.run(["git", "add", "--all"], cwd=project, check=True)
+    commit = subprocess.run(
+        ["git", "-c", "user.name=Dev", "-c", "user.email=dev@example.com", "commit", "-m", "note"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert commit.returncode == 0, commit.stdout[-3000:] + commit.stderr[-2000:]
+    hooks = commit.stdout + commit.stderr
+    assert re.search(r"^ruff check\.+Passed$", hooks, re.MULTILINE), hooks
