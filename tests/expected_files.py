@@ -89,6 +89,8 @@ CONDITIONAL: dict[tuple[str, object], list[str]] = {
     ],
     ("source_provider", "github"): [
         "lambdas/merge_dev_to_master/github_merge.py",
+        "src/<pkg>/connection.py",
+        "tests/unit/test_connection.py",
         "tests/unit/test_merge_github.py",
     ],
 }

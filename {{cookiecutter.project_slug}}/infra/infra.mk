@@ -15,7 +15,10 @@ DEPLOY_DIR := build/deploy
 {%- if cookiecutter.source_provider == 'github' %}
 GIT_REMOTE ?= https://github.com/{{ cookiecutter.github_repository }}.git
 GITHUB_TOKEN_SECRET ?= {{ cookiecutter.__github_token_secret_name }}
-CONNECTION_ARN := {{ cookiecutter.codeconnections_arn }}
+# Empty: bootstrap finds or creates the project's connection and waits for its approval.
+CONNECTION_ARN ?= {{ cookiecutter.codeconnections_arn }}
+CONNECTION_WAIT_SECONDS ?= 600
+CONNECTION_ARN_FILE := build/github-connection-arn
 {%- endif %}
 # teardown deletes only when CONFIRM names the project.
 CONFIRM ?=
@@ -44,15 +47,17 @@ bootstrap: $(NEEDS_VENV) ## Deploy both pipeline stacks and push {{ cookiecutter
 	@echo "==> AWS identity"
 	$(AWS) sts get-caller-identity --query Arn --output text
 {%- if cookiecutter.source_provider == 'github' %}
-	@status="$$($(AWS) codeconnections get-connection --connection-arn $(CONNECTION_ARN) --query Connection.ConnectionStatus --output text)"; \
-	if [ "$$status" != AVAILABLE ]; then \
-		echo "bootstrap: the CodeConnections connection is $$status: authorise it in the console (Developer Tools > Settings > Connections), then run make bootstrap again" >&2; exit 1; fi
 	@$(AWS) secretsmanager describe-secret --secret-id $(GITHUB_TOKEN_SECRET) --query ARN --output text >/dev/null 2>&1 || { \
 		echo "bootstrap: no secret $(GITHUB_TOKEN_SECRET): create it with aws secretsmanager create-secret --name $(GITHUB_TOKEN_SECRET) --secret-string <a GitHub token with contents:write on {{ cookiecutter.github_repository }}>" >&2; exit 1; }
+	@echo "==> GitHub connection (CodeConnections; a new one waits for your approval in the console)"
+	@mkdir -p build
+	AWS_REGION=$(AWS_REGION) $(PY) -m $(PKG).connection --arn "$(CONNECTION_ARN)" \
+		--wait-seconds $(CONNECTION_WAIT_SECONDS) > $(CONNECTION_ARN_FILE)
 {%- endif %}
 	@echo "==> Deploying $(BUILD_STACK): artifact bucket, repository, SageMaker role, model build pipeline"
 	$(AWS) cloudformation deploy --stack-name $(BUILD_STACK) --template-file infra/model-build-pipeline.yml \
-		--capabilities CAPABILITY_NAMED_IAM --no-fail-on-empty-changeset --tags project={{ cookiecutter.project_slug }}
+		--capabilities CAPABILITY_NAMED_IAM --no-fail-on-empty-changeset --tags project={{ cookiecutter.project_slug }}{% if cookiecutter.source_provider == 'github' %} \
+		--parameter-overrides ConnectionArn="$$(cat $(CONNECTION_ARN_FILE))"{% endif %}
 	@echo "==> Uploading the merge function and deploying $(DEPLOY_STACK): approval rule, model deploy pipeline"
 	bucket="$$($(call stack_output,$(BUILD_STACK),ArtifactBucketName))"; \
 	key="$$($(PY) -m $(PKG).deploy package-lambda --source $(MERGE_FUNCTION_SOURCE) --output-dir build)"; \
@@ -62,7 +67,7 @@ bootstrap: $(NEEDS_VENV) ## Deploy both pipeline stacks and push {{ cookiecutter
 	$(AWS) s3 cp "build/$${key#lambda/}" "s3://$$bucket/$$key"; \
 	$(AWS) cloudformation deploy --stack-name $(DEPLOY_STACK) --template-file infra/model-deploy-pipeline.yml \
 		--capabilities CAPABILITY_IAM --no-fail-on-empty-changeset --tags project={{ cookiecutter.project_slug }} \
-		--parameter-overrides MergeFunctionCodeKey="$$key"{% if cookiecutter.source_provider == 'github' %} GitHubTokenSecretArn="$$secret"{% endif %}
+		--parameter-overrides MergeFunctionCodeKey="$$key"{% if cookiecutter.source_provider == 'github' %} GitHubTokenSecretArn="$$secret" ConnectionArn="$$(cat $(CONNECTION_ARN_FILE))"{% endif %}
 	@echo "==> Pushing {{ cookiecutter.main_branch }} and {{ cookiecutter.dev_branch }} (the push to {{ cookiecutter.dev_branch }} starts the model build pipeline)"
 {%- if cookiecutter.source_provider == 'codecommit' %}
 	url="$$($(call stack_output,$(BUILD_STACK),RepositoryCloneUrlHttp))"; \
@@ -89,6 +94,9 @@ teardown: $(NEEDS_VENV) ## Delete endpoints, pipelines, model packages and artif
 	if [ -n "$$bucket" ] && [ "$$bucket" != None ]; then $(PY) -m $(PKG).deploy empty-bucket --bucket "$$bucket"; fi
 	$(AWS) cloudformation delete-stack --stack-name $(BUILD_STACK)
 	$(AWS) cloudformation wait stack-delete-complete --stack-name $(BUILD_STACK)
+{%- if cookiecutter.source_provider == 'github' %}
+	@echo "Kept the GitHub connection {{ cookiecutter.__github_connection_name }} (bootstrap reuses it); delete it with: $(AWS) codeconnections delete-connection --connection-arn <its ARN, in build/github-connection-arn>"
+{%- endif %}
 {%- if cookiecutter.source_provider == 'codecommit' %}
 	@echo "Kept the CodeCommit repository {{ cookiecutter.__codecommit_repository_name }} (it holds the history); delete it with: $(AWS) codecommit delete-repository --repository-name {{ cookiecutter.__codecommit_repository_name }} (make bootstrap needs it gone to run again)"
 {%- endif %}

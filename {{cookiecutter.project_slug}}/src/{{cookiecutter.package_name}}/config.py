@@ -21,6 +21,7 @@ MODEL_PACKAGE_GROUP_NAME = "{{ cookiecutter.__model_package_group_name }}"
 ARTIFACT_BUCKET_PREFIX = "{{ cookiecutter.__artifact_bucket_prefix }}"
 SAGEMAKER_ROLE_NAME = "{{ cookiecutter.__sagemaker_role_name }}"
 GITHUB_TOKEN_SECRET_NAME = "{{ cookiecutter.__github_token_secret_name }}"
+GITHUB_CONNECTION_NAME = "{{ cookiecutter.__github_connection_name }}"
 STAGING_ENDPOINT_NAME = "{{ cookiecutter.__staging_endpoint_name }}"
 PROD_ENDPOINT_NAME = "{{ cookiecutter.__prod_endpoint_name }}"
 
