@@ -79,7 +79,7 @@ GIT_NAME_CRUD = ".,:;<>\"'\\ "
 
 # Module names the generated code imports: a package named like one would shadow it.
 SHADOWED_MODULES = frozenset(
-    "app boto3 botocore moto numpy pandas sagemaker sklearn test tests xgboost".split()
+    "app boto3 botocore moto numpy pandas rehearsal sagemaker sklearn test tests xgboost".split()
 )
 
 # Every AWS name derived from the slug: (what it names, AWS length limit, characters

@@ -19,6 +19,7 @@ BAD_ANSWERS = [
     ("package-keyword", ["package_name=class"], "package_name"),
     ("package-leading-digit", ["package_name=1churn"], "package_name"),
     ("package-shadows-sdk", ["package_name=sagemaker"], "package_name"),
+    ("package-shadows-rehearsal", ["package_name=rehearsal"], "package_name"),
     ("region-unknown", ["aws_region=mars-1"], "aws_region"),
     ("region-without-codecommit", ["aws_region=eu-south-2"], "aws_region"),
     ("branch-with-space", ["dev_branch=feature branch"], "dev_branch"),

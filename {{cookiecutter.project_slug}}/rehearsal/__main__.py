@@ -1,4 +1,4 @@
-"""`python -m <package>.rehearse`: rehearse the whole flow offline (see flow.py)."""
+"""`python -m rehearsal` (`make rehearse`): rehearse the whole flow offline (see flow.py)."""
 
 from .flow import main
 

@@ -36,7 +36,10 @@ class Stacks:
 
 
 def bootstrap(
-    workspace: Workspace, build_stack_name: str, deploy_stack_name: str, github_secret_name: str
+    workspace: Workspace,
+    build_stack_name: str,
+    deploy_stack_name: str,
+    github_secret_name: str | None,
 ) -> Stacks:
     """Create the build stack's resources in moto; both stacks, ready to resolve."""
     clients = workspace.clients
@@ -65,6 +68,11 @@ def bootstrap(
     if MERGE_CODE_KEY_PARAMETER in declared:
         parameters[MERGE_CODE_KEY_PARAMETER] = upload_merge_function(workspace, build)
     if GITHUB_SECRET_PARAMETER in declared:
+        if not github_secret_name:
+            raise BootstrapError(
+                f"{DEPLOY_TEMPLATE} takes {GITHUB_SECRET_PARAMETER}: set github-token-secret"
+                " in [tool.rehearsal] of pyproject.toml (the secret make bootstrap reads)"
+            )
         secret = clients["secretsmanager"].create_secret(
             Name=github_secret_name, SecretString=workspace.github_token
         )

@@ -5,8 +5,14 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..aws import SDK_CONFIG_TELEMETRY_OPT_OUT
+# The SageMaker Python SDK's config file (SAGEMAKER_USER_CONFIG_OVERRIDE) with its usage
+# telemetry turned off: the builds run offline.
+SDK_CONFIG_TELEMETRY_OPT_OUT = (
+    "SchemaVersion: '1.0'\nSageMaker:\n  PythonSDK:\n    Modules:\n      TelemetryOptOut: true\n"
+)
 
+# The folder this package is in: the `aws` stand-in imports the engine from there.
+ENGINE_PARENT = Path(__file__).resolve().parent.parent
 # Variables of the caller's environment a build keeps; everything else is CodeBuild's.
 PASSED_THROUGH = ("HOME", "USER", "LOGNAME", "TMPDIR", "LANG", "LC_ALL", "LC_CTYPE", "TZ")
 # What a rehearsal changes in a build's environment compared with CodeBuild's, and why.
@@ -86,14 +92,15 @@ def build_environment(
     return env
 
 
-def write_aws_stand_in(bin_dir: Path, python: str, src_dir: Path, package: str) -> Path:
-    """An `aws` script for the builds' PATH that runs the rehearsal's AWS CLI stand-in."""
+def write_aws_stand_in(bin_dir: Path, python: str) -> Path:
+    """An `aws` script for the builds' PATH that runs the rehearsal's AWS CLI stand-in (this
+    package, from where it runs now)."""
     bin_dir.mkdir(parents=True, exist_ok=True)
     script = bin_dir / "aws"
     script.write_text(
         "#!/bin/sh\n"
-        "# The rehearsal's AWS CLI stand-in: see the rehearse.awscli module.\n"
-        f'PYTHONPATH="{src_dir}" exec "{python}" -m {package}.rehearse.awscli "$@"\n'
+        "# The rehearsal's AWS CLI stand-in: see the rehearsal.awscli module.\n"
+        f'PYTHONPATH="{ENGINE_PARENT}" exec "{python}" -m {__package__}.awscli "$@"\n'
     )
     script.chmod(0o755)
     return script

@@ -37,7 +37,6 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .. import config
 from .actions import ActionFailed, PipelinePlayer, Workspace
 from .approval import (
     ApprovalFailed,
@@ -57,15 +56,12 @@ from .environment import (
     write_aws_stand_in,
 )
 from .sagemaker_pipeline import ExecutionPlayer, PipelineExecutionError, newest_execution
+from .settings import Settings, SettingsError, load_settings
 from .source import GitRepository, SourceError, snapshot
 from .standins import ContainerCredentials, SageMakerRuntime, StandInError
 
-PACKAGE = __package__.rpartition(".")[0]
-REGION = "{{ cookiecutter.aws_region }}"
-BUILD_STACK_NAME = "{{ cookiecutter.__build_stack_name }}"
-DEPLOY_STACK_NAME = "{{ cookiecutter.__deploy_stack_name }}"
-# The secret `make bootstrap` reads the GitHub token from (github option).
-GITHUB_SECRET_NAME = config.GITHUB_TOKEN_SECRET_NAME
+# The build template's parameter naming the SageMaker pipeline the Train action runs.
+SAGEMAKER_PIPELINE_PARAMETER = "SageMakerPipelineName"
 GITHUB_TOKEN = "rehearsal-github-token"
 DEFAULT_LOG_DIR = Path("build", "rehearsal")
 # moto's default account; every ARN of a rehearsal is in it.
@@ -150,6 +146,7 @@ class Rehearsal:
         self.approval_rule_id = ""
         self.approval_event: dict[str, Any] = {}
         self.players: list[PipelinePlayer] = []
+        self.settings: Settings | None = None
 
     # ------------------------------------------------------------------ run
 
@@ -160,6 +157,11 @@ class Rehearsal:
             if not (self.root / needed).is_file():
                 self.echo(f"rehearse: no {needed} in {self.root}: run it at the repository root")
                 return 2
+        try:
+            self.settings = load_settings(self.root)
+        except SettingsError as error:
+            self.echo(f"rehearse: {error}")
+            return 2
         shutil.rmtree(self.log_dir, ignore_errors=True)
         self.work_dir.mkdir(parents=True)
         failed = None
@@ -268,8 +270,11 @@ class Rehearsal:
         cleanup.callback(moto.stop)
         host, port = moto.get_host_and_port()
         self.moto_url = f"http://{host}:{port}"
-        cleanup.enter_context(process_environment(self.moto_url, REGION))
-        clients = {name: _moto_client(name, self.moto_url) for name in MOTO_CLIENTS}
+        settings = self.settings
+        cleanup.enter_context(process_environment(self.moto_url, settings.region))
+        clients = {
+            name: _moto_client(name, self.moto_url, settings.region) for name in MOTO_CLIENTS
+        }
         credentials = ContainerCredentials(
             BUILD_ACCESS_KEY_ID, BUILD_SECRET_ACCESS_KEY, BUILD_SESSION_TOKEN
         )
@@ -290,7 +295,7 @@ class Rehearsal:
         bin_dir = self.log_dir / "bin"
         base_env = build_environment(
             self.python,
-            REGION,
+            settings.region,
             self.moto_url,
             self.runtime.url,
             credentials.full_uri,
@@ -301,7 +306,7 @@ class Rehearsal:
         self.runtime.serve_environment = {**base_env, "PYTHONPATH": str(source_dir / "src")}
         self.runtime.start()
         cleanup.callback(self.runtime.stop)
-        write_aws_stand_in(bin_dir, self.python, source_dir / "src", PACKAGE)
+        write_aws_stand_in(bin_dir, self.python)
         self.workspace = Workspace(
             git=self.git,
             commit=commit,
@@ -309,21 +314,25 @@ class Rehearsal:
             work_dir=self.work_dir,
             log_dir=self.log_dir,
             python=self.python,
-            package=PACKAGE,
-            region=REGION,
+            package=settings.package,
+            region=settings.region,
             account_id=ACCOUNT_ID,
             clients=clients,
             base_env=base_env,
             github_token=GITHUB_TOKEN,
         )
         self.stacks = bootstrap(
-            self.workspace, BUILD_STACK_NAME, DEPLOY_STACK_NAME, GITHUB_SECRET_NAME
+            self.workspace,
+            settings.build_stack,
+            settings.deploy_stack,
+            settings.github_token_secret,
         )
         ran = f"{count} source files; bucket, key, roles, model package group; merge function zip"
         self.rows.append(Row("Bootstrap", "moto", time.perf_counter() - started, "ok", ran))
 
     def _serve_command(self, archive: Path, port: int) -> list[str]:
-        return [self.python, "-m", PACKAGE, "serve", "--model", str(archive), "--port", str(port)]
+        package = self.settings.package
+        return [self.python, "-m", package, "serve", "--model", str(archive), "--port", str(port)]
 
     # ------------------------------------------------------------------ stages
 
@@ -339,12 +348,16 @@ class Rehearsal:
         """Play the execution the Train action started; check the package it registered."""
         clients = self.workspace.clients
         log_path = self.log_dir / "sagemaker-pipeline.log"
-        execution_arn = newest_execution(clients["sagemaker"], config.SAGEMAKER_PIPELINE_NAME)
+        pipeline_name = self.stacks.build.parameter(SAGEMAKER_PIPELINE_PARAMETER)
+        expected_status = self.settings.model_approval_status
+        execution_arn = newest_execution(clients["sagemaker"], pipeline_name)
 
         def run_local(data_dir: Path, build_dir: Path) -> Any:
             """`python -m <package> local` on the execution's data."""
             args = ["--data-dir", str(data_dir), "--build-dir", str(build_dir)]
-            return self.workspace.run_python(["-m", PACKAGE, "local", *args], log_path)
+            return self.workspace.run_python(
+                ["-m", self.settings.package, "local", *args], log_path
+            )
 
         workdir = self.work_dir / "sagemaker-pipeline"
         try:
@@ -353,17 +366,17 @@ class Rehearsal:
             )
             played = player.play()
         except PipelineExecutionError as error:
-            raise StageFailed(f"{config.SAGEMAKER_PIPELINE_NAME}: {error}", log_path) from error
+            raise StageFailed(f"{pipeline_name}: {error}", log_path) from error
         if played.model_package_arn is None:
-            raise StageFailed(f"{config.SAGEMAKER_PIPELINE_NAME} registered no model package")
+            raise StageFailed(f"{pipeline_name} registered no model package")
         package = clients["sagemaker"].describe_model_package(
             ModelPackageName=played.model_package_arn
         )
         problems = []
-        if package["ModelApprovalStatus"] != config.MODEL_APPROVAL_STATUS:
+        if package["ModelApprovalStatus"] != expected_status:
             problems.append(
                 f"its approval status is {package['ModelApprovalStatus']}, the project's answers"
-                f" chose {config.MODEL_APPROVAL_STATUS}"
+                f" chose {expected_status}"
             )
         commit = package.get("MetadataProperties", {}).get("CommitId")
         if commit != self.workspace.commit:
@@ -401,7 +414,7 @@ class Rehearsal:
             self.stacks.deploy,
             rule_id,
             package,
-            f"{config.PROJECT_SLUG}-rehearsal",
+            f"{self.settings.project}-rehearsal",
         )
         self.approval_rule_id = rule_id
         name = rule["Properties"].get("Name", rule_id)
@@ -410,7 +423,11 @@ class Rehearsal:
     def _start_deploy(self) -> str:
         """The rule's target starts the deploy pipeline at the commit that built the package."""
         starts, output = start_deploy(
-            self.stacks.deploy, self.approval_rule_id, self.approval_event, self.deploy.name, REGION
+            self.stacks.deploy,
+            self.approval_rule_id,
+            self.approval_event,
+            self.deploy.name,
+            self.settings.region,
         )
         (self.log_dir / "start-deploy.log").write_text(output)
         commit = started_commit(starts[0])
@@ -501,10 +518,10 @@ class Rehearsal:
         return notes
 
 
-def _moto_client(service: str, endpoint_url: str) -> Any:
+def _moto_client(service: str, endpoint_url: str, region: str) -> Any:
     import boto3
 
-    return boto3.client(service, region_name=REGION, endpoint_url=endpoint_url)
+    return boto3.client(service, region_name=region, endpoint_url=endpoint_url)
 
 
 def _clock() -> str:
@@ -512,7 +529,7 @@ def _clock() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line of `python -m <package>.rehearse`."""
+    """The command line of `python -m rehearsal`."""
     parser = argparse.ArgumentParser(
         prog=f"python -m {__package__}", description=__doc__.splitlines()[0]
     )

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from {{ cookiecutter.package_name }}.rehearse.buildspec import (
+from rehearsal.buildspec import (
     FAILED,
     NOT_RUN,
     SKIPPED,

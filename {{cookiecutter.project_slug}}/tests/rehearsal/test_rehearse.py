@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from {{ cookiecutter.package_name }} import config
-from {{ cookiecutter.package_name }}.rehearse.flow import STAGES
+from rehearsal.flow import STAGES
 
 ROOT = Path(__file__).resolve().parents[2]
 NOT_COPIED = shutil.ignore_patterns(
@@ -43,7 +43,7 @@ SUMMARY_ROWS = (
 STOPPED_CHECK = """
 import json, socket, sys
 from pathlib import Path
-from {{ cookiecutter.package_name }}.rehearse.flow import Rehearsal
+from rehearsal.flow import Rehearsal
 
 output = []
 rehearsal = Rehearsal(Path(sys.argv[1]), sys.executable, echo=output.append)
@@ -184,7 +184,7 @@ def test_moto_and_the_stand_ins_are_stopped_when_a_stage_fails(tmp_path):
     env = {name: value for name, value in os.environ.items() if not name.startswith("AWS_")}
     child = subprocess.run(
         [sys.executable, "-c", STOPPED_CHECK, str(repository)],
-        env={**env, "PYTHONPATH": str(ROOT / "src")},
+        env={**env, "PYTHONPATH": str(ROOT)},
         capture_output=True,
         text=True,
         timeout=REHEARSAL_TIMEOUT_SECONDS,

@@ -1,0 +1,72 @@
+"""What the rehearsal needs to know about the project: `[tool.rehearsal]` of pyproject.toml.
+
+The engine imports nothing from the project's package. The few names it cannot read from the
+templates it plays (infra/*.yml) come from this section; everything else it learns by running
+the project's make targets and CLI, as CodeBuild does.
+"""
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+PYPROJECT = "pyproject.toml"
+SECTION = "[tool.rehearsal]"
+REQUIRED = ("package", "region", "build-stack", "deploy-stack", "model-approval-status")
+OPTIONAL = ("github-token-secret",)
+
+
+class SettingsError(ValueError):
+    """The settings are missing or invalid; the message names the key and the fix."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The project's names, as the rehearsal uses them."""
+
+    project: str
+    package: str
+    region: str
+    build_stack: str
+    deploy_stack: str
+    model_approval_status: str
+    github_token_secret: str | None = None
+
+
+def load_settings(root: Path) -> Settings:
+    """The settings of the repository at root; SettingsError says what is wrong."""
+    path = root / PYPROJECT
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SettingsError(f"no {PYPROJECT} in {root}: run it at the repository root") from None
+    except tomllib.TOMLDecodeError as error:
+        raise SettingsError(f"{PYPROJECT} is not valid TOML: {error}") from None
+    section = document.get("tool", {}).get("rehearsal")
+    if not isinstance(section, dict):
+        raise SettingsError(
+            f"{PYPROJECT} has no {SECTION} section: add it with {', '.join(REQUIRED)}"
+        )
+    unknown = sorted(set(section) - set(REQUIRED) - set(OPTIONAL))
+    if unknown:
+        raise SettingsError(
+            f"{PYPROJECT} {SECTION}: unknown key {unknown[0]}"
+            f" (known: {', '.join(REQUIRED + OPTIONAL)})"
+        )
+    values = {}
+    for key in REQUIRED + OPTIONAL:
+        value = section.get(key)
+        if value is None and key in OPTIONAL:
+            continue
+        if not isinstance(value, str) or not value.strip():
+            raise SettingsError(f'{PYPROJECT} {SECTION}: set {key} = "<name>" (a non-empty string)')
+        values[key.replace("-", "_")] = value
+    project = document.get("project", {}).get("name")
+    if not isinstance(project, str) or not project:
+        raise SettingsError(f'{PYPROJECT}: set name = "<project>" in [project]')
+    package_dir = root / "src" / values["package"]
+    if not (package_dir / "__main__.py").is_file():
+        raise SettingsError(
+            f"{PYPROJECT} {SECTION}: package = {values['package']!r}, but src/{values['package']}/"
+            " has no __main__.py: name the package under src/ whose CLI the builds run"
+        )
+    return Settings(project=project, **values)
