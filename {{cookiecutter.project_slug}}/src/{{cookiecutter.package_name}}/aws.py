@@ -1,8 +1,10 @@
 """Where the cloud commands get their AWS settings, and an offline stand-in for AWS.
 
-Each setting comes from a command-line option or from the environment CodeBuild provides;
-a missing one is a `SettingError` whose message names both. `offline_aws()` runs a block
-against moto's in-process AWS, which is all `definition --offline` needs.
+Each setting comes from a command-line option, else from the environment CodeBuild
+provides, else (role and bucket) from the outputs of the build stack `make bootstrap`
+deployed. Whatever is still missing is one `SettingError` naming every source of every
+missing setting. `offline_aws()` runs a block against moto's in-process AWS, which is all
+`definition --offline` needs.
 """
 
 import contextlib
@@ -10,12 +12,16 @@ import hashlib
 import os
 import subprocess
 from collections.abc import Iterator
+from typing import Any, NamedTuple
 
 from . import config
 
 ROLE_ARN_ENV = "SAGEMAKER_ROLE_ARN"
 BUCKET_ENV = "ARTIFACT_BUCKET"
 COMMIT_ID_ENV = "CODEBUILD_RESOLVED_SOURCE_VERSION"
+# Outputs of the build stack (infra/model-build-pipeline.yml) that hold the settings.
+ROLE_OUTPUT = "SageMakerExecutionRoleArn"
+BUCKET_OUTPUT = "ArtifactBucketName"
 
 # moto's default account; the offline definition uses the names the real ones would have.
 OFFLINE_ACCOUNT_ID = "123456789012"
@@ -32,28 +38,91 @@ class SettingError(Exception):
     """A setting the command needs is missing or invalid (the message says how to fix it)."""
 
 
-def required_setting(value: str | None, option: str, env_var: str, what: str) -> str:
-    """The option's value, else the environment variable's, else a SettingError naming both."""
-    resolved = value or os.environ.get(env_var)
-    if not resolved:
-        raise SettingError(f"missing {what}: pass {option} or set {env_var}")
-    return resolved
-
-
-def role_arn(value: str | None) -> str:
-    """The SageMaker execution role ARN (--role-arn or SAGEMAKER_ROLE_ARN)."""
-    arn = required_setting(value, "--role-arn", ROLE_ARN_ENV, "the SageMaker execution role")
+def role_arn_problem(arn: str) -> str | None:
+    """Why arn is not an IAM role ARN, or None."""
     if not arn.startswith("arn:") or ":role/" not in arn:
-        raise SettingError(f"{arn!r} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)")
-    return arn
+        return f"{arn!r} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)"
+    return None
 
 
-def artifact_bucket(value: str | None) -> str:
-    """The artifact bucket name (--bucket or ARTIFACT_BUCKET)."""
-    bucket = required_setting(value, "--bucket", BUCKET_ENV, "the artifact bucket")
+def bucket_problem(bucket: str) -> str | None:
+    """Why bucket is not a bucket name, or None."""
     if bucket.startswith("s3://") or "/" in bucket:
-        raise SettingError(f"{bucket!r} is not a bucket name: pass the name alone, no s3:// or /")
-    return bucket
+        return f"{bucket!r} is not a bucket name: pass the name alone, no s3:// or /"
+    return None
+
+
+class CloudSettings(NamedTuple):
+    """What the commands that build or run the SageMaker pipeline in AWS need."""
+
+    role_arn: str
+    bucket: str
+    commit_id: str
+
+
+def build_stack_outputs(cloudformation: Any) -> tuple[dict[str, str], str | None]:
+    """The build stack's outputs, or ({}, why they could not be read)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    stack = config.BUILD_STACK_NAME
+    try:
+        stacks = cloudformation.describe_stacks(StackName=stack)["Stacks"]
+    except ClientError as error:
+        if "does not exist" in str(error):
+            return {}, f"stack {stack} does not exist in {config.AWS_REGION}: run make bootstrap"
+        return {}, f"cannot read stack {stack}: {str(error).splitlines()[0]}"
+    except BotoCoreError as error:
+        return {}, f"cannot read stack {stack}: {error}"
+    outputs = stacks[0].get("Outputs", []) if stacks else []
+    return {item["OutputKey"]: item["OutputValue"] for item in outputs}, None
+
+
+def cloud_settings(
+    role_value: str | None,
+    bucket_value: str | None,
+    commit_value: str | None,
+    cloudformation: Any = None,
+) -> CloudSettings:
+    """Role, bucket and commit: options, environment, then the build stack's outputs.
+
+    Every missing or invalid setting is reported at once, in one SettingError.
+    """
+    role = role_value or os.environ.get(ROLE_ARN_ENV)
+    bucket = bucket_value or os.environ.get(BUCKET_ENV)
+    stack_problem = None
+    if not role or not bucket:
+        if cloudformation is None:
+            import boto3
+
+            cloudformation = boto3.client("cloudformation", region_name=config.AWS_REGION)
+        outputs, stack_problem = build_stack_outputs(cloudformation)
+        role = role or outputs.get(ROLE_OUTPUT)
+        bucket = bucket or outputs.get(BUCKET_OUTPUT)
+    commit = commit_value or os.environ.get(COMMIT_ID_ENV) or _git_head()
+    stack = config.BUILD_STACK_NAME
+    problems = []
+    if not role:
+        problems.append(
+            f"the SageMaker execution role (--role-arn, {ROLE_ARN_ENV}, or output "
+            f"{ROLE_OUTPUT} of stack {stack})"
+        )
+    elif role_arn_problem(role):
+        problems.append(role_arn_problem(role))
+    if not bucket:
+        problems.append(
+            f"the artifact bucket (--bucket, {BUCKET_ENV}, or output {BUCKET_OUTPUT} of "
+            f"stack {stack})"
+        )
+    elif bucket_problem(bucket):
+        problems.append(bucket_problem(bucket))
+    if not commit:
+        problems.append(
+            f"the git commit id (--commit-id, {COMMIT_ID_ENV}, or a git checkout with a commit)"
+        )
+    if problems:
+        reason = f" [{stack_problem}]" if stack_problem else ""
+        raise SettingError(f"missing or invalid: {'; '.join(problems)}{reason}")
+    return CloudSettings(role, bucket, commit)
 
 
 def commit_id(value: str | None, fallback: str | None = None) -> str:

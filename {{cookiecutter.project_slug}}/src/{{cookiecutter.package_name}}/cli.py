@@ -88,10 +88,9 @@ def cmd_definition(args: argparse.Namespace) -> int:
                 create_bucket=True,
             )
     else:
+        settings = aws.cloud_settings(args.role_arn, args.bucket, args.commit_id)
         definition = _build_definition(
-            role_arn=aws.role_arn(args.role_arn),
-            bucket=aws.artifact_bucket(args.bucket),
-            commit_id=aws.commit_id(args.commit_id),
+            role_arn=settings.role_arn, bucket=settings.bucket, commit_id=settings.commit_id
         )
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(definition + "\n")
@@ -149,8 +148,9 @@ def cmd_upsert(args: argparse.Namespace) -> int:
     from . import aws
     from .pipeline_service import upsert_pipeline
 
-    role_arn = aws.role_arn(args.role_arn)
-    pipeline = _pipeline(role_arn, aws.artifact_bucket(args.bucket), aws.commit_id(args.commit_id))
+    settings = aws.cloud_settings(args.role_arn, args.bucket, args.commit_id)
+    role_arn = settings.role_arn
+    pipeline = _pipeline(role_arn, settings.bucket, settings.commit_id)
     arn = upsert_pipeline(
         boto3.client("sagemaker", region_name=config.AWS_REGION),
         pipeline.name,
@@ -257,9 +257,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     def cloud_options(sub: argparse.ArgumentParser, *, role: bool, bucket: bool) -> None:
         if role:
-            sub.add_argument("--role-arn", help="SageMaker execution role (env SAGEMAKER_ROLE_ARN)")
+            sub.add_argument(
+                "--role-arn",
+                help="SageMaker execution role (env SAGEMAKER_ROLE_ARN, else the build stack's)",
+            )
         if bucket:
-            sub.add_argument("--bucket", help="artifact bucket name (env ARTIFACT_BUCKET)")
+            sub.add_argument(
+                "--bucket",
+                help="artifact bucket name (env ARTIFACT_BUCKET, else the build stack's)",
+            )
         sub.add_argument(
             "--commit-id",
             help="git commit being built (env CODEBUILD_RESOLVED_SOURCE_VERSION, else git HEAD)",

@@ -16,6 +16,7 @@ AWS_REGION = (
 DEV_BRANCH = {{ cookiecutter.dev_branch | tojson }}
 MAIN_BRANCH = {{ cookiecutter.main_branch | tojson }}
 
+BUILD_STACK_NAME = "{{ cookiecutter.__build_stack_name }}"
 SAGEMAKER_PIPELINE_NAME = "{{ cookiecutter.__sagemaker_pipeline_name }}"
 MODEL_PACKAGE_GROUP_NAME = "{{ cookiecutter.__model_package_group_name }}"
 ARTIFACT_BUCKET_PREFIX = "{{ cookiecutter.__artifact_bucket_prefix }}"

@@ -1,12 +1,15 @@
 """The command line: one-line errors for bad arguments and missing AWS settings, and the
 commands that need no AWS (data, local, latest-approved against moto)."""
 
+import json
+
+import boto3
 import pytest
 from ml_support import write_tiny_dataset
 from moto import mock_aws
 from registry_support import register_package
 
-from {{ cookiecutter.package_name }} import cli, config
+from {{ cookiecutter.package_name }} import aws, cli, config
 
 ROLE_ARN = "arn:aws:iam::123456789012:role/sagemaker-execution"
 SETTINGS_ENV = ("SAGEMAKER_ROLE_ARN", "ARTIFACT_BUCKET", "CODEBUILD_RESOLVED_SOURCE_VERSION")
@@ -39,7 +42,7 @@ def assert_one_line_error(err: str, *fragments: str) -> None:
 @pytest.mark.parametrize(
     ("argv", "fragments"),
     [
-        (["upsert"], ["--role-arn", "SAGEMAKER_ROLE_ARN"]),
+        (["upsert"], ["--role-arn", "SAGEMAKER_ROLE_ARN", "--bucket", "ARTIFACT_BUCKET"]),
         (["upsert", "--role-arn", ROLE_ARN], ["--bucket", "ARTIFACT_BUCKET"]),
         (["upsert", "--role-arn", "sagemaker-role", "--bucket", "b"], ["not an IAM role ARN"]),
         (["upsert", "--role-arn", ROLE_ARN, "--bucket", "s3://b"], ["not a bucket name"]),
@@ -47,9 +50,46 @@ def assert_one_line_error(err: str, *fragments: str) -> None:
     ],
 )
 def test_missing_or_bad_settings_are_one_line(capsys, argv, fragments):
-    status, _, err = run(capsys, *argv)
+    with mock_aws():  # no build stack in this account
+        status, _, err = run(capsys, *argv)
     assert status == 2
     assert_one_line_error(err, *fragments)
+
+
+def test_every_missing_setting_is_reported_at_once(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
+    with mock_aws():
+        status, _, err = run(capsys, "upsert")
+    assert status == 2
+    assert_one_line_error(
+        err,
+        "the SageMaker execution role (--role-arn, SAGEMAKER_ROLE_ARN, or output "
+        f"SageMakerExecutionRoleArn of stack {config.BUILD_STACK_NAME})",
+        "the artifact bucket (--bucket, ARTIFACT_BUCKET, or output ArtifactBucketName",
+        "the git commit id (--commit-id",
+        f"[stack {config.BUILD_STACK_NAME} does not exist in {config.AWS_REGION}: "
+        "run make bootstrap]",
+    )
+
+
+def test_role_and_bucket_come_from_the_build_stack_outputs():
+    template = {
+        "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
+        "Outputs": {
+            "SageMakerExecutionRoleArn": {"Value": ROLE_ARN},
+            "ArtifactBucketName": {"Value": "artifacts-123456789012"},
+        },
+    }
+    with mock_aws():
+        cloudformation = boto3.client("cloudformation", region_name=config.AWS_REGION)
+        cloudformation.create_stack(
+            StackName=config.BUILD_STACK_NAME, TemplateBody=json.dumps(template)
+        )
+        settings = aws.cloud_settings(None, None, "abc123")
+        given = aws.cloud_settings(None, "my-bucket", "abc123")
+    assert settings == aws.CloudSettings(ROLE_ARN, "artifacts-123456789012", "abc123")
+    assert given.bucket == "my-bucket" and given.role_arn == ROLE_ARN
 
 
 def test_missing_commit_outside_git_names_option_and_variable(capsys, tmp_path, monkeypatch):
