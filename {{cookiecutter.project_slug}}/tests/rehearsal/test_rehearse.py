@@ -94,10 +94,31 @@ def rehearse(repository: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+def git_state(repository: Path) -> dict[str, str]:
+    """Everything a git write would change: refs, HEAD, index, working tree, config."""
+    return {
+        "refs": git(repository, "for-each-ref", "--format=%(refname) %(objectname)"),
+        "head": git(repository, "rev-parse", "--symbolic-full-name", "HEAD"),
+        "index": git(repository, "ls-files", "--stage"),
+        "status": git(repository, "status", "--porcelain", "--untracked-files=all"),
+        "config": (repository / ".git" / "config").read_text(),
+    }
+
+
 @pytest.fixture(scope="module")
-def passing_rehearsal(tmp_path_factory):
-    """One whole rehearsal of an untouched copy: (repository, completed process)."""
+def rehearsal_copy(tmp_path_factory):
+    """A copy with uncommitted work, as a developer's tree has: (repository, git state)."""
     repository = repository_copy(tmp_path_factory.mktemp("rehearsal") / "repository")
+    with (repository / "README.md").open("a") as readme:
+        readme.write("\nAn uncommitted note.\n")
+    (repository / "notes.txt").write_text("untracked\n")
+    return repository, git_state(repository)
+
+
+@pytest.fixture(scope="module")
+def passing_rehearsal(rehearsal_copy):
+    """One whole rehearsal of that copy: (repository, completed process)."""
+    repository, _ = rehearsal_copy
     return repository, rehearse(repository)
 
 
@@ -138,11 +159,11 @@ def test_the_package_is_registered_then_approved_with_the_commit_that_built_it(p
     assert f"started at {commit[:12]} (COMMIT_ID source revision)" in result.stdout
 
 
-def test_the_rehearsal_never_writes_to_git(passing_rehearsal):
-    repository, _ = passing_rehearsal
-    main_head = git(repository, "rev-parse", config.MAIN_BRANCH)
-    assert git(repository, "status", "--porcelain") == ""
-    assert git(repository, "rev-parse", config.MAIN_BRANCH) == main_head
+def test_the_rehearsal_never_writes_to_git(rehearsal_copy, passing_rehearsal):
+    # The uncommitted work stays as it was, and no ref, index entry or setting changes.
+    repository, before = rehearsal_copy
+    assert before["status"] != ""
+    assert git_state(repository) == before
 
 
 @pytest.mark.parametrize(
