@@ -1,33 +1,89 @@
-"""The sample data set: scikit-learn's bundled Wisconsin breast-cancer table, as one CSV.
+"""The data loader: the table the model learns from, as one CSV with a header row.
 
-The table ships inside the scikit-learn wheel, so nothing is downloaded. It has 569 rows and
-30 numeric features; the label `malignant` is 1 for a malignant tumour and 0 for a benign one
-(scikit-learn's own `target` is the opposite, so it is flipped here to make the positive class
-the one worth detecting).
+The default table is synthetic: customers of a subscription service, made by the seeded
+generator below (same bytes on every run, nothing downloaded). Whether a customer churned
+depends on the contract, the tenure, the monthly charges, the support calls and the internet
+service, plus noise; a few monthly charges are missing, as in real exports.
+
+To use your own table, make `load_dataset()` return it (a pandas DataFrame holding the columns
+that `steps/schema.py` declares) and declare its columns there: `make data`, the local
+pipeline and the data set `upsert` publishes all come from this one function.
 """
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from .steps.preprocess import LABEL_COLUMN
+from .steps import schema
 
-DATASET_FILE_NAME = "breast_cancer.csv"
+DATASET_FILE_NAME = "dataset.csv"
+SAMPLE_ROWS = 1500
+SAMPLE_SEED = 7
+
+CONTRACTS = {"month-to-month": 1.5, "one-year": -0.5, "two-year": -2.0}
+PAYMENT_METHODS = {
+    "card": -0.3,
+    "bank-transfer": -0.3,
+    "electronic-check": 0.5,
+    "mailed-check": 0.0,
+}
+INTERNET_SERVICES = {"fiber": 0.6, "dsl": 0.0, "none": -0.8}
+
+
+def synthetic_churn(rows: int = SAMPLE_ROWS, seed: int = SAMPLE_SEED) -> pd.DataFrame:
+    """A seeded synthetic churn table: an id, three numeric and three categorical columns."""
+    rng = np.random.RandomState(seed)
+
+    def pick(weights: dict[str, float]) -> np.ndarray:
+        return rng.choice(list(weights), size=rows)
+
+    contract, payment, internet = pick(CONTRACTS), pick(PAYMENT_METHODS), pick(INTERNET_SERVICES)
+    tenure = rng.randint(1, 73, size=rows)
+    charges = np.round(rng.uniform(18, 120, size=rows), 2)
+    calls = rng.poisson(1.5, size=rows)
+    logit = (
+        -0.6
+        + np.vectorize(CONTRACTS.get)(contract)
+        + np.vectorize(PAYMENT_METHODS.get)(payment)
+        + np.vectorize(INTERNET_SERVICES.get)(internet)
+        - 0.05 * tenure
+        + 0.012 * (charges - 60)
+        + 0.6 * calls
+        + rng.normal(scale=0.3, size=rows)
+    )
+    churned = rng.uniform(size=rows) < 1 / (1 + np.exp(-logit))
+    table = pd.DataFrame(
+        {
+            "customer_id": [f"C{number:05d}" for number in range(1, rows + 1)],
+            "tenure_months": tenure,
+            "monthly_charges": charges,
+            "support_calls": calls,
+            "contract": contract,
+            "payment_method": payment,
+            "internet_service": internet,
+            "churned": np.where(churned, "yes", "no"),
+        }
+    )
+    table.loc[rng.uniform(size=rows) < 0.01, "monthly_charges"] = np.nan
+    return table
 
 
 def load_dataset() -> pd.DataFrame:
-    """The sample data set: snake_case feature columns, then the label column."""
-    from sklearn.datasets import load_breast_cancer
-
-    bunch = load_breast_cancer(as_frame=True)
-    features = bunch.data.rename(columns=lambda name: name.strip().replace(" ", "_"))
-    labels = (bunch.target == 0).astype(int).rename(LABEL_COLUMN)
-    return pd.concat([features, labels], axis=1)
+    """The table the model learns from: the schema's feature columns and its label column."""
+    return synthetic_churn()
 
 
 def dataset_csv_bytes() -> bytes:
-    """The sample data set as CSV bytes with a header row (identical on every run)."""
-    return load_dataset().to_csv(index=False).encode()
+    """The data set as CSV bytes with a header row (identical on every run)."""
+    table = load_dataset()
+    missing = [name for name in (*schema.FEATURES, schema.LABEL) if name not in table.columns]
+    if missing:
+        raise ValueError(
+            f"load_dataset() returned no {', '.join(map(repr, missing))} column: "
+            "make it return the columns steps/schema.py declares, or declare its columns there"
+        )
+    return table.to_csv(index=False).encode()
 
 
 def write_dataset(output_dir: Path) -> Path:

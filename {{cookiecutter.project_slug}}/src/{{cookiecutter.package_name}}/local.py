@@ -13,7 +13,9 @@ The SageMaker container paths are mapped under the build directory (build/local/
     model.tar.gz in S3                    build/local/model/model.tar.gz
     /opt/ml/processing/evaluation         build/local/evaluation
 
-The CLI then applies the pipeline's quality gate to the evaluation report (`metric_value`).
+The data directory plays the pipeline's InputDataUrl prefix: every CSV in it is part of the
+table. The CLI then applies the pipeline's quality gate to the evaluation report
+(`metric_value`); build/local/report.html shows its plots.
 """
 
 import json
@@ -27,7 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .steps import evaluate, preprocess
+from .report import REPORT_FILE_NAME, write_report
+from .steps import evaluate, preprocess, schema
 
 STEPS_DIR = Path(__file__).resolve().parent / "steps"
 DEFAULT_BUILD_DIR = Path("build", "local")
@@ -54,6 +57,11 @@ class LocalRun:
         """build/local/evaluation/evaluation.json."""
         return self.build_dir / "evaluation" / evaluate.EVALUATION_FILE_NAME
 
+    @property
+    def report_file(self) -> Path:
+        """build/local/report.html: the evaluation's plots."""
+        return self.build_dir / REPORT_FILE_NAME
+
     def report(self) -> dict:
         """The evaluation report the evaluate step wrote."""
         return json.loads(self.evaluation_file.read_text())
@@ -68,9 +76,13 @@ def metric_value(report: dict, metric: str) -> float:
 
 
 def run_script(script: Path, args: list[str], env: dict[str, str]) -> int:
-    """Run a script file as __main__ with sys.argv and extra environment; its exit status."""
-    saved_argv, saved_env = sys.argv, dict(os.environ)
+    """Run a script file as __main__ with sys.argv and extra environment; its exit status.
+
+    The script's directory comes first on sys.path, as `python3 script.py` puts it.
+    """
+    saved_argv, saved_env, saved_path = sys.argv, dict(os.environ), list(sys.path)
     sys.argv = [str(script), *args]
+    sys.path.insert(0, str(script.parent))
     os.environ.update(env)
     try:
         runpy.run_path(str(script), run_name="__main__")
@@ -79,6 +91,7 @@ def run_script(script: Path, args: list[str], env: dict[str, str]) -> int:
         return code if isinstance(code, int) else (0 if code is None else 1)
     finally:
         sys.argv = saved_argv
+        sys.path[:] = saved_path
         os.environ.clear()
         os.environ.update(saved_env)
     return 0
@@ -121,7 +134,7 @@ def run_local_pipeline(
 
     step(
         "preprocess",
-        ["--input-dir", str(data_dir)]
+        ["--input-dir", str(data_dir), *preprocess.label_options(schema)]
         + [arg for name, path in splits.items() for arg in (f"--{name}-dir", str(path))],
     )
     training_env = {
@@ -142,4 +155,5 @@ def run_local_pipeline(
             str(run.evaluation_file.parent),
         ],
     )
+    write_report(run.report(), run.report_file)
     return run

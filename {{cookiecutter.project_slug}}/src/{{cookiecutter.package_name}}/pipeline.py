@@ -49,7 +49,7 @@ from sagemaker.train import ModelTrainer
 from sagemaker.train.configs import Compute, InputData
 
 from . import config
-from .steps import evaluate, preprocess, train
+from .steps import evaluate, inference, preprocess, schema, train
 
 STEPS_DIR = Path(__file__).resolve().parent / "steps"
 PROCESSING_DIR = "/opt/ml/processing"
@@ -83,22 +83,33 @@ CAPACITY_RETRY = SageMakerJobStepRetryPolicy(
     max_attempts=3,
 )
 JOB_RETRIES = [SERVICE_RETRY, CAPACITY_RETRY]
-CONTENT_TYPES = ["text/csv"]
-RESPONSE_TYPES = ["text/csv", "application/json"]
+CONTENT_TYPES = [inference.CSV, inference.JSON]
+RESPONSE_TYPES = [inference.CSV, inference.JSON]
+# The training code archive: the train script and the two files it imports.
+TRAINING_CODE_FILES = ("train.py", "schema.py", "inference.py")
+# Script-mode serving on the XGBoost image: the image's model server imports
+# SAGEMAKER_PROGRAM from SAGEMAKER_SUBMIT_DIRECTORY. The training job leaves the inference
+# module in model.tar.gz under code/, which SageMaker unpacks into /opt/ml/model; these are
+# the values the SDK itself sets for a model repacked with its code.
+INFERENCE_ENVIRONMENT = {
+    "SAGEMAKER_PROGRAM": "inference.py",
+    "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+}
 
 
 def training_code_archive() -> bytes:
-    """train.py as sourcedir.tar.gz, byte-identical for identical code.
+    """train.py, schema.py and inference.py as sourcedir.tar.gz, byte-identical for identical code.
 
     Fixed timestamps and owners keep the archive's hash (and so its S3 key and the training
-    step's cache key) stable until the script changes.
+    step's cache key) stable until the code changes.
     """
-    script = (STEPS_DIR / "train.py").read_bytes()
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
-        info = tarfile.TarInfo("train.py")
-        info.size, info.mode, info.mtime = len(script), 0o644, 0
-        tar.addfile(info, io.BytesIO(script))
+        for name in TRAINING_CODE_FILES:
+            script = (STEPS_DIR / name).read_bytes()
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(script), 0o644, 0
+            tar.addfile(info, io.BytesIO(script))
     return gzip.compress(buffer.getvalue(), mtime=0)
 
 
@@ -211,6 +222,7 @@ def get_pipeline(
             code=upload_code(
                 boto_session, bucket, pipeline_name, "preprocess.py", step_script("preprocess.py")
             ),
+            arguments=preprocess.label_options(schema),
             inputs=[s3_input("input", input_data, "input")],
             outputs=[s3_output(PREPROCESS_STEP, name) for name in preprocess.SPLIT_FILE_NAMES],
         ),
@@ -304,8 +316,9 @@ def get_pipeline(
         image_uri=image_uri,
         role_arn=role_arn,
         sagemaker_session=session,
-        # The default ({"auto": True}) adds empty SAGEMAKER_PROGRAM variables to the
-        # container, which would switch the XGBoost image to script mode with no script.
+        # The inference code is already inside model.tar.gz: no source_code, so no repack
+        # job and no upload; the environment points the image's model server at it.
+        env_vars=dict(INFERENCE_ENVIRONMENT),
         dependencies=None,
     )
     register_step = ModelStep(

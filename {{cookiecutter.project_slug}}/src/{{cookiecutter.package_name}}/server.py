@@ -1,155 +1,217 @@
 """A local inference server with the SageMaker hosting contract, for a trained model.tar.gz.
 
-It answers like the SageMaker XGBoost container in algorithm mode (the way the endpoints serve
-the same artifact): `GET /ping`; `POST /invocations` with `text/csv` rows of features (no
-label, no header); the response is the probability of the positive class for each row,
-comma-separated (`Accept: text/csv`, the default) or a JSON list (`Accept: application/json`).
-Bad requests get a 4xx status and a one-line message; the server keeps running.
+It runs the inference module inside the archive (`code/inference.py`: model_fn, input_fn,
+predict_fn, output_fn) the way the SageMaker XGBoost image serves it in script mode, and
+answers as that image's serving stack (nginx, then the sagemaker-containers Flask worker):
+- `GET /ping`: 200 with an empty body once the model is loaded.
+- `POST /invocations`: the Content-Type is the `ContentType` or `Content-Type` header, else
+  application/json; the Accept is the `Accept` header unless missing or `*/*`, else
+  SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT (application/json); the body reaches input_fn as text
+  for exactly `text/csv` or `application/json`, else as bytes.
+- a tuple (body, media type) from output_fn is a 200; a rejection is its own status and
+  JSON body; an exception in the module is a 500.
+- other paths: 404 with the body `{}`; another method on /ping or /invocations: 405.
+One difference, on purpose: a body over 6 MB gets 413 here. The image itself sets no limit;
+SageMaker's InvokeEndpoint refuses such a body before it reaches the container.
 """
 
-import csv
-import io
+import importlib.util
 import json
-import math
-import threading
+import os
+import shutil
+import sys
+import tarfile
+import tempfile
+import traceback
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-
-import numpy as np
-import xgboost as xgb
-
-from .steps.evaluate import load_booster
+from types import ModuleType
 
 DEFAULT_HOST = "127.0.0.1"
-# The same request size limit as SageMaker real-time endpoints.
+# SageMaker real-time endpoints accept request bodies up to 6 MB.
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
-CSV = "text/csv"
+# A refused body up to this size is read first, so that the client gets the answer.
+MAX_DRAINED_BYTES = 8 * MAX_PAYLOAD_BYTES
+INFERENCE_MODULE = Path("code", "inference.py")
 JSON = "application/json"
+CSV = "text/csv"
+# The serving stack hands the body to input_fn as text for exactly these types.
+TEXT_TYPES = (JSON, CSV)
+DEFAULT_ACCEPT_VARIABLE = "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT"
 
 
-class BadRequestError(Exception):
-    """The request cannot be scored; carries the HTTP status to answer with."""
-
-    def __init__(self, status: HTTPStatus, message: str):
-        super().__init__(message)
-        self.status = status
-
-
-class Model:
-    """A booster loaded from model.tar.gz; predictions are serialised (xgboost is not
-    thread-safe for prediction on one booster)."""
+class LoadedModel:
+    """model.tar.gz unpacked into a private directory, its inference module imported."""
 
     def __init__(self, archive: Path):
-        self.booster = load_booster(archive)
-        self.num_features = self.booster.num_features()
-        self._lock = threading.Lock()
-
-    def parse_csv(self, body: bytes) -> np.ndarray:
-        """Rows of feature values; an empty field is a missing value, as in the container."""
+        archive = Path(archive)
+        if not archive.is_file():
+            raise ValueError(f"no model archive at {archive}")
+        self.model_dir = Path(tempfile.mkdtemp(prefix="model-"))
         try:
-            text = body.decode("utf-8")
-        except UnicodeDecodeError as error:
-            raise BadRequestError(HTTPStatus.BAD_REQUEST, "the body is not UTF-8 text") from error
-        rows = [row for row in csv.reader(io.StringIO(text)) if row]
-        if not rows:
-            raise BadRequestError(HTTPStatus.BAD_REQUEST, self._expected("an empty body"))
-        values = []
-        for number, row in enumerate(rows, start=1):
-            if len(row) != self.num_features:
-                raise BadRequestError(
-                    HTTPStatus.BAD_REQUEST, self._expected(f"row {number} has {len(row)} values")
+            with tarfile.open(archive) as tar:
+                tar.extractall(self.model_dir, filter="data")
+            script = self.model_dir / INFERENCE_MODULE
+            if not script.is_file():
+                raise ValueError(
+                    f"{archive} has no {INFERENCE_MODULE}: train it with `make local-pipeline`"
                 )
-            try:
-                values.append([float(cell) if cell.strip() else math.nan for cell in row])
-            except ValueError as error:
-                raise BadRequestError(
-                    HTTPStatus.BAD_REQUEST, f"row {number} has a non-numeric value ({error})"
-                ) from error
-        return np.asarray(values, dtype=float)
+            self.module = import_file(script)
+            self.model = self.module.model_fn(str(self.model_dir))
+        except (tarfile.TarError, OSError) as error:
+            self.close()
+            raise ValueError(f"{archive} is not a model.tar.gz archive ({error})") from error
+        except BaseException:
+            self.close()
+            raise
 
-    def predict(self, features: np.ndarray) -> list[float]:
-        """Probability of the positive class for each row."""
-        with self._lock:
-            return self.booster.predict(xgb.DMatrix(features, missing=math.nan)).tolist()
+    def invoke(self, body, content_type: str, accept: str):
+        """input_fn, predict_fn and output_fn, as the image's worker chains them."""
+        data = self.module.input_fn(body, content_type)
+        prediction = self.module.predict_fn(data, self.model)
+        return self.module.output_fn(prediction, accept)
 
-    def _expected(self, problem: str) -> str:
-        return f"{problem}: send one text/csv row of {self.num_features} feature values per line"
-
-
-def media_type(header: str | None, default: str) -> str:
-    """The bare media type of a Content-Type or Accept header ('text/csv; charset=..')."""
-    if not header or header.strip() in ("", "*/*"):
-        return default
-    return header.split(",")[0].split(";")[0].strip().lower()
+    def close(self) -> None:
+        """Remove the unpacked model."""
+        shutil.rmtree(self.model_dir, ignore_errors=True)
 
 
-def make_handler(model: Model) -> type[BaseHTTPRequestHandler]:
+def import_file(script: Path) -> ModuleType:
+    """Import a Python file as a module of its own (not on sys.path)."""
+    spec = importlib.util.spec_from_file_location(f"served_{script.stem}", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def make_handler(loaded: LoadedModel) -> type[BaseHTTPRequestHandler]:
     """A request handler class bound to one loaded model."""
+    default_accept = os.environ.get(DEFAULT_ACCEPT_VARIABLE, JSON)
 
     class InvocationHandler(BaseHTTPRequestHandler):
-        server_version = "LocalSageMakerModel/1.0"
+        server_version = "LocalSageMakerModel/2.0"
 
         def do_GET(self) -> None:
             """GET /ping: 200 while the model is loaded (it is, or the server would not start)."""
-            if self.path == "/ping":
-                self._reply(HTTPStatus.OK, b"", CSV)
-            else:
-                self._reply_error(HTTPStatus.NOT_FOUND, "only GET /ping and POST /invocations")
+            self._route("GET")
+
+        def do_HEAD(self) -> None:
+            """HEAD /ping, as Flask answers it."""
+            self._route("HEAD")
 
         def do_POST(self) -> None:
-            """POST /invocations: score text/csv rows."""
-            if self.path != "/invocations":
-                self._reply_error(HTTPStatus.NOT_FOUND, "only GET /ping and POST /invocations")
-                return
-            try:
-                body, accept = self._read_request()
-                predictions = model.predict(model.parse_csv(body))
-            except BadRequestError as error:
-                self._reply_error(error.status, str(error))
-                return
-            if accept == JSON:
-                self._reply(HTTPStatus.OK, json.dumps(predictions).encode(), JSON)
-            else:
-                self._reply(HTTPStatus.OK, ",".join(map(str, predictions)).encode(), CSV)
+            """POST /invocations: one request through the inference module."""
+            self._route("POST")
 
-        def _read_request(self) -> tuple[bytes, str]:
-            try:
-                length = int(self.headers.get("Content-Length", "0"))
-            except ValueError:
-                length = -1
-            if length < 0:
-                raise BadRequestError(HTTPStatus.BAD_REQUEST, "invalid Content-Length header")
+        def do_PUT(self) -> None:
+            """Not part of the contract."""
+            self._route("PUT")
+
+        def do_DELETE(self) -> None:
+            """Not part of the contract."""
+            self._route("DELETE")
+
+        def _route(self, method: str) -> None:
+            path = self.path.split("?")[0]
+            allowed = {"/ping": ("GET", "HEAD"), "/invocations": ("POST",)}.get(path)
+            if allowed is None:
+                self._drain()
+                # As nginx in front of the image answers any other path.
+                self._reply(HTTPStatus.NOT_FOUND, b"{}", "application/octet-stream")
+            elif method not in allowed:
+                self._drain()
+                self._reply_error(HTTPStatus.METHOD_NOT_ALLOWED, f"{method} {path} is not allowed")
+            elif path == "/ping":
+                self._reply(HTTPStatus.OK, b"", JSON, send_body=method != "HEAD")
+            else:
+                self._invoke()
+
+        def _invoke(self) -> None:
+            length = self._content_length()
+            if length is None:
+                self._reply_error(HTTPStatus.BAD_REQUEST, "invalid Content-Length header")
+                return
             if length > MAX_PAYLOAD_BYTES:
-                raise BadRequestError(
+                # Answer first: a client that waits for the answer before sending the body
+                # gets it at once; then read what it sends, so it does not get a reset.
+                self.close_connection = True
+                self._reply_error(
                     HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
                     f"the body is {length} bytes; the limit is {MAX_PAYLOAD_BYTES}",
                 )
-            # Read the body before judging the headers, so the client always gets the answer.
+                self.wfile.flush()
+                self._drain()
+                return
             body = self.rfile.read(length)
-            content_type = media_type(self.headers.get("Content-Type"), CSV)
-            if content_type != CSV:
-                raise BadRequestError(
-                    HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
-                    f"Content-Type {content_type!r} is not supported: send text/csv",
+            content_type = (
+                self.headers.get("ContentType") or self.headers.get("Content-Type") or JSON
+            )
+            accept = self.headers.get("Accept")
+            if not accept or accept == "*/*":
+                accept = default_accept
+            if content_type in TEXT_TYPES:
+                body = body.decode("utf-8", errors="replace")
+            try:
+                result = loaded.invoke(body, content_type, accept)
+            except Exception as error:  # the image answers any error with 500
+                traceback.print_exc(file=sys.stderr)
+                self._reply_error(
+                    HTTPStatus.INTERNAL_SERVER_ERROR, f"{type(error).__name__}: {error}"
                 )
-            accept = media_type(self.headers.get("Accept"), CSV)
-            if accept not in (CSV, JSON):
-                raise BadRequestError(
-                    HTTPStatus.NOT_ACCEPTABLE,
-                    f"Accept {accept!r} is not supported: ask for text/csv or application/json",
-                )
-            return body, accept
+                return
+            if isinstance(result, tuple):
+                answer, media_type = result
+                if isinstance(answer, str):
+                    answer = answer.encode()
+                self._reply(HTTPStatus.OK, answer, with_charset(media_type))
+            else:
+                self._reply_wsgi(result)
+
+        def _reply_wsgi(self, application) -> None:
+            """Send what a WSGI application answers (the image's Flask worker calls it)."""
+            started = {}
+
+            def start_response(status: str, headers: list, exc_info=None) -> None:
+                started["status"], started["headers"] = status, headers
+
+            body = b"".join(application({"REQUEST_METHOD": "POST"}, start_response))
+            headers = dict(started["headers"])
+            status = HTTPStatus(int(started["status"].split()[0]))
+            self._reply(status, body, headers.get("Content-Type", JSON))
+
+        def _content_length(self) -> int | None:
+            try:
+                length = int(self.headers.get("Content-Length", "0"))
+            except ValueError:
+                return None
+            return length if length >= 0 else None
+
+        def _drain(self) -> None:
+            """Read a request body nobody will use, so the client always gets the answer."""
+            length = self._content_length() or 0
+            if length > MAX_DRAINED_BYTES:
+                self.close_connection = True
+                return
+            while length > 0:
+                chunk = self.rfile.read(min(length, 1 << 20))
+                if not chunk:
+                    break
+                length -= len(chunk)
 
         def _reply_error(self, status: HTTPStatus, message: str) -> None:
-            self._reply(status, (message + "\n").encode(), "text/plain")
+            body = json.dumps({"error": status.phrase, "error-message": message}).encode()
+            self._reply(status, body, JSON)
 
-        def _reply(self, status: HTTPStatus, body: bytes, content_type: str) -> None:
+        def _reply(
+            self, status: HTTPStatus, body: bytes, content_type: str, send_body: bool = True
+        ) -> None:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(body)
+            if send_body:
+                self.wfile.write(body)
 
         def log_message(self, format: str, *args) -> None:
             """No access log: a request per line would drown the test and serve output."""
@@ -157,8 +219,33 @@ def make_handler(model: Model) -> type[BaseHTTPRequestHandler]:
     return InvocationHandler
 
 
-def make_server(archive: Path, port: int, host: str = DEFAULT_HOST) -> ThreadingHTTPServer:
+def with_charset(media_type: str) -> str:
+    """The Content-Type Flask sends for a media type: text types get `; charset=utf-8`."""
+    if media_type.startswith("text/") and "charset" not in media_type:
+        return f"{media_type}; charset=utf-8"
+    return media_type
+
+
+class ModelServer(ThreadingHTTPServer):
+    """A threading HTTP server that removes its unpacked model when closed."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], loaded: LoadedModel):
+        self.loaded = loaded
+        super().__init__(address, make_handler(loaded))
+
+    def server_close(self) -> None:
+        """Stop listening and remove the unpacked model."""
+        super().server_close()
+        self.loaded.close()
+
+
+def make_server(archive: Path, port: int, host: str = DEFAULT_HOST) -> ModelServer:
     """A server for the model in archive, bound but not yet serving (port 0 picks a free one)."""
-    server = ThreadingHTTPServer((host, port), make_handler(Model(Path(archive))))
-    server.daemon_threads = True
-    return server
+    loaded = LoadedModel(Path(archive))
+    try:
+        return ModelServer((host, port), loaded)
+    except OSError:
+        loaded.close()
+        raise

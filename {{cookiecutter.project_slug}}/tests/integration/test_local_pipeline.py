@@ -7,7 +7,7 @@ import sys
 import tarfile
 from pathlib import Path
 
-from {{ cookiecutter.package_name }} import config
+from {{ cookiecutter.package_name }} import config, data
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = "{{ cookiecutter.package_name }}"
@@ -31,13 +31,15 @@ def test_local_pipeline_writes_the_data_trains_and_passes_the_gate(tmp_path):
     assert result.returncode == 0, result.stderr
     assert f"Quality gate passed: {config.QUALITY_METRIC}" in result.stdout
     assert "Timing: preprocess" in result.stdout
-    assert (tmp_path / "data" / "breast_cancer.csv").is_file()
+    assert (tmp_path / "data" / data.DATASET_FILE_NAME).is_file()
 
-    archive = tmp_path / "build" / "local" / "model" / "model.tar.gz"
-    with tarfile.open(archive) as tar:
-        assert tar.getnames() == ["xgboost-model"]
-    report = json.loads(
-        (tmp_path / "build" / "local" / "evaluation" / "evaluation.json").read_text()
-    )
-    value = report["binary_classification_metrics"][config.QUALITY_METRIC]["value"]
-    assert value >= config.QUALITY_THRESHOLD
+    build = tmp_path / "build" / "local"
+    with tarfile.open(build / "model" / "model.tar.gz") as tar:
+        names = set(tar.getnames())
+    # The booster, the fitted transform and the inference module SageMaker runs.
+    assert {"xgboost-model", "transform.json", "code/inference.py"} <= names
+    report = json.loads((build / "evaluation" / "evaluation.json").read_text())
+    metrics = report["binary_classification_metrics"]
+    assert metrics[config.QUALITY_METRIC]["value"] >= config.QUALITY_THRESHOLD
+    assert {"confusion_matrix", "receiver_operating_characteristic_curve"} <= set(metrics)
+    assert "<svg" in (build / "report.html").read_text()

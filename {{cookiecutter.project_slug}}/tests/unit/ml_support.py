@@ -1,55 +1,68 @@
-"""Tiny data and a tiny model for the ML unit tests: fast to make, same shapes as the real ones.
+"""Tiny data and a tiny model for the ML unit tests, made from the schema alone.
 
-The table has the sample data set's layout (feature columns, then the label column) with a
-few features and rows, and a label that the features predict well.
+The table has the columns steps/schema.py declares: numeric features drawn from a normal
+distribution, categorical ones from three made-up values per column, and a label (the
+schema's two classes, as text) that the features decide up to some noise. Nothing here knows
+the sample data set, so the tests hold for any table the schema describes.
 """
 
-import tarfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import xgboost as xgb
 
-from {{ cookiecutter.package_name }}.steps.preprocess import LABEL_COLUMN
-from {{ cookiecutter.package_name }}.steps.train import MODEL_FILE_NAME
+from {{ cookiecutter.package_name }} import local
+from {{ cookiecutter.package_name }}.steps import schema
 
-TINY_ROWS = 80
-TINY_FEATURES = 4
+TINY_ROWS = 120
+FEATURES = list(schema.FEATURES)
+NUMERIC = [name for name, kind in schema.FEATURES.items() if kind == schema.NUMERIC]
+CATEGORICAL = [name for name, kind in schema.FEATURES.items() if kind == schema.CATEGORICAL]
+POSITIVE, NEGATIVE = str(schema.POSITIVE_CLASS), str(schema.NEGATIVE_CLASS)
+
+
+def categories(name: str) -> list[str]:
+    """The three values a tiny categorical column takes."""
+    return [f"{name}-{letter}" for letter in "abc"]
 
 
 def tiny_table(rows: int = TINY_ROWS, seed: int = 0) -> pd.DataFrame:
-    """Feature columns f0..f3 and a 0/1 label mostly decided by f0 + f1."""
+    """The schema's features and label; the label follows the sum of the feature effects."""
     rng = np.random.RandomState(seed)
-    features = rng.normal(size=(rows, TINY_FEATURES))
-    noise = rng.normal(scale=0.3, size=rows)
-    table = pd.DataFrame(features, columns=[f"f{i}" for i in range(TINY_FEATURES)])
-    table[LABEL_COLUMN] = (features[:, 0] + features[:, 1] + noise > 0).astype(int)
+    table = pd.DataFrame(index=range(rows))
+    effect = rng.normal(scale=0.3, size=rows)
+    for name in FEATURES:
+        if name in NUMERIC:
+            values = rng.normal(size=rows)
+            table[name] = values.round(4)
+            effect += values
+        else:
+            codes = rng.randint(0, 3, size=rows)
+            table[name] = np.asarray(categories(name))[codes]
+            effect += codes - 1
+    table[schema.LABEL] = np.where(effect > 0, POSITIVE, NEGATIVE)
     return table
 
 
-def write_tiny_dataset(directory: Path) -> Path:
+def csv_lines(table: pd.DataFrame) -> list[str]:
+    """The feature values of each row as one text/csv request line (schema order)."""
+    return [",".join(str(value) for value in row) for row in table[FEATURES].to_numpy()]
+
+
+def write_tiny_dataset(directory: Path, table: pd.DataFrame | None = None) -> Path:
     """The tiny table as a CSV with a header, like `make data` writes the real one."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "tiny.csv"
-    tiny_table().to_csv(path, index=False)
+    (tiny_table() if table is None else table).to_csv(path, index=False)
     return path
 
 
-def tiny_booster() -> xgb.Booster:
-    """A few trees fitted on the tiny table."""
-    table = tiny_table()
-    data = xgb.DMatrix(table.drop(columns=LABEL_COLUMN).to_numpy(), label=table[LABEL_COLUMN])
-    params = {"objective": "binary:logistic", "max_depth": 2, "nthread": 1, "seed": 0}
-    return xgb.train(params, data, num_boost_round=5)
-
-
-def write_model_archive(directory: Path, booster: xgb.Booster) -> Path:
-    """model.tar.gz holding the booster as `xgboost-model`, as a training job leaves it."""
-    directory.mkdir(parents=True, exist_ok=True)
-    model_file = directory / MODEL_FILE_NAME
-    model_file.write_bytes(booster.save_raw("ubj"))
-    archive = directory / "model.tar.gz"
-    with tarfile.open(archive, "w:gz") as tar:
-        tar.add(model_file, arcname=MODEL_FILE_NAME)
-    return archive
+def train_tiny_model(workdir: Path) -> local.LocalRun:
+    """The local runner on the tiny table, with a few shallow trees."""
+    write_tiny_dataset(workdir / "data")
+    return local.run_local_pipeline(
+        workdir / "data",
+        workdir / "build",
+        echo=lambda _: None,
+        hyperparameters={"num_round": 20, "max_depth": 2},
+    )

@@ -9,7 +9,7 @@ from ml_support import write_tiny_dataset
 from moto import mock_aws
 from registry_support import register_package
 
-from {{ cookiecutter.package_name }} import aws, cli, config
+from {{ cookiecutter.package_name }} import aws, cli, config, data
 
 ROLE_ARN = "arn:aws:iam::123456789012:role/sagemaker-execution"
 SETTINGS_ENV = ("SAGEMAKER_ROLE_ARN", "ARTIFACT_BUCKET", "CODEBUILD_RESOLVED_SOURCE_VERSION")
@@ -124,8 +124,8 @@ def test_serve_without_a_model_is_one_line(capsys, tmp_path):
 def test_data_writes_the_csv(capsys, tmp_path):
     status, out, _ = run(capsys, "data", "--output-dir", str(tmp_path / "data"))
     assert status == 0
-    assert (tmp_path / "data" / "breast_cancer.csv").is_file()
-    assert "breast_cancer.csv" in out
+    assert (tmp_path / "data" / data.DATASET_FILE_NAME).is_file()
+    assert data.DATASET_FILE_NAME in out
 
 
 def test_data_into_a_file_is_one_line(capsys, tmp_path):

@@ -1,9 +1,10 @@
-"""The sample data set: shape, label, determinism, and where `make data` writes it."""
+"""The data loader: the columns the schema declares, a label of its two classes, determinism."""
 
+import pandas as pd
 import pytest
 
 from {{ cookiecutter.package_name }} import data
-from {{ cookiecutter.package_name }}.steps.preprocess import LABEL_COLUMN
+from {{ cookiecutter.package_name }}.steps import schema
 
 
 @pytest.fixture(scope="module")
@@ -11,26 +12,32 @@ def table():
     return data.load_dataset()
 
 
-def test_dataset_is_the_breast_cancer_table_with_malignant_as_positive(table):
-    assert table.shape == (569, 31)
-    assert table.columns[-1] == LABEL_COLUMN
-    # scikit-learn's table has 212 malignant and 357 benign tumours.
-    assert table[LABEL_COLUMN].value_counts().to_dict() == {0: 357, 1: 212}
+def test_the_table_has_every_schema_column(table):
+    assert set(schema.FEATURES) | {schema.LABEL} <= set(table.columns)
 
 
-def test_feature_names_are_snake_case_and_complete(table):
-    features = [column for column in table.columns if column != LABEL_COLUMN]
-    assert "mean_radius" in features
-    assert all(" " not in name for name in features)
-    assert not table.isna().any().any()
+def test_the_label_holds_both_classes_and_nothing_else(table):
+    classes = set(table[schema.LABEL].astype(str).str.strip())
+    assert classes == {str(schema.POSITIVE_CLASS), str(schema.NEGATIVE_CLASS)}
 
 
-def test_csv_is_identical_on_every_call_and_has_a_header():
+def test_numeric_features_are_numbers_or_missing(table):
+    for name, kind in schema.FEATURES.items():
+        if kind == schema.NUMERIC:
+            values = table[name].dropna()
+            assert pd.to_numeric(values, errors="coerce").notna().all(), name
+
+
+def test_csv_is_identical_on_every_call_and_has_a_header(table):
     first, second = data.dataset_csv_bytes(), data.dataset_csv_bytes()
     assert first == second
-    header = first.decode().splitlines()[0].split(",")
-    assert header[0] == "mean_radius"
-    assert header[-1] == LABEL_COLUMN
+    assert first.decode().splitlines()[0].split(",") == list(table.columns)
+
+
+def test_a_loader_without_a_schema_column_is_one_clear_error(monkeypatch, table):
+    monkeypatch.setattr(data, "load_dataset", lambda: table.drop(columns=schema.LABEL))
+    with pytest.raises(ValueError, match=f"returned no '{schema.LABEL}' column"):
+        data.dataset_csv_bytes()
 
 
 def test_write_dataset_creates_the_directory(tmp_path):

@@ -13,7 +13,7 @@ import tarfile
 import pytest
 
 from {{ cookiecutter.package_name }} import cli, config, data
-from {{ cookiecutter.package_name }}.steps import train
+from {{ cookiecutter.package_name }}.steps import preprocess, schema, train
 
 COMMIT_ID = "c0ffee" + "0" * 34
 PREPROCESS, TRAIN, EVALUATE = "PreprocessData", "TrainModel", "EvaluateModel"
@@ -117,12 +117,24 @@ def test_training_runs_the_script_in_the_xgboost_image(steps, pipeline):
     assert arguments["ResourceConfig"]["InstanceType"] == get("TrainingInstanceType")
 
 
-def test_training_code_archive_is_stable_and_holds_the_script(pipeline):
+def test_training_code_archive_is_stable_and_holds_the_script_and_its_imports(pipeline):
     archive = pipeline.training_code_archive()
     assert archive == pipeline.training_code_archive()
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        assert tar.getnames() == ["train.py"]
-        assert tar.extractfile("train.py").read() == (pipeline.STEPS_DIR / "train.py").read_bytes()
+        assert tar.getnames() == ["train.py", "schema.py", "inference.py"]
+        for name in tar.getnames():
+            assert tar.extractfile(name).read() == (pipeline.STEPS_DIR / name).read_bytes()
+
+
+def test_preprocess_gets_the_schema_label_and_classes(steps):
+    arguments = steps[PREPROCESS]["Arguments"]["AppSpecification"]["ContainerArguments"]
+    options = dict(zip(arguments[::2], arguments[1::2], strict=True))
+    assert options == {
+        "--label-column": schema.LABEL,
+        "--positive-class": str(schema.POSITIVE_CLASS),
+        "--negative-class": str(schema.NEGATIVE_CLASS),
+    }
+    assert arguments == preprocess.label_options(schema)
 
 
 def test_evaluation_scores_the_trained_model_on_the_test_split(steps, pipeline):
@@ -166,9 +178,15 @@ def test_registration_records_metrics_commit_and_approval(steps):
     assert statistics["S3Uri"]["Std:Join"]["Values"][-1] == "evaluation.json"
     (container,) = arguments["InferenceSpecification"]["Containers"]
     assert container["ModelDataUrl"] == {"Get": f"Steps.{TRAIN}.ModelArtifacts.S3ModelArtifacts"}
-    # No SAGEMAKER_PROGRAM: the image serves the model in algorithm mode, without a script.
-    assert container["Environment"] == {}
-    assert "text/csv" in arguments["InferenceSpecification"]["SupportedContentTypes"]
+    # Script mode: the image's model server imports the inference module that the
+    # training job left in model.tar.gz (unpacked into /opt/ml/model).
+    assert container["Environment"] == {
+        "SAGEMAKER_PROGRAM": "inference.py",
+        "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+    }
+    specification = arguments["InferenceSpecification"]
+    assert specification["SupportedContentTypes"] == ["text/csv", "application/json"]
+    assert specification["SupportedResponseMIMETypes"] == ["text/csv", "application/json"]
 
 
 def test_every_job_step_is_cached(steps):

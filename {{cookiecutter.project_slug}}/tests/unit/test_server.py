@@ -1,4 +1,9 @@
-"""The local inference server: the SageMaker hosting contract and 4xx answers to bad input."""
+"""The local inference server: the hosting contract of the XGBoost image's serving stack.
+
+The expected answers are those of the image (aws/sagemaker-xgboost-container, release 3.0-5,
+script mode) around the project's inference module: the Content-Type and Accept defaults of
+its worker, a WSGI response's own status, 404 `{}` from its nginx for other paths.
+"""
 
 import http.client
 import json
@@ -6,25 +11,23 @@ import tarfile
 import threading
 
 import pytest
-import xgboost as xgb
-from ml_support import TINY_FEATURES, tiny_booster, tiny_table, write_model_archive
+from ml_support import FEATURES, csv_lines, tiny_table, train_tiny_model
 
 from {{ cookiecutter.package_name }} import server
-from {{ cookiecutter.package_name }}.steps.preprocess import LABEL_COLUMN
 
-ROWS = tiny_table(rows=3).drop(columns=LABEL_COLUMN).to_numpy()
-CSV_BODY = "\n".join(",".join(str(value) for value in row) for row in ROWS)
-
-
-@pytest.fixture(scope="module")
-def booster():
-    return tiny_booster()
+ROWS = tiny_table(rows=3)
+CSV_BODY = "\n".join(csv_lines(ROWS))
+RECORDS = ROWS[FEATURES].to_dict(orient="records")
 
 
 @pytest.fixture(scope="module")
-def address(booster, tmp_path_factory):
+def archive(tmp_path_factory):
+    return train_tiny_model(tmp_path_factory.mktemp("tiny")).model_archive
+
+
+@pytest.fixture(scope="module")
+def address(archive):
     """host, port of a server for the tiny model, running in a thread."""
-    archive = write_model_archive(tmp_path_factory.mktemp("model"), booster)
     httpd = server.make_server(archive, port=0)
     thread = threading.Thread(
         target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
@@ -35,7 +38,7 @@ def address(booster, tmp_path_factory):
     httpd.server_close()
 
 
-def request(address, method: str, path: str, body: str | bytes = b"", headers=None):
+def request(address, method: str, path: str, body: str | bytes | None = None, headers=None):
     """Status, Content-Type and body text of one request."""
     connection = http.client.HTTPConnection(*address, timeout=10)
     try:
@@ -54,47 +57,71 @@ def invoke(address, body, content_type="text/csv", accept=None):
 
 
 def test_ping(address):
-    assert request(address, "GET", "/ping")[0] == 200
+    assert request(address, "GET", "/ping") == (200, "application/json", "")
 
 
-def test_csv_rows_get_one_probability_each(address, booster):
+def test_csv_rows_get_one_probability_per_line(address):
+    status, content_type, body = invoke(address, CSV_BODY, accept="text/csv")
+    assert (status, content_type) == (200, "text/csv; charset=utf-8")
+    scores = [float(line) for line in body.splitlines()]
+    assert len(scores) == len(ROWS) and all(0 <= score <= 1 for score in scores)
+
+
+def test_without_accept_the_answer_is_json(address):
     status, content_type, body = invoke(address, CSV_BODY)
-    assert (status, content_type) == (200, "text/csv")
-    expected = booster.predict(xgb.DMatrix(ROWS))
-    assert [float(value) for value in body.split(",")] == pytest.approx(expected.tolist())
-
-
-def test_json_answer_and_default_content_type(address):
-    status, content_type, body = invoke(
-        address, CSV_BODY, content_type=None, accept="application/json"
-    )
     assert (status, content_type) == (200, "application/json")
-    scores = json.loads(body)
-    assert len(scores) == len(ROWS)
-    assert all(0 <= score <= 1 for score in scores)
+    assert len(json.loads(body)["predictions"]) == len(ROWS)
+
+
+def test_without_content_type_the_body_is_read_as_json(address):
+    as_json = invoke(address, json.dumps(RECORDS), content_type=None, accept="text/csv")
+    as_csv = invoke(address, CSV_BODY, accept="text/csv")
+    assert as_json[0] == 200 and as_json[2] == as_csv[2]
+    # A CSV body without a Content-Type is malformed JSON.
+    assert invoke(address, CSV_BODY, content_type=None)[0] == 400
+
+
+def test_the_contenttype_header_counts_too(address):
+    headers = {"ContentType": "text/csv", "Accept": "text/csv"}
+    assert request(address, "POST", "/invocations", CSV_BODY, headers)[0] == 200
+
+
+def test_the_default_accept_follows_the_serving_variable(archive, monkeypatch):
+    monkeypatch.setenv(server.DEFAULT_ACCEPT_VARIABLE, "text/csv")
+    httpd = server.make_server(archive, port=0)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        status, content_type, _ = invoke(httpd.server_address[:2], CSV_BODY, accept="*/*")
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert (status, content_type) == (200, "text/csv; charset=utf-8")
 
 
 @pytest.mark.parametrize(
     ("body", "content_type", "accept", "status", "fragment"),
     [
-        ("1,2,3", "text/csv", None, 400, f"{TINY_FEATURES} feature values"),
-        ("1,2,x,4", "text/csv", None, 400, "non-numeric"),
-        ("", "text/csv", None, 400, "an empty body"),
-        (b"\xff\xfe", "text/csv", None, 400, "not UTF-8"),
-        ('{"rows": []}', "application/json", None, 415, "send text/csv"),
+        (",".join(["1"] * (len(FEATURES) - 1)), "text/csv", None, 400, "expected"),
+        (",".join(["1"] * (len(FEATURES) + 1)), "text/csv", None, 400, "expected"),
+        ("", "text/csv", None, 400, "the body is empty"),
+        ("{not json", "application/json", None, 400, "not valid JSON"),
+        ("0 1:2.5", "text/libsvm", None, 415, "text/csv or application/json"),
         (CSV_BODY, "text/csv", "text/html", 406, "text/csv or application/json"),
     ],
+    ids=["short", "long", "empty", "bad-json", "libsvm", "accept-html"],
 )
-def test_bad_requests_get_a_4xx_and_one_line(address, body, content_type, accept, status, fragment):
+def test_bad_requests_get_a_4xx_with_a_one_line_reason(
+    address, body, content_type, accept, status, fragment
+):
     answer = invoke(address, body, content_type, accept)
-    assert answer[0] == status
-    assert fragment in answer[2]
-    assert answer[2].count("\n") == 1
+    assert answer[:2] == (status, "application/json")
+    message = json.loads(answer[2])["error-message"]
+    assert fragment in message and "\n" not in message
     # The server is still up.
     assert request(address, "GET", "/ping")[0] == 200
 
 
-def test_oversized_body_is_refused_before_reading(address):
+def test_oversized_body_gets_413_before_it_is_sent(address):
     connection = http.client.HTTPConnection(*address, timeout=10)
     connection.putrequest("POST", "/invocations")
     connection.putheader("Content-Type", "text/csv")
@@ -104,21 +131,38 @@ def test_oversized_body_is_refused_before_reading(address):
     connection.close()
 
 
-def test_unknown_paths_are_404(address):
-    assert request(address, "GET", "/invocations")[0] == 404
-    assert request(address, "POST", "/predict", CSV_BODY)[0] == 404
+def test_oversized_body_sent_whole_still_gets_413(address):
+    body = b"1\n" * (server.MAX_PAYLOAD_BYTES // 2 + 1)
+    assert invoke(address, body)[0] == 413
 
 
-def test_archive_without_the_model_file_is_refused(tmp_path):
+def test_other_paths_are_404_and_other_methods_405(address):
+    assert request(address, "POST", "/predict", CSV_BODY)[:3:2] == (404, "{}")
+    assert request(address, "GET", "/invocations")[0] == 405
+    assert request(address, "POST", "/ping", "x")[0] == 405
+
+
+def test_an_error_in_the_inference_module_is_a_500(archive, monkeypatch):
+    httpd = server.make_server(archive, port=0)
+    monkeypatch.setattr(httpd.loaded, "model", None)  # predict_fn now fails
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        status, _, _ = invoke(httpd.server_address[:2], CSV_BODY)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert status == 500
+
+
+def test_archive_without_inference_code_is_refused(tmp_path):
     archive = tmp_path / "model.tar.gz"
-    (tmp_path / "other").write_text("x")
+    (tmp_path / "xgboost-model").write_text("x")
     with tarfile.open(archive, "w:gz") as tar:
-        tar.add(tmp_path / "other", arcname="other")
-    with pytest.raises(ValueError, match="has no xgboost-model file"):
+        tar.add(tmp_path / "xgboost-model", arcname="xgboost-model")
+    with pytest.raises(ValueError, match=r"has no code/inference\.py"):
         server.make_server(archive, port=0)
 
 
-def test_media_type_ignores_parameters_and_wildcards():
-    assert server.media_type("text/csv; charset=utf-8", "x") == "text/csv"
-    assert server.media_type("*/*", "text/csv") == "text/csv"
-    assert server.media_type(None, "text/csv") == "text/csv"
+def test_missing_archive_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="no model archive"):
+        server.make_server(tmp_path / "missing.tar.gz", port=0)

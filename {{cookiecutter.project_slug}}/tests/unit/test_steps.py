@@ -1,68 +1,105 @@
-"""The step scripts on tiny data: preprocess, train, evaluate, and the local runner."""
+"""The step scripts on tiny data: schema, preprocess, train, evaluate, and the local runner."""
 
 import ast
 import json
 import sys
+import tarfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import xgboost as xgb
 from ml_support import (
-    TINY_FEATURES,
-    tiny_booster,
+    FEATURES,
+    NEGATIVE,
+    NUMERIC,
+    POSITIVE,
     tiny_table,
-    write_model_archive,
+    train_tiny_model,
     write_tiny_dataset,
 )
 
 from {{ cookiecutter.package_name }} import local
-from {{ cookiecutter.package_name }}.steps import evaluate, preprocess, train
+from {{ cookiecutter.package_name }}.steps import evaluate, inference, preprocess, schema, train
 
 STEPS_DIR = Path(preprocess.__file__).parent
-SCRIPTS = ["preprocess.py", "train.py", "evaluate.py"]
+SCRIPTS = sorted(path.name for path in STEPS_DIR.glob("*.py") if path.name != "__init__.py")
 # What the SageMaker XGBoost image provides besides the standard library.
 CONTAINER_PACKAGES = {"numpy", "pandas", "xgboost", "sklearn"}
-LABEL = preprocess.LABEL_COLUMN
+# The files a script may import next to it: the training code archive holds all three.
+SIBLINGS = {"schema", "inference"}
+# The XGBoost 3.0-5 image runs Python 3.10.
+CONTAINER_PYTHON = (3, 10)
+LABEL = schema.LABEL
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_step_script_imports_only_what_the_container_has(script):
-    tree = ast.parse((STEPS_DIR / script).read_text())
+def test_step_code_imports_only_what_the_container_has(script):
+    tree = ast.parse((STEPS_DIR / script).read_text(), feature_version=CONTAINER_PYTHON)
     imported = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom):
-            assert node.level == 0, f"{script} has a relative import; SageMaker uploads it alone"
+        if isinstance(node, ast.ImportFrom) and node.level:
+            # `from . import x` only for a sibling, when imported from the project package.
+            assert {alias.name for alias in node.names} <= SIBLINGS, script
+        elif isinstance(node, ast.ImportFrom):
             imported.add(node.module.split(".")[0])
         elif isinstance(node, ast.Import):
             imported.update(alias.name.split(".")[0] for alias in node.names)
-    third_party = imported - set(sys.stdlib_module_names) - {"__future__"}
+    third_party = imported - set(sys.stdlib_module_names) - {"__future__"} - SIBLINGS
     assert third_party <= CONTAINER_PACKAGES
 
 
-def test_clean_drops_bad_rows_and_puts_the_label_first():
-    table = tiny_table(rows=10)
-    table.loc[0, "f0"] = np.nan
-    table["f1"] = table["f1"].astype(object)
-    table.loc[1, "f1"] = "not a number"
-    table.loc[2, LABEL] = 7
-    table = pd.concat([table, table.iloc[[5]]], ignore_index=True)
-    cleaned = preprocess.clean(table)
-    assert list(cleaned.columns) == [LABEL, "f0", "f1", "f2", "f3"]
-    assert len(cleaned) == 7
-    assert set(cleaned[LABEL]) <= {0, 1}
+def test_the_declared_schema_is_usable():
+    assert schema.problems() == []
 
 
-def test_clean_names_a_missing_label_column():
+def test_schema_problems_name_what_is_wrong(monkeypatch):
+    monkeypatch.setattr(schema, "FEATURES", {**schema.FEATURES, "x": "text", LABEL: "numeric"})
+    monkeypatch.setattr(schema, "NEGATIVE_CLASS", schema.POSITIVE_CLASS)
+    found = " | ".join(schema.problems())
+    assert "'x' has kind 'text'" in found
+    assert f"label column '{LABEL}' is also declared as a feature" in found
+    assert "POSITIVE_CLASS and NEGATIVE_CLASS are the same" in found
+
+
+def test_label_rows_map_the_classes_and_put_the_label_first():
+    table = tiny_table(rows=10).astype(str)
+    table = pd.concat([table, table.iloc[[3]]], ignore_index=True)
+    labelled = preprocess.label_rows(table, LABEL, POSITIVE, NEGATIVE)
+    assert list(labelled.columns) == [LABEL, *FEATURES]
+    assert len(labelled) == 10  # the duplicate row is gone
+    expected = (tiny_table(rows=10)[LABEL] == POSITIVE).astype(int)
+    assert labelled[LABEL].tolist() == expected.tolist()
+
+
+def test_an_unknown_label_value_is_one_clear_error():
+    table = tiny_table(rows=10).astype(str).assign(_source="mine.csv")
+    table.loc[4, LABEL] = "maybe"
+    with pytest.raises(ValueError) as error:
+        preprocess.label_rows(table, LABEL, POSITIVE, NEGATIVE)
+    message = str(error.value)
+    assert message.startswith("mine.csv:")
+    assert "'maybe'" in message and repr(POSITIVE) in message and repr(NEGATIVE) in message
+
+
+def test_a_missing_label_column_is_named():
     with pytest.raises(ValueError, match=f"no '{LABEL}' column"):
-        preprocess.clean(tiny_table().drop(columns=LABEL))
+        preprocess.label_rows(tiny_table().drop(columns=LABEL).astype(str), LABEL, "1", "0")
+
+
+def test_files_with_other_columns_are_refused(tmp_path):
+    write_tiny_dataset(tmp_path)
+    tiny_table().drop(columns=FEATURES[0]).to_csv(tmp_path / "zz-other.csv", index=False)
+    with pytest.raises(ValueError, match=r"zz-other\.csv has the columns"):
+        preprocess.read_input(tmp_path)
 
 
 def test_split_is_disjoint_complete_and_seeded():
-    table = preprocess.clean(tiny_table())
+    table = preprocess.label_rows(tiny_table().astype(str), LABEL, POSITIVE, NEGATIVE)
     parts = preprocess.split(table)
-    assert [len(parts[name]) for name in ("train", "validation", "test")] == [56, 12, 12]
+    sizes = [len(parts[name]) for name in ("train", "validation", "test")]
+    assert sizes[0] == round(len(table) * preprocess.TRAIN_FRACTION)
+    assert sum(sizes) == len(table)
     rows = pd.concat(parts.values())
     assert len(rows.drop_duplicates()) == len(table)
     again = preprocess.split(table)
@@ -71,7 +108,8 @@ def test_split_is_disjoint_complete_and_seeded():
 
 
 def test_preprocess_without_input_fails_with_one_line(tmp_path, capsys):
-    assert preprocess.main(["--input-dir", str(tmp_path)]) == 1
+    argv = ["--input-dir", str(tmp_path), *preprocess.label_options(schema)]
+    assert preprocess.main(argv) == 1
     error = capsys.readouterr().err
     assert error.count("\n") == 1
     assert "no CSV file" in error
@@ -82,33 +120,60 @@ def splits(tmp_path):
     """The tiny data set preprocessed into train/validation/test directories."""
     write_tiny_dataset(tmp_path / "input")
     dirs = {name: tmp_path / name for name in ("train", "validation", "test")}
-    argv = ["--input-dir", str(tmp_path / "input")]
+    argv = ["--input-dir", str(tmp_path / "input"), *preprocess.label_options(schema)]
     argv += [arg for name, path in dirs.items() for arg in (f"--{name}-dir", str(path))]
     assert preprocess.main(argv) == 0
     return dirs
 
 
-def test_preprocess_writes_three_headerless_csvs_label_first(splits):
+def test_preprocess_writes_three_csvs_with_a_header_and_a_0_1_label_first(splits):
     for name, directory in splits.items():
-        split = pd.read_csv(directory / f"{name}.csv", header=None)
-        assert split.shape[1] == TINY_FEATURES + 1
-        assert set(split[0]) <= {0, 1}
+        split = pd.read_csv(directory / f"{name}.csv")
+        assert list(split.columns) == [LABEL, *FEATURES]
+        assert set(split[LABEL]) <= {0, 1}
 
 
-def test_train_reads_the_sagemaker_environment_and_saves_only_the_model(
-    splits, tmp_path, monkeypatch
-):
-    model_dir = tmp_path / "model"
+@pytest.fixture
+def channels(splits, monkeypatch, tmp_path):
+    """The SageMaker Training environment pointing at the tiny splits."""
     monkeypatch.setenv("SM_CHANNEL_TRAIN", str(splits["train"]))
     monkeypatch.setenv("SM_CHANNEL_VALIDATION", str(splits["validation"]))
-    monkeypatch.setenv("SM_MODEL_DIR", str(model_dir))
+    monkeypatch.setenv("SM_MODEL_DIR", str(tmp_path / "model"))
+    monkeypatch.syspath_prepend(str(STEPS_DIR))
+    return tmp_path / "model"
+
+
+def test_train_saves_the_booster_the_fitted_transform_and_the_inference_code(channels, splits):
     assert train.main(["--num_round", "5", "--max_depth", "2"]) == 0
-    # The XGBoost container loads every file in the model directory as a model.
-    assert [path.name for path in model_dir.iterdir()] == [train.MODEL_FILE_NAME]
-    booster = xgb.Booster()
-    booster.load_model(str(model_dir / train.MODEL_FILE_NAME))
-    assert booster.num_features() == TINY_FEATURES
-    assert 1 <= booster.num_boosted_rounds() <= 5
+    assert sorted(path.name for path in channels.iterdir()) == sorted(
+        [inference.MODEL_FILE_NAME, inference.TRANSFORM_FILE_NAME, train.CODE_DIR_NAME]
+    )
+    code = channels / train.CODE_DIR_NAME / "inference.py"
+    assert code.read_bytes() == (STEPS_DIR / "inference.py").read_bytes()
+    transform = json.loads((channels / inference.TRANSFORM_FILE_NAME).read_text())
+    assert [feature["name"] for feature in transform["features"]] == FEATURES
+    training_rows = pd.read_csv(splits["train"] / "train.csv", dtype=str)
+    for feature in transform["features"]:
+        assert feature["kind"] == schema.FEATURES[feature["name"]]
+        if feature["kind"] == schema.CATEGORICAL:
+            # Fitted on the train split only.
+            assert feature["categories"] == sorted(set(training_rows[feature["name"]]))
+    assert (transform["label"], transform["positive_class"]) == (LABEL, POSITIVE)
+    model = inference.model_fn(str(channels))
+    assert model.booster.num_features() == len(FEATURES)
+    assert 1 <= model.booster.num_boosted_rounds() <= 5
+
+
+@pytest.mark.skipif(not NUMERIC, reason="the schema declares no numeric feature")
+def test_text_in_a_numeric_column_is_one_clear_error(channels, splits, capsys):
+    path = splits["train"] / "train.csv"
+    table = pd.read_csv(path, dtype=str)
+    table.loc[2, NUMERIC[0]] = "n/a"
+    table.to_csv(path, index=False)
+    assert train.main(["--num_round", "2"]) == 1
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1
+    assert f"'{NUMERIC[0]}' is declared numeric" in error and "'n/a'" in error
 
 
 def test_train_without_channels_names_the_variables(monkeypatch, capsys):
@@ -123,47 +188,83 @@ def test_train_without_channels_names_the_variables(monkeypatch, capsys):
 def test_quality_report_values_and_format():
     labels = np.array([0, 0, 1, 1])
     scores = np.array([0.1, 0.4, 0.35, 0.8])
-    report = evaluate.quality_report(labels, scores)["binary_classification_metrics"]
-    assert report["auc"] == {"value": 0.75, "standard_deviation": "NaN"}
-    assert report["accuracy"]["value"] == 0.75
-    assert report["precision"]["value"] == 1.0
-    assert report["recall"]["value"] == 0.5
-    assert report["f1"]["value"] == pytest.approx(2 / 3)
+    report = evaluate.quality_report(labels, scores, ("no", "yes"))
+    found = report["binary_classification_metrics"]
+    assert found["auc"] == {"value": 0.75, "standard_deviation": "NaN"}
+    assert found["accuracy"]["value"] == 0.75
+    assert found["precision"]["value"] == 1.0
+    assert found["recall"]["value"] == 0.5
+    assert found["f1"]["value"] == pytest.approx(2 / 3)
+    # actual -> predicted -> count, at the 0.5 threshold.
+    assert found["confusion_matrix"] == {"no": {"no": 2, "yes": 0}, "yes": {"no": 1, "yes": 1}}
+    roc = found["receiver_operating_characteristic_curve"]
+    assert roc["false_positive_rates"][0] == 0.0 and roc["false_positive_rates"][-1] == 1.0
+    assert roc["true_positive_rates"][-1] == 1.0
+    curve = found["precision_recall_curve"]
+    assert len(curve["precisions"]) == len(curve["recalls"])
+    assert curve["recalls"][0] == 1.0 and curve["precisions"][-1] == 1.0
+    json.dumps(report, allow_nan=False)
 
 
-def test_evaluate_scores_the_archive_and_writes_the_report(splits, tmp_path):
-    write_model_archive(tmp_path / "model", tiny_booster())
-    argv = ["--model-dir", str(tmp_path / "model"), "--test-dir", str(splits["test"])]
-    assert evaluate.main([*argv, "--output-dir", str(tmp_path / "evaluation")]) == 0
-    report = json.loads((tmp_path / "evaluation" / evaluate.EVALUATION_FILE_NAME).read_text())
-    metrics = report["binary_classification_metrics"]
-    assert set(metrics) == {"auc", "accuracy", "f1", "precision", "recall"}
-    assert metrics["auc"]["value"] > 0.8
+def test_long_curves_are_thinned_with_their_ends_kept():
+    rng = np.random.RandomState(0)
+    labels = rng.randint(0, 2, size=5000)
+    report = evaluate.quality_report(labels, rng.uniform(size=5000))
+    roc = report["binary_classification_metrics"]["receiver_operating_characteristic_curve"]
+    assert len(roc["false_positive_rates"]) <= evaluate.MAX_CURVE_POINTS
+    assert (roc["false_positive_rates"][-1], roc["true_positive_rates"][-1]) == (1.0, 1.0)
 
 
-def test_evaluate_rejects_an_archive_without_the_model(tmp_path, capsys):
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """The local runner's outputs on the tiny table."""
+    return train_tiny_model(tmp_path_factory.mktemp("tiny"))
+
+
+def test_evaluate_scores_the_test_split_through_the_archived_inference_code(tiny_run):
+    report = tiny_run.report()["binary_classification_metrics"]
+    assert report["auc"]["value"] > 0.8
+    matrix = report["confusion_matrix"]
+    assert list(matrix) == [NEGATIVE, POSITIVE]
+    test_rows = len(pd.read_csv(tiny_run.build_dir / "test" / "test.csv"))
+    assert sum(sum(row.values()) for row in matrix.values()) == test_rows
+
+
+def test_evaluate_rejects_a_file_that_is_not_an_archive(tmp_path, capsys):
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / evaluate.MODEL_ARCHIVE_NAME).write_bytes(b"not a tar file")
     assert evaluate.main(["--model-dir", str(tmp_path / "model")]) == 1
     assert "is not a model.tar.gz archive" in capsys.readouterr().err
 
 
-def test_local_runner_maps_the_sagemaker_paths_under_the_build_dir(tmp_path):
-    write_tiny_dataset(tmp_path / "data")
-    messages = []
-    run = local.run_local_pipeline(
-        tmp_path / "data",
-        tmp_path / "build",
-        echo=messages.append,
-        hyperparameters={"num_round": 3},
-    )
-    assert run.model_archive == tmp_path / "build" / "model" / "model.tar.gz"
-    assert run.evaluation_file == tmp_path / "build" / "evaluation" / "evaluation.json"
+def test_evaluate_rejects_an_archive_without_inference_code(tmp_path, capsys):
+    (tmp_path / "model").mkdir()
+    (tmp_path / "xgboost-model").write_bytes(b"")
+    with tarfile.open(tmp_path / "model" / evaluate.MODEL_ARCHIVE_NAME, "w:gz") as tar:
+        tar.add(tmp_path / "xgboost-model", arcname="xgboost-model")
+    assert evaluate.main(["--model-dir", str(tmp_path / "model")]) == 1
+    assert "has no code/inference.py" in capsys.readouterr().err
+
+
+def test_local_runner_maps_the_sagemaker_paths_under_the_build_dir(tiny_run):
+    build = tiny_run.build_dir
+    assert tiny_run.model_archive == build / "model" / "model.tar.gz"
+    assert tiny_run.evaluation_file == build / "evaluation" / "evaluation.json"
+    with tarfile.open(tiny_run.model_archive) as tar:
+        names = set(tar.getnames())
+    assert {"xgboost-model", "transform.json", "code/inference.py"} <= names
     # The hyperparameters reach the train script as --name value.
-    assert evaluate.load_booster(run.model_archive).num_boosted_rounds() <= 3
-    assert 0 <= local.metric_value(run.report(), "auc") <= 1
-    assert list(run.timings) == ["preprocess", "train", "evaluate"]
-    assert [message.split(":")[0] for message in messages] == list(run.timings)
+    model = inference.model_fn(str(build / "training" / "model"))
+    assert model.booster.num_boosted_rounds() <= 20
+    assert list(tiny_run.timings) == ["preprocess", "train", "evaluate"]
+
+
+def test_local_runner_writes_the_report_with_the_plots(tiny_run):
+    page = tiny_run.report_file.read_text()
+    assert tiny_run.report_file == tiny_run.build_dir / "report.html"
+    assert page.count("<svg") == 2
+    assert "ROC curve" in page and "Precision-recall curve" in page
+    assert f"actual {POSITIVE}" in page
 
 
 def test_local_runner_reports_the_failing_step(tmp_path):

@@ -1,68 +1,101 @@
-"""Evaluate step: score the trained model on the test split and write evaluation.json.
+"""Evaluate step: score the test split with the model's own inference code; write evaluation.json.
 
 Runs as a SageMaker Processing job (the default paths are the Processing contract) and, with
 the paths given as options, as a plain process on a laptop. SageMaker uploads this file alone:
-it imports nothing from the project package.
+it imports nothing from the project package. It unpacks model.tar.gz and scores the raw test
+records through the inference module inside it (`code/inference.py`), the code the endpoint
+runs, so the gate judges what will be served.
 
-evaluation.json is in the SageMaker Model Registry model-quality format, so the pipeline both
-gates on it (a PropertyFile) and attaches it to the registered model package.
+evaluation.json is in the SageMaker Model Registry model-quality format (binary
+classification: metrics as {"value", "standard_deviation"}, the confusion matrix as
+actual -> predicted -> count, the ROC and precision-recall curves), so the pipeline both gates
+on it (a PropertyFile) and attaches it to the registered model package, where SageMaker
+Studio plots it.
 """
 
 # The container's Python may be older than the project's: keep annotations unevaluated.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 import tarfile
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import xgboost as xgb
 from sklearn import metrics
 
 MODEL_ARCHIVE_NAME = "model.tar.gz"
-MODEL_FILE_NAME = "xgboost-model"
+INFERENCE_MODULE = Path("code", "inference.py")
 EVALUATION_FILE_NAME = "evaluation.json"
 DECISION_THRESHOLD = 0.5
+# Curves are thinned to at most this many points: enough to plot, small enough to attach.
+MAX_CURVE_POINTS = 200
 PROCESSING_DIR = "/opt/ml/processing"
 
 
-def load_booster(archive: Path) -> xgb.Booster:
-    """The booster inside a model.tar.gz, as a training job leaves it."""
+def unpack_model(archive: Path, model_dir: Path):
+    """Unpack model.tar.gz into model_dir and load it with its own inference module."""
     if not Path(archive).is_file():
         raise ValueError(f"no model archive at {archive}")
     try:
         with tarfile.open(archive) as tar:
-            names = tar.getnames()
-            member = tar.extractfile(MODEL_FILE_NAME) if MODEL_FILE_NAME in names else None
-            if member is None:
-                raise ValueError(f"{archive} has no {MODEL_FILE_NAME} file")
-            raw_model = member.read()
+            # The "data" filter refuses absolute paths and links out of model_dir; Pythons
+            # older than 3.10.12 lack filters and extract as before.
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(model_dir, filter="data")
+            else:
+                tar.extractall(model_dir)
     except tarfile.TarError as error:
         raise ValueError(f"{archive} is not a model.tar.gz archive ({error})") from error
-    booster = xgb.Booster()
-    try:
-        booster.load_model(bytearray(raw_model))
-    except xgb.core.XGBoostError as error:
-        raise ValueError(f"{MODEL_FILE_NAME} in {archive} is not an XGBoost model") from error
-    # As the SageMaker XGBoost container does: one thread per prediction call.
-    booster.set_param("nthread", 1)
-    return booster
+    script = Path(model_dir, INFERENCE_MODULE)
+    if not script.is_file():
+        raise ValueError(f"{archive} has no {INFERENCE_MODULE}: train it with the train step")
+    spec = importlib.util.spec_from_file_location("model_inference", script)
+    inference = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(inference)
+    return inference, inference.model_fn(str(model_dir))
 
 
-def read_test_split(test_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Features and labels of every headerless CSV in test_dir (label first)."""
+def read_test_split(test_dir: Path) -> pd.DataFrame:
+    """Every CSV in test_dir (header row, label first, values as text) as one table."""
     files = sorted(Path(test_dir).glob("*.csv"))
     if not files:
         raise ValueError(f"no CSV file in {test_dir}: run the preprocess step first")
-    table = pd.concat([pd.read_csv(path, header=None) for path in files], ignore_index=True)
-    return table.iloc[:, 1:].to_numpy(), table.iloc[:, 0].to_numpy().astype(int)
+    return pd.concat(
+        [pd.read_csv(path, dtype=str, keep_default_na=False) for path in files],
+        ignore_index=True,
+    )
 
 
-def quality_report(labels: np.ndarray, scores: np.ndarray) -> dict:
-    """Binary-classification metrics in the Model Registry model-quality format."""
+def score(inference, model, table: pd.DataFrame) -> np.ndarray:
+    """The positive-class probability of each test record, through predict_fn."""
+    missing = [name for name in model.features if name not in table.columns]
+    if missing:
+        raise ValueError(f"the test split has no column {', '.join(map(repr, missing))}")
+    scores = inference.predict_fn(table[model.features].to_numpy().tolist(), model)
+    if isinstance(scores, inference.Rejection):
+        raise ValueError(f"the model refused the test split: {scores.message}")
+    return np.asarray(scores)
+
+
+def thin(*curves: np.ndarray) -> list[list[float]]:
+    """Every curve sampled at the same at most MAX_CURVE_POINTS indices, ends kept."""
+    count = len(curves[0])
+    keep = np.unique(np.linspace(0, count - 1, min(count, MAX_CURVE_POINTS)).round().astype(int))
+    return [curve[keep].astype(float).tolist() for curve in curves]
+
+
+def quality_report(
+    labels: np.ndarray, scores: np.ndarray, classes: tuple[str, str] = ("0", "1")
+) -> dict:
+    """Binary-classification metrics, confusion matrix and curves, model-quality format.
+
+    classes names the negative and the positive class in the confusion matrix.
+    """
     predicted = (scores >= DECISION_THRESHOLD).astype(int)
     values = {
         "auc": metrics.roc_auc_score(labels, scores),
@@ -71,10 +104,28 @@ def quality_report(labels: np.ndarray, scores: np.ndarray) -> dict:
         "precision": metrics.precision_score(labels, predicted, zero_division=0),
         "recall": metrics.recall_score(labels, predicted, zero_division=0),
     }
+    counts = metrics.confusion_matrix(labels, predicted, labels=[0, 1])
+    false_positive_rates, true_positive_rates, _ = metrics.roc_curve(labels, scores)
+    precisions, recalls, _ = metrics.precision_recall_curve(labels, scores)
+    false_positive_rates, true_positive_rates = thin(false_positive_rates, true_positive_rates)
+    precisions, recalls = thin(precisions, recalls)
     return {
         "binary_classification_metrics": {
-            name: {"value": float(value), "standard_deviation": "NaN"}
-            for name, value in values.items()
+            **{
+                name: {"value": float(value), "standard_deviation": "NaN"}
+                for name, value in values.items()
+            },
+            "confusion_matrix": {
+                str(actual): {
+                    str(guess): int(counts[row, column]) for column, guess in enumerate(classes)
+                }
+                for row, actual in enumerate(classes)
+            },
+            "receiver_operating_characteristic_curve": {
+                "false_positive_rates": false_positive_rates,
+                "true_positive_rates": true_positive_rates,
+            },
+            "precision_recall_curve": {"precisions": precisions, "recalls": recalls},
         }
     }
 
@@ -91,21 +142,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Score the test split and write the report."""
     args = parse_args(argv)
-    try:
-        booster = load_booster(args.model_dir / MODEL_ARCHIVE_NAME)
-        features, labels = read_test_split(args.test_dir)
-    except ValueError as error:
-        print(f"evaluate: {error}", file=sys.stderr)
-        return 1
+    with tempfile.TemporaryDirectory() as model_dir:
+        try:
+            inference, model = unpack_model(args.model_dir / MODEL_ARCHIVE_NAME, Path(model_dir))
+            table = read_test_split(args.test_dir)
+            transform = model.transform
+            labels = table[transform["label"]].astype(int).to_numpy()
+            scores = score(inference, model, table)
+        except (ValueError, KeyError) as error:
+            print(f"evaluate: {error}", file=sys.stderr)
+            return 1
     if len(np.unique(labels)) < 2:
         print("evaluate: the test split holds a single class; AUC is undefined", file=sys.stderr)
         return 1
-    report = quality_report(labels, booster.predict(xgb.DMatrix(features)))
+    classes = (transform["negative_class"], transform["positive_class"])
+    report = quality_report(labels, scores, classes)
     args.output_dir.mkdir(parents=True, exist_ok=True)
     (args.output_dir / EVALUATION_FILE_NAME).write_text(json.dumps(report, indent=2) + "\n")
     summary = ", ".join(
         f"{name} {metric['value']:.4f}"
         for name, metric in report["binary_classification_metrics"].items()
+        if "value" in metric
     )
     print(f"evaluate: {len(labels)} test rows: {summary}")
     return 0

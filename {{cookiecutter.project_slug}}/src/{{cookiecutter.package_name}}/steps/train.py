@@ -1,24 +1,39 @@
-"""Train step: fit an XGBoost binary classifier on the train split, early-stopped on validation.
+"""Train step: fit the feature transform and an XGBoost binary classifier on the train split,
+early-stopped on validation.
 
 Runs in script mode on the SageMaker XGBoost framework image (the SageMaker Training contract:
 SM_CHANNEL_TRAIN, SM_CHANNEL_VALIDATION, SM_MODEL_DIR, hyperparameters as --name value) and,
 with those variables pointing at local folders, as a plain process on a laptop. SageMaker
-uploads this file alone: it imports nothing from the project package.
+runs it from the training code archive, next to schema.py and inference.py: it imports
+nothing from the project package.
 
-The booster is saved as `xgboost-model` and is the only file in the model directory, so the
-same image serves model.tar.gz in algorithm mode, with no inference script.
+The transform is fitted on the train split only: the schema's feature order and kinds, and
+the categories of each categorical column (XGBoost's native categorical support learns from
+their codes). The model directory, which SageMaker tars into model.tar.gz, holds:
+  xgboost-model        the booster
+  transform.json       the fitted transform, the label column and its classes
+  code/inference.py    the inference module the endpoint runs (SAGEMAKER_PROGRAM)
 """
 
 # The container's Python may be older than the project's: keep annotations unevaluated.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import xgboost as xgb
+
+if __package__:  # imported from the project package (the pipeline reads the hyperparameters)
+    from . import inference, schema
+else:  # run as a script, next to them (SageMaker's training code archive, the local runner)
+    import inference
+    import schema
 
 # The single place the hyperparameters live: the SageMaker pipeline passes these values to
 # the training job and the local runner uses them as defaults.
@@ -35,18 +50,73 @@ DEFAULT_HYPERPARAMETERS = {
     # The sample data is small: one thread beats coordinating several. Raise it for big data.
     "nthread": 1,
 }
-# The SageMaker XGBoost container's default model file name; it loads every file it finds.
-MODEL_FILE_NAME = "xgboost-model"
 BOOSTING_OPTIONS = ("num_round", "early_stopping_rounds")
+CODE_DIR_NAME = "code"
+INFERENCE_SCRIPT = Path(inference.__file__).name
 
 
-def read_split(channel_dir: Path) -> xgb.DMatrix:
-    """Every headerless CSV in a channel directory (label first) as one DMatrix."""
+def read_split(channel_dir: Path) -> pd.DataFrame:
+    """Every CSV in a channel directory (header row, label first, values as text) as one table."""
     files = sorted(Path(channel_dir).glob("*.csv"))
     if not files:
         raise ValueError(f"no CSV file in {channel_dir}")
-    table = pd.concat([pd.read_csv(path, header=None) for path in files], ignore_index=True)
-    return xgb.DMatrix(table.iloc[:, 1:].to_numpy(), label=table.iloc[:, 0].to_numpy())
+    return pd.concat(
+        [pd.read_csv(path, dtype=str, keep_default_na=False) for path in files],
+        ignore_index=True,
+    )
+
+
+def check_features(table: pd.DataFrame, split_name: str) -> None:
+    """Every schema feature is a column, and every numeric one holds numbers or blanks."""
+    missing = [name for name in schema.FEATURES if name not in table.columns]
+    if missing:
+        raise ValueError(
+            f"the {split_name} split has no column {', '.join(map(repr, missing))} that "
+            f"steps/schema.py declares (columns: {', '.join(table.columns)})"
+        )
+    for name, kind in schema.FEATURES.items():
+        if kind != schema.NUMERIC:
+            continue
+        values = table[name].str.strip()
+        bad = values[(values != "") & pd.to_numeric(values, errors="coerce").isna()]
+        if len(bad):
+            raise ValueError(
+                f"{name!r} is declared numeric in steps/schema.py but the {split_name} split "
+                f"holds {bad.iloc[0]!r} ({len(bad)} rows): declare it categorical or fix the data"
+            )
+
+
+def fit_transform(table: pd.DataFrame) -> dict:
+    """The feature transform fitted on one table: order, kinds, categories; label classes."""
+    features = []
+    for name, kind in schema.FEATURES.items():
+        feature = {"name": name, "kind": kind}
+        if kind == schema.CATEGORICAL:
+            values = table[name].str.strip()
+            feature["categories"] = sorted(set(values[values != ""]))
+        features.append(feature)
+    return {
+        "features": features,
+        "label": schema.LABEL,
+        "positive_class": str(schema.POSITIVE_CLASS),
+        "negative_class": str(schema.NEGATIVE_CLASS),
+    }
+
+
+def to_dmatrix(table: pd.DataFrame, model: inference.Model) -> xgb.DMatrix:
+    """The encoded features and the 0/1 label of a split."""
+    records = table[model.features].to_numpy().tolist()
+    matrix = model.encode(records)
+    if isinstance(matrix, inference.Rejection):
+        raise ValueError(matrix.message)
+    return xgb.DMatrix(
+        matrix,
+        label=table[schema.LABEL].astype(int).to_numpy(),
+        missing=np.nan,
+        feature_names=model.features,
+        feature_types=["c" if kind == schema.CATEGORICAL else "q" for kind in model.kinds],
+        enable_categorical=True,
+    )
 
 
 def train(
@@ -91,8 +161,18 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+    problems = schema.problems()
+    if problems:
+        print(f"train: steps/schema.py: {'; '.join(problems)}", file=sys.stderr)
+        return 1
     try:
-        train_data, validation_data = read_split(args.train), read_split(args.validation)
+        tables = {"train": read_split(args.train), "validation": read_split(args.validation)}
+        for name, table in tables.items():
+            check_features(table, name)
+        transform = fit_transform(tables["train"])
+        encoder = inference.Model(None, transform)
+        train_data = to_dmatrix(tables["train"], encoder)
+        validation_data = to_dmatrix(tables["validation"], encoder)
     except ValueError as error:
         print(f"train: {error}", file=sys.stderr)
         return 1
@@ -100,7 +180,13 @@ def main(argv: list[str] | None = None) -> int:
     booster = train(train_data, validation_data, hyperparameters)
     args.model_dir.mkdir(parents=True, exist_ok=True)
     # save_raw with an explicit format: the file name has no extension to pick one from.
-    (args.model_dir / MODEL_FILE_NAME).write_bytes(booster.save_raw("ubj"))
+    (args.model_dir / inference.MODEL_FILE_NAME).write_bytes(booster.save_raw("ubj"))
+    (args.model_dir / inference.TRANSFORM_FILE_NAME).write_text(
+        json.dumps(transform, indent=2) + "\n"
+    )
+    code_dir = args.model_dir / CODE_DIR_NAME
+    code_dir.mkdir(exist_ok=True)
+    shutil.copyfile(inference.__file__, code_dir / INFERENCE_SCRIPT)
     print(
         f"train: {booster.num_boosted_rounds()} trees on {train_data.num_row()} rows "
         f"x {train_data.num_col()} features"
