@@ -52,10 +52,13 @@ src/<pkg>/local.py
 src/<pkg>/pipeline.py
 src/<pkg>/pipeline_service.py
 src/<pkg>/registry.py
+src/<pkg>/report.py
 src/<pkg>/server.py
 src/<pkg>/steps/__init__.py
 src/<pkg>/steps/evaluate.py
+src/<pkg>/steps/inference.py
 src/<pkg>/steps/preprocess.py
+src/<pkg>/steps/data_schema.py
 src/<pkg>/steps/train.py
 tests/conftest.py
 tests/integration/test_approval_rule.py
@@ -79,6 +82,7 @@ tests/unit/test_merge_lambda.py
 tests/unit/test_pipeline.py
 tests/unit/test_pipeline_service.py
 tests/unit/test_registry.py
+tests/unit/test_inference.py
 tests/unit/test_server.py
 tests/unit/test_steps.py
 """.split()

@@ -6,7 +6,7 @@ depends on the contract, the tenure, the monthly charges, the support calls and 
 service, plus noise; a few monthly charges are missing, as in real exports.
 
 To use your own table, make `load_dataset()` return it (a pandas DataFrame holding the columns
-that `steps/schema.py` declares) and declare its columns there: `make data`, the local
+that `steps/data_schema.py` declares) and declare its columns there: `make data`, the local
 pipeline and the data set `upsert` publishes all come from this one function.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .steps import schema
+from .steps import data_schema
 
 DATASET_FILE_NAME = "dataset.csv"
 SAMPLE_ROWS = 1500
@@ -77,11 +77,13 @@ def load_dataset() -> pd.DataFrame:
 def dataset_csv_bytes() -> bytes:
     """The data set as CSV bytes with a header row (identical on every run)."""
     table = load_dataset()
-    missing = [name for name in (*schema.FEATURES, schema.LABEL) if name not in table.columns]
+    missing = [
+        name for name in (*data_schema.FEATURES, data_schema.LABEL) if name not in table.columns
+    ]
     if missing:
         raise ValueError(
             f"load_dataset() returned no {', '.join(map(repr, missing))} column: "
-            "make it return the columns steps/schema.py declares, or declare its columns there"
+            "make it return the columns steps/data_schema.py declares, or declare its columns there"
         )
     return table.to_csv(index=False).encode()
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .report import REPORT_FILE_NAME, write_report
-from .steps import evaluate, preprocess, schema
+from .steps import data_schema, evaluate, preprocess
 
 STEPS_DIR = Path(__file__).resolve().parent / "steps"
 DEFAULT_BUILD_DIR = Path("build", "local")
@@ -78,9 +78,12 @@ def metric_value(report: dict, metric: str) -> float:
 def run_script(script: Path, args: list[str], env: dict[str, str]) -> int:
     """Run a script file as __main__ with sys.argv and extra environment; its exit status.
 
-    The script's directory comes first on sys.path, as `python3 script.py` puts it.
+    The script's directory comes first on sys.path, as `python3 script.py` puts it; the
+    modules imported from there are forgotten afterwards, so that a neighbour's name
+    (`inference`) never shadows an installed package for the rest of the process.
     """
     saved_argv, saved_env, saved_path = sys.argv, dict(os.environ), list(sys.path)
+    saved_modules = set(sys.modules)
     sys.argv = [str(script), *args]
     sys.path.insert(0, str(script.parent))
     os.environ.update(env)
@@ -92,6 +95,9 @@ def run_script(script: Path, args: list[str], env: dict[str, str]) -> int:
     finally:
         sys.argv = saved_argv
         sys.path[:] = saved_path
+        for name in set(sys.modules) - saved_modules:
+            if Path(getattr(sys.modules[name], "__file__", None) or "/").parent == script.parent:
+                del sys.modules[name]
         os.environ.clear()
         os.environ.update(saved_env)
     return 0
@@ -134,7 +140,7 @@ def run_local_pipeline(
 
     step(
         "preprocess",
-        ["--input-dir", str(data_dir), *preprocess.label_options(schema)]
+        ["--input-dir", str(data_dir), *preprocess.label_options(data_schema)]
         + [arg for name, path in splits.items() for arg in (f"--{name}-dir", str(path))],
     )
     training_env = {

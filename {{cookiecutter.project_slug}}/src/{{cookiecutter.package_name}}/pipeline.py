@@ -49,7 +49,7 @@ from sagemaker.train import ModelTrainer
 from sagemaker.train.configs import Compute, InputData
 
 from . import config
-from .steps import evaluate, inference, preprocess, schema, train
+from .steps import data_schema, evaluate, inference, preprocess, train
 
 STEPS_DIR = Path(__file__).resolve().parent / "steps"
 PROCESSING_DIR = "/opt/ml/processing"
@@ -86,7 +86,7 @@ JOB_RETRIES = [SERVICE_RETRY, CAPACITY_RETRY]
 CONTENT_TYPES = [inference.CSV, inference.JSON]
 RESPONSE_TYPES = [inference.CSV, inference.JSON]
 # The training code archive: the train script and the two files it imports.
-TRAINING_CODE_FILES = ("train.py", "schema.py", "inference.py")
+TRAINING_CODE_FILES = ("train.py", "data_schema.py", "inference.py")
 # Script-mode serving on the XGBoost image: the image's model server imports
 # SAGEMAKER_PROGRAM from SAGEMAKER_SUBMIT_DIRECTORY. The training job leaves the inference
 # module in model.tar.gz under code/, which SageMaker unpacks into /opt/ml/model; these are
@@ -98,7 +98,7 @@ INFERENCE_ENVIRONMENT = {
 
 
 def training_code_archive() -> bytes:
-    """train.py, schema.py and inference.py as sourcedir.tar.gz, byte-identical for identical code.
+    """The training code archive (sourcedir.tar.gz): the same bytes for the same code.
 
     Fixed timestamps and owners keep the archive's hash (and so its S3 key and the training
     step's cache key) stable until the code changes.
@@ -222,7 +222,7 @@ def get_pipeline(
             code=upload_code(
                 boto_session, bucket, pipeline_name, "preprocess.py", step_script("preprocess.py")
             ),
-            arguments=preprocess.label_options(schema),
+            arguments=preprocess.label_options(data_schema),
             inputs=[s3_input("input", input_data, "input")],
             outputs=[s3_output(PREPROCESS_STEP, name) for name in preprocess.SPLIT_FILE_NAMES],
         ),

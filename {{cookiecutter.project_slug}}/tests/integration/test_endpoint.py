@@ -29,14 +29,14 @@ import numpy as np
 import pytest
 
 from {{ cookiecutter.package_name }} import config, data, local
-from {{ cookiecutter.package_name }}.steps import evaluate, preprocess, schema
+from {{ cookiecutter.package_name }}.steps import data_schema, evaluate, preprocess
 
 ENDPOINT_NAME = os.environ.get("ENDPOINT_NAME")
 ENDPOINT_URL = os.environ.get("ENDPOINT_URL")
 MAX_LATENCY_MS = float(os.environ.get("MAX_LATENCY_MS", "1000"))
 LATENCY_SAMPLES = 20
-FEATURES = list(schema.FEATURES)
-NUMERIC = [name for name, kind in schema.FEATURES.items() if kind == schema.NUMERIC]
+FEATURES = list(data_schema.FEATURES)
+NUMERIC = [name for name, kind in data_schema.FEATURES.items() if kind == data_schema.NUMERIC]
 CSV, JSON = "text/csv", "application/json"
 
 
@@ -68,14 +68,14 @@ def test_split() -> SplitRecords:
     # The table as the preprocess step reads the CSV file: values as text.
     table = preprocess.read_csv_text(io.BytesIO(data.dataset_csv_bytes()))
     labelled = preprocess.label_rows(
-        table, schema.LABEL, str(schema.POSITIVE_CLASS), str(schema.NEGATIVE_CLASS)
+        table, data_schema.LABEL, str(data_schema.POSITIVE_CLASS), str(data_schema.NEGATIVE_CLASS)
     )
     test = preprocess.split(labelled)["test"]
     records = [
         {name: (value if value != "" else None) for name, value in row.items()}
         for row in test[FEATURES].to_dict(orient="records")
     ]
-    return SplitRecords(records, test[schema.LABEL].to_numpy())
+    return SplitRecords(records, test[data_schema.LABEL].to_numpy())
 
 
 @pytest.fixture(scope="module")

@@ -195,6 +195,8 @@ def changed_script(monkeypatch, tmp_path, pipeline, script: str) -> None:
         ("data", {PREPROCESS, TRAIN, EVALUATE}),
         ("preprocess code", {PREPROCESS, TRAIN, EVALUATE}),
         ("training code", {TRAIN, EVALUATE}),
+        # The training job copies the inference module into model.tar.gz.
+        ("inference code", {TRAIN, EVALUATE}),
         ("hyperparameters", {TRAIN, EVALUATE}),
         ("evaluation code", {EVALUATE}),
         ("quality threshold", set()),
@@ -216,6 +218,8 @@ def test_each_change_reruns_only_the_jobs_it_affects(
         changed_script(monkeypatch, tmp_path, pipeline, "preprocess.py")
     elif change == "training code":
         changed_script(monkeypatch, tmp_path, pipeline, "train.py")
+    elif change == "inference code":
+        changed_script(monkeypatch, tmp_path, pipeline, "inference.py")
     elif change == "evaluation code":
         changed_script(monkeypatch, tmp_path, pipeline, "evaluate.py")
     elif change == "hyperparameters":

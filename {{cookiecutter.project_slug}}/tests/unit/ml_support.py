@@ -1,6 +1,6 @@
 """Tiny data and a tiny model for the ML unit tests, made from the schema alone.
 
-The table has the columns steps/schema.py declares: numeric features drawn from a normal
+The table has the columns steps/data_schema.py declares: numeric features drawn from a normal
 distribution, categorical ones from three made-up values per column, and a label (the
 schema's two classes, as text) that the features decide up to some noise. Nothing here knows
 the sample data set, so the tests hold for any table the schema describes.
@@ -12,13 +12,15 @@ import numpy as np
 import pandas as pd
 
 from {{ cookiecutter.package_name }} import local
-from {{ cookiecutter.package_name }}.steps import schema
+from {{ cookiecutter.package_name }}.steps import data_schema
 
 TINY_ROWS = 120
-FEATURES = list(schema.FEATURES)
-NUMERIC = [name for name, kind in schema.FEATURES.items() if kind == schema.NUMERIC]
-CATEGORICAL = [name for name, kind in schema.FEATURES.items() if kind == schema.CATEGORICAL]
-POSITIVE, NEGATIVE = str(schema.POSITIVE_CLASS), str(schema.NEGATIVE_CLASS)
+FEATURES = list(data_schema.FEATURES)
+NUMERIC = [name for name, kind in data_schema.FEATURES.items() if kind == data_schema.NUMERIC]
+CATEGORICAL = [
+    name for name, kind in data_schema.FEATURES.items() if kind == data_schema.CATEGORICAL
+]
+POSITIVE, NEGATIVE = str(data_schema.POSITIVE_CLASS), str(data_schema.NEGATIVE_CLASS)
 
 
 def categories(name: str) -> list[str]:
@@ -40,7 +42,7 @@ def tiny_table(rows: int = TINY_ROWS, seed: int = 0) -> pd.DataFrame:
             codes = rng.randint(0, 3, size=rows)
             table[name] = np.asarray(categories(name))[codes]
             effect += codes - 1
-    table[schema.LABEL] = np.where(effect > 0, POSITIVE, NEGATIVE)
+    table[data_schema.LABEL] = np.where(effect > 0, POSITIVE, NEGATIVE)
     return table
 
 

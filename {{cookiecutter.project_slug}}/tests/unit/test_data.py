@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from {{ cookiecutter.package_name }} import data
-from {{ cookiecutter.package_name }}.steps import schema
+from {{ cookiecutter.package_name }}.steps import data_schema
 
 
 @pytest.fixture(scope="module")
@@ -13,17 +13,17 @@ def table():
 
 
 def test_the_table_has_every_schema_column(table):
-    assert set(schema.FEATURES) | {schema.LABEL} <= set(table.columns)
+    assert set(data_schema.FEATURES) | {data_schema.LABEL} <= set(table.columns)
 
 
 def test_the_label_holds_both_classes_and_nothing_else(table):
-    classes = set(table[schema.LABEL].astype(str).str.strip())
-    assert classes == {str(schema.POSITIVE_CLASS), str(schema.NEGATIVE_CLASS)}
+    classes = set(table[data_schema.LABEL].astype(str).str.strip())
+    assert classes == {str(data_schema.POSITIVE_CLASS), str(data_schema.NEGATIVE_CLASS)}
 
 
 def test_numeric_features_are_numbers_or_missing(table):
-    for name, kind in schema.FEATURES.items():
-        if kind == schema.NUMERIC:
+    for name, kind in data_schema.FEATURES.items():
+        if kind == data_schema.NUMERIC:
             values = table[name].dropna()
             assert pd.to_numeric(values, errors="coerce").notna().all(), name
 
@@ -35,8 +35,8 @@ def test_csv_is_identical_on_every_call_and_has_a_header(table):
 
 
 def test_a_loader_without_a_schema_column_is_one_clear_error(monkeypatch, table):
-    monkeypatch.setattr(data, "load_dataset", lambda: table.drop(columns=schema.LABEL))
-    with pytest.raises(ValueError, match=f"returned no '{schema.LABEL}' column"):
+    monkeypatch.setattr(data, "load_dataset", lambda: table.drop(columns=data_schema.LABEL))
+    with pytest.raises(ValueError, match=f"returned no '{data_schema.LABEL}' column"):
         data.dataset_csv_bytes()
 
 

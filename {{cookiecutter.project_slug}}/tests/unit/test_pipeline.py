@@ -13,7 +13,7 @@ import tarfile
 import pytest
 
 from {{ cookiecutter.package_name }} import cli, config, data
-from {{ cookiecutter.package_name }}.steps import preprocess, schema, train
+from {{ cookiecutter.package_name }}.steps import data_schema, preprocess, train
 
 COMMIT_ID = "c0ffee" + "0" * 34
 PREPROCESS, TRAIN, EVALUATE = "PreprocessData", "TrainModel", "EvaluateModel"
@@ -121,7 +121,7 @@ def test_training_code_archive_is_stable_and_holds_the_script_and_its_imports(pi
     archive = pipeline.training_code_archive()
     assert archive == pipeline.training_code_archive()
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        assert tar.getnames() == ["train.py", "schema.py", "inference.py"]
+        assert tar.getnames() == ["train.py", "data_schema.py", "inference.py"]
         for name in tar.getnames():
             assert tar.extractfile(name).read() == (pipeline.STEPS_DIR / name).read_bytes()
 
@@ -130,11 +130,11 @@ def test_preprocess_gets_the_schema_label_and_classes(steps):
     arguments = steps[PREPROCESS]["Arguments"]["AppSpecification"]["ContainerArguments"]
     options = dict(zip(arguments[::2], arguments[1::2], strict=True))
     assert options == {
-        "--label-column": schema.LABEL,
-        "--positive-class": str(schema.POSITIVE_CLASS),
-        "--negative-class": str(schema.NEGATIVE_CLASS),
+        "--label-column": data_schema.LABEL,
+        "--positive-class": str(data_schema.POSITIVE_CLASS),
+        "--negative-class": str(data_schema.NEGATIVE_CLASS),
     }
-    assert arguments == preprocess.label_options(schema)
+    assert arguments == preprocess.label_options(data_schema)
 
 
 def test_evaluation_scores_the_trained_model_on_the_test_split(steps, pipeline):

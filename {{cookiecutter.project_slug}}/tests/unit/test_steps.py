@@ -20,17 +20,17 @@ from ml_support import (
 )
 
 from {{ cookiecutter.package_name }} import local
-from {{ cookiecutter.package_name }}.steps import evaluate, inference, preprocess, schema, train
+from {{ cookiecutter.package_name }}.steps import data_schema, evaluate, inference, preprocess, train
 
 STEPS_DIR = Path(preprocess.__file__).parent
 SCRIPTS = sorted(path.name for path in STEPS_DIR.glob("*.py") if path.name != "__init__.py")
 # What the SageMaker XGBoost image provides besides the standard library.
 CONTAINER_PACKAGES = {"numpy", "pandas", "xgboost", "sklearn"}
 # The files a script may import next to it: the training code archive holds all three.
-SIBLINGS = {"schema", "inference"}
+SIBLINGS = {"data_schema", "inference"}
 # The XGBoost 3.0-5 image runs Python 3.10.
 CONTAINER_PYTHON = (3, 10)
-LABEL = schema.LABEL
+LABEL = data_schema.LABEL
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
@@ -50,13 +50,15 @@ def test_step_code_imports_only_what_the_container_has(script):
 
 
 def test_the_declared_schema_is_usable():
-    assert schema.problems() == []
+    assert data_schema.problems() == []
 
 
 def test_schema_problems_name_what_is_wrong(monkeypatch):
-    monkeypatch.setattr(schema, "FEATURES", {**schema.FEATURES, "x": "text", LABEL: "numeric"})
-    monkeypatch.setattr(schema, "NEGATIVE_CLASS", schema.POSITIVE_CLASS)
-    found = " | ".join(schema.problems())
+    monkeypatch.setattr(
+        data_schema, "FEATURES", {**data_schema.FEATURES, "x": "text", LABEL: "numeric"}
+    )
+    monkeypatch.setattr(data_schema, "NEGATIVE_CLASS", data_schema.POSITIVE_CLASS)
+    found = " | ".join(data_schema.problems())
     assert "'x' has kind 'text'" in found
     assert f"label column '{LABEL}' is also declared as a feature" in found
     assert "POSITIVE_CLASS and NEGATIVE_CLASS are the same" in found
@@ -108,7 +110,7 @@ def test_split_is_disjoint_complete_and_seeded():
 
 
 def test_preprocess_without_input_fails_with_one_line(tmp_path, capsys):
-    argv = ["--input-dir", str(tmp_path), *preprocess.label_options(schema)]
+    argv = ["--input-dir", str(tmp_path), *preprocess.label_options(data_schema)]
     assert preprocess.main(argv) == 1
     error = capsys.readouterr().err
     assert error.count("\n") == 1
@@ -120,7 +122,7 @@ def splits(tmp_path):
     """The tiny data set preprocessed into train/validation/test directories."""
     write_tiny_dataset(tmp_path / "input")
     dirs = {name: tmp_path / name for name in ("train", "validation", "test")}
-    argv = ["--input-dir", str(tmp_path / "input"), *preprocess.label_options(schema)]
+    argv = ["--input-dir", str(tmp_path / "input"), *preprocess.label_options(data_schema)]
     argv += [arg for name, path in dirs.items() for arg in (f"--{name}-dir", str(path))]
     assert preprocess.main(argv) == 0
     return dirs
@@ -139,7 +141,6 @@ def channels(splits, monkeypatch, tmp_path):
     monkeypatch.setenv("SM_CHANNEL_TRAIN", str(splits["train"]))
     monkeypatch.setenv("SM_CHANNEL_VALIDATION", str(splits["validation"]))
     monkeypatch.setenv("SM_MODEL_DIR", str(tmp_path / "model"))
-    monkeypatch.syspath_prepend(str(STEPS_DIR))
     return tmp_path / "model"
 
 
@@ -154,8 +155,8 @@ def test_train_saves_the_booster_the_fitted_transform_and_the_inference_code(cha
     assert [feature["name"] for feature in transform["features"]] == FEATURES
     training_rows = pd.read_csv(splits["train"] / "train.csv", dtype=str)
     for feature in transform["features"]:
-        assert feature["kind"] == schema.FEATURES[feature["name"]]
-        if feature["kind"] == schema.CATEGORICAL:
+        assert feature["kind"] == data_schema.FEATURES[feature["name"]]
+        if feature["kind"] == data_schema.CATEGORICAL:
             # Fitted on the train split only.
             assert feature["categories"] == sorted(set(training_rows[feature["name"]]))
     assert (transform["label"], transform["positive_class"]) == (LABEL, POSITIVE)
@@ -265,6 +266,16 @@ def test_local_runner_writes_the_report_with_the_plots(tiny_run):
     assert page.count("<svg") == 2
     assert "ROC curve" in page and "Precision-recall curve" in page
     assert f"actual {POSITIVE}" in page
+
+
+def test_local_runner_leaves_no_step_module_behind(tiny_run):
+    leaked = [
+        name
+        for name, module in sys.modules.items()
+        if Path(getattr(module, "__file__", None) or "/").parent == STEPS_DIR
+        and not name.startswith("{{ cookiecutter.package_name }}.")
+    ]
+    assert leaked == []
 
 
 def test_local_runner_reports_the_failing_step(tmp_path):

@@ -1,1 +1,1 @@
-"""The step scripts SageMaker runs; each is uploaded alone and imports nothing from the package."""
+"""What SageMaker runs (step scripts, schema, inference module); nothing from the package."""

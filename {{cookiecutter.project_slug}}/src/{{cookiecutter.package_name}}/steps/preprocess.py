@@ -94,15 +94,15 @@ def split(table: pd.DataFrame, seed: int = SPLIT_SEED) -> dict[str, pd.DataFrame
     return {name: table.iloc[rows].reset_index(drop=True) for name, rows in parts.items()}
 
 
-def label_options(schema) -> list[str]:
+def label_options(data_schema) -> list[str]:
     """The options that pass a schema module's label column and classes to this script."""
     return [
         "--label-column",
-        str(schema.LABEL),
+        str(data_schema.LABEL),
         "--positive-class",
-        str(schema.POSITIVE_CLASS),
+        str(data_schema.POSITIVE_CLASS),
         "--negative-class",
-        str(schema.NEGATIVE_CLASS),
+        str(data_schema.NEGATIVE_CLASS),
     ]
 
 

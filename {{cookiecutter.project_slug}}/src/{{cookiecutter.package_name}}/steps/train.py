@@ -4,7 +4,7 @@ early-stopped on validation.
 Runs in script mode on the SageMaker XGBoost framework image (the SageMaker Training contract:
 SM_CHANNEL_TRAIN, SM_CHANNEL_VALIDATION, SM_MODEL_DIR, hyperparameters as --name value) and,
 with those variables pointing at local folders, as a plain process on a laptop. SageMaker
-runs it from the training code archive, next to schema.py and inference.py: it imports
+runs it from the training code archive, next to data_schema.py and inference.py: it imports
 nothing from the project package.
 
 The transform is fitted on the train split only: the schema's feature order and kinds, and
@@ -30,10 +30,10 @@ import pandas as pd
 import xgboost as xgb
 
 if __package__:  # imported from the project package (the pipeline reads the hyperparameters)
-    from . import inference, schema
+    from . import data_schema, inference
 else:  # run as a script, next to them (SageMaker's training code archive, the local runner)
+    import data_schema
     import inference
-    import schema
 
 # The single place the hyperparameters live: the SageMaker pipeline passes these values to
 # the training job and the local runner uses them as defaults.
@@ -68,20 +68,20 @@ def read_split(channel_dir: Path) -> pd.DataFrame:
 
 def check_features(table: pd.DataFrame, split_name: str) -> None:
     """Every schema feature is a column, and every numeric one holds numbers or blanks."""
-    missing = [name for name in schema.FEATURES if name not in table.columns]
+    missing = [name for name in data_schema.FEATURES if name not in table.columns]
     if missing:
         raise ValueError(
             f"the {split_name} split has no column {', '.join(map(repr, missing))} that "
-            f"steps/schema.py declares (columns: {', '.join(table.columns)})"
+            f"steps/data_schema.py declares (columns: {', '.join(table.columns)})"
         )
-    for name, kind in schema.FEATURES.items():
-        if kind != schema.NUMERIC:
+    for name, kind in data_schema.FEATURES.items():
+        if kind != data_schema.NUMERIC:
             continue
         values = table[name].str.strip()
         bad = values[(values != "") & pd.to_numeric(values, errors="coerce").isna()]
         if len(bad):
             raise ValueError(
-                f"{name!r} is declared numeric in steps/schema.py but the {split_name} split "
+                f"{name!r} is declared numeric in steps/data_schema.py but the {split_name} split "
                 f"holds {bad.iloc[0]!r} ({len(bad)} rows): declare it categorical or fix the data"
             )
 
@@ -89,17 +89,17 @@ def check_features(table: pd.DataFrame, split_name: str) -> None:
 def fit_transform(table: pd.DataFrame) -> dict:
     """The feature transform fitted on one table: order, kinds, categories; label classes."""
     features = []
-    for name, kind in schema.FEATURES.items():
+    for name, kind in data_schema.FEATURES.items():
         feature = {"name": name, "kind": kind}
-        if kind == schema.CATEGORICAL:
+        if kind == data_schema.CATEGORICAL:
             values = table[name].str.strip()
             feature["categories"] = sorted(set(values[values != ""]))
         features.append(feature)
     return {
         "features": features,
-        "label": schema.LABEL,
-        "positive_class": str(schema.POSITIVE_CLASS),
-        "negative_class": str(schema.NEGATIVE_CLASS),
+        "label": data_schema.LABEL,
+        "positive_class": str(data_schema.POSITIVE_CLASS),
+        "negative_class": str(data_schema.NEGATIVE_CLASS),
     }
 
 
@@ -111,10 +111,10 @@ def to_dmatrix(table: pd.DataFrame, model: inference.Model) -> xgb.DMatrix:
         raise ValueError(matrix.message)
     return xgb.DMatrix(
         matrix,
-        label=table[schema.LABEL].astype(int).to_numpy(),
+        label=table[data_schema.LABEL].astype(int).to_numpy(),
         missing=np.nan,
         feature_names=model.features,
-        feature_types=["c" if kind == schema.CATEGORICAL else "q" for kind in model.kinds],
+        feature_types=["c" if kind == data_schema.CATEGORICAL else "q" for kind in model.kinds],
         enable_categorical=True,
     )
 
@@ -161,9 +161,9 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    problems = schema.problems()
+    problems = data_schema.problems()
     if problems:
-        print(f"train: steps/schema.py: {'; '.join(problems)}", file=sys.stderr)
+        print(f"train: steps/data_schema.py: {'; '.join(problems)}", file=sys.stderr)
         return 1
     try:
         tables = {"train": read_split(args.train), "validation": read_split(args.validation)}
