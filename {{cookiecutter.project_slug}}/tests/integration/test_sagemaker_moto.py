@@ -65,3 +65,33 @@ def test_upsert_into_a_missing_bucket_is_one_line(aws, capsys):
     error = capsys.readouterr().err
     assert error.count("\n") == 1
     assert "NoSuchBucket" in error
+
+
+def test_registered_package_runs_the_inference_module(aws):
+    """The RegisterModel step's arguments, as CreateModelPackage takes them (botocore checks
+    them against the service model): the package's container carries the script-mode
+    environment, which an endpoint Model built from the package inherits."""
+    from {{ cookiecutter.package_name }} import pipeline
+
+    settings = ["--role-arn", ROLE_ARN, "--bucket", aws["bucket"], "--commit-id", FIRST_COMMIT]
+    assert cli.main(["upsert", *settings]) == 0
+    described = aws["sagemaker"].describe_pipeline(PipelineName=config.SAGEMAKER_PIPELINE_NAME)
+    steps = {
+        inner["Name"]: inner
+        for step in json.loads(described["PipelineDefinition"])["Steps"]
+        for inner in [step, *step["Arguments"].get("IfSteps", [])]
+    }
+    specification = steps[pipeline.REGISTER_STEP]["Arguments"]["InferenceSpecification"]
+    (container,) = specification["Containers"]
+    container["ModelDataUrl"] = f"s3://{aws['bucket']}/models/model.tar.gz"
+    aws["sagemaker"].create_model_package_group(
+        ModelPackageGroupName=config.MODEL_PACKAGE_GROUP_NAME
+    )
+    arn = aws["sagemaker"].create_model_package(
+        ModelPackageGroupName=config.MODEL_PACKAGE_GROUP_NAME,
+        InferenceSpecification=specification,
+    )["ModelPackageArn"]
+    package = aws["sagemaker"].describe_model_package(ModelPackageName=arn)
+    (registered,) = package["InferenceSpecification"]["Containers"]
+    assert registered["Environment"] == pipeline.INFERENCE_ENVIRONMENT
+    assert registered["Image"].endswith(f"/sagemaker-xgboost:{config.XGBOOST_FRAMEWORK_VERSION}")
