@@ -15,25 +15,23 @@ One difference, on purpose: a body over 6 MB gets 413 here. The image itself set
 SageMaker's InvokeEndpoint refuses such a body before it reaches the container.
 """
 
-import importlib.util
 import json
 import os
 import shutil
 import sys
-import tarfile
 import tempfile
 import traceback
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import ModuleType
+
+from .steps.evaluate import unpack_model
 
 DEFAULT_HOST = "127.0.0.1"
 # SageMaker real-time endpoints accept request bodies up to 6 MB.
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
 # A refused body up to this size is read first, so that the client gets the answer.
 MAX_DRAINED_BYTES = 8 * MAX_PAYLOAD_BYTES
-INFERENCE_MODULE = Path("code", "inference.py")
 JSON = "application/json"
 CSV = "text/csv"
 # The serving stack hands the body to input_fn as text for exactly these types.
@@ -45,23 +43,11 @@ class LoadedModel:
     """model.tar.gz unpacked into a private directory, its inference module imported."""
 
     def __init__(self, archive: Path):
-        archive = Path(archive)
-        if not archive.is_file():
-            raise ValueError(f"no model archive at {archive}")
         self.model_dir = Path(tempfile.mkdtemp(prefix="model-"))
         try:
-            with tarfile.open(archive) as tar:
-                tar.extractall(self.model_dir, filter="data")
-            script = self.model_dir / INFERENCE_MODULE
-            if not script.is_file():
-                raise ValueError(
-                    f"{archive} has no {INFERENCE_MODULE}: train it with `make local-pipeline`"
-                )
-            self.module = import_file(script)
-            self.model = self.module.model_fn(str(self.model_dir))
-        except (tarfile.TarError, OSError) as error:
-            self.close()
-            raise ValueError(f"{archive} is not a model.tar.gz archive ({error})") from error
+            # The evaluate step loads the model the same way, so the gate and this server
+            # judge the same code.
+            self.module, self.model = unpack_model(Path(archive), self.model_dir)
         except BaseException:
             self.close()
             raise
@@ -75,14 +61,6 @@ class LoadedModel:
     def close(self) -> None:
         """Remove the unpacked model."""
         shutil.rmtree(self.model_dir, ignore_errors=True)
-
-
-def import_file(script: Path) -> ModuleType:
-    """Import a Python file as a module of its own (not on sys.path)."""
-    spec = importlib.util.spec_from_file_location(f"served_{script.stem}", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def make_handler(loaded: LoadedModel) -> type[BaseHTTPRequestHandler]:

@@ -38,7 +38,7 @@ PROCESSING_DIR = "/opt/ml/processing"
 
 
 def unpack_model(archive: Path, model_dir: Path):
-    """Unpack model.tar.gz into model_dir and load it with its own inference module."""
+    """Unpack model.tar.gz into model_dir; (its inference module, the model its model_fn loads)."""
     if not Path(archive).is_file():
         raise ValueError(f"no model archive at {archive}")
     try:
@@ -54,6 +54,7 @@ def unpack_model(archive: Path, model_dir: Path):
     script = Path(model_dir, INFERENCE_MODULE)
     if not script.is_file():
         raise ValueError(f"{archive} has no {INFERENCE_MODULE}: train it with the train step")
+    # A module of its own, not on sys.path: nothing else imports it by name.
     spec = importlib.util.spec_from_file_location("model_inference", script)
     inference = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(inference)
