@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import DEFAULT, bake, make
+from conftest import DEFAULT, bake, make, run
 
 TABLE_ROWS = 900
 SCHEMA = """FEATURES = {
@@ -29,7 +29,7 @@ NEGATIVE_CLASS = "repaid"
 """
 LOADER = '''def load_dataset() -> pd.DataFrame:
     """The table the model learns from: the loan book export next to the repository's data."""
-    return pd.read_csv(Path(__file__).resolve().parents[2] / "exports" / "loans.csv")
+    return pd.read_csv(Path(__file__).resolve().parents[2] / "exports" / "loans.csv.gz")
 '''
 REGIONS = {"north, upland": 0.8, "south coast": -0.4, "east": 0.0, "west": -0.6}
 EMPLOYMENT = {"salaried": -0.7, "self-employed": 0.5, "contract": 0.3, "none": 1.2}
@@ -78,12 +78,18 @@ def own_data_bake(tmp_path_factory) -> Path:
     project = bake(tmp_path_factory.mktemp("own-data"), **DEFAULT)
     package = next(project.glob("src/*/steps")).parent
     (project / "exports").mkdir()
-    loan_table().to_csv(project / "exports" / "loans.csv", index=False)
+    # Compressed, as exports often are (and the rehearsal copies no *.csv file).
+    loan_table().to_csv(project / "exports" / "loans.csv.gz", index=False)
     replace_once(
         package / "steps" / "data_schema.py", r"^FEATURES = \{.*?^NEGATIVE_CLASS = .*?\n", SCHEMA
     )
     replace_once(package / "data.py", r"^def load_dataset\(\).*?\n\n\n", LOADER + "\n\n")
     assert "from pathlib import Path" in (package / "data.py").read_text()
+    # Committed, as a user would before pushing: the rehearsal builds commits.
+    identity = ["-c", "user.name=Dev", "-c", "user.email=dev@example.com"]
+    for command in (["git", "add", "--all"], ["git", *identity, "commit", "-q", "-m", "Loans"]):
+        result = run(command, project)
+        assert result.returncode == 0, result.stderr
     return project
 
 
