@@ -20,7 +20,13 @@ from ml_support import (
 )
 
 from {{ cookiecutter.package_name }} import local
-from {{ cookiecutter.package_name }}.steps import data_schema, evaluate, inference, preprocess, train
+from {{ cookiecutter.package_name }}.steps import (
+    data_schema,
+    evaluate,
+    inference,
+    preprocess,
+    train,
+)
 
 STEPS_DIR = Path(preprocess.__file__).parent
 SCRIPTS = sorted(path.name for path in STEPS_DIR.glob("*.py") if path.name != "__init__.py")
