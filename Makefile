@@ -7,17 +7,17 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DEMO := build/demo
 
-.PHONY: help venv test demo lint bench clean
+.PHONY: help venv test demo lint bench lock clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-venv: $(VENV)/.installed ## Create .venv (stdlib venv, pip install uv, uv installs the dev group)
+venv: $(VENV)/.installed ## Create .venv (stdlib venv, pip install uv, uv installs the dev group, bytecode compiled)
 
 $(VENV)/.installed: pyproject.toml uv.lock
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet uv
-	$(VENV)/bin/uv sync --locked --group dev
+	$(VENV)/bin/uv sync --locked --group dev --compile-bytecode
 	touch $@
 
 test: venv ## Run the whole template suite in parallel (bakes every option combination)
@@ -33,6 +33,9 @@ lint: venv ## ruff and the other pre-commit hooks over the template's own files
 
 bench: venv ## Measure bake time, the baked suites and the local pipeline against the targets
 	$(PY) scripts/benchmark.py
+
+lock: venv ## Regenerate the generated repo's uv.lock from its pyproject.toml (UPGRADE=1: newest versions)
+	$(PY) scripts/lock.py $(if $(UPGRADE),--upgrade)
 
 clean: ## Remove the venv and build outputs
 	rm -rf $(VENV) build .pytest_cache .ruff_cache

@@ -13,6 +13,11 @@ import subprocess
 import sys
 
 ANSWERS_JSON = r"""{{ cookiecutter | tojson }}"""
+# uv.lock is copied without rendering (Jinja would take most of the bake on a file that
+# large); its one templated value is the project's name, filled in here. (Written in two
+# halves so that cookiecutter does not render it in this file.)
+LOCKED_PROJECT_NAME = '"{' + '{ cookiecutter.project_slug }' + '}"'
+LOCK_FILE = "uv.lock"
 
 # Variables a calling git process (e.g. a hook) may set; they would redirect our commands
 # to another repository.
@@ -62,6 +67,16 @@ def init_repository(answers):
     git("checkout", "--quiet", "-b", answers["dev_branch"])
 
 
+def name_the_locked_project(answers):
+    """Put the project's name into uv.lock (the locked versions are the same for every bake)."""
+    if not os.path.exists(LOCK_FILE):
+        return
+    with open(LOCK_FILE, encoding="utf-8") as file:
+        text = file.read()
+    with open(LOCK_FILE, "w", encoding="utf-8") as file:
+        file.write(text.replace(LOCKED_PROJECT_NAME, json.dumps(answers["project_slug"])))
+
+
 def initialise_git(answers):
     """git init when git is available; a warning, never a failed bake, when it fails."""
     if shutil.which("git") is None:
@@ -99,6 +114,7 @@ def next_steps(answers, project_dir):
 def main(answers=None, project_dir=None):
     """Initialise git, then say where the project is and what to run next."""
     answers = json.loads(ANSWERS_JSON) if answers is None else answers
+    name_the_locked_project(answers)
     initialise_git(answers)
     print(next_steps(answers, project_dir or os.getcwd()))
     return 0

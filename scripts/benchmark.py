@@ -1,13 +1,23 @@
 """Measure what the design sets targets for, on a default bake (run by `make bench`).
 
-Targets: bake < 1 s; baked unit tests < 15 s; unit + integration < 60 s;
-`make local-pipeline` < 15 s. Prints one line per figure, then exits 1 if a target is
-missed, so a regression shows in the output rather than in a timed test.
+Prints, each beside the figure it replaces (measured before the change that moved it):
+- the bake;
+- `make install FOR=<targets>` for each CodeBuild action: packages, venv size, time with an
+  empty uv cache (cold: a new CodeBuild cache) and with a filled one (warm), beside the
+  full dev install every action used to do (downloads from the package index; --no-install
+  skips this part);
+- the baked suites and the local pipeline in the repo's own venv, with the bytecode `make
+  install` compiles and with the bytecode removed (these machines set
+  PYTHONDONTWRITEBYTECODE=1, so nothing is compiled at import).
+Each timing is the median of --repeat runs. Exits 1 when a target is missed, so a regression
+shows in the output rather than in a timed test.
 """
 
+import argparse
+import os
+import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -15,52 +25,157 @@ from pathlib import Path
 from cookiecutter.main import cookiecutter
 
 TEMPLATE = Path(__file__).resolve().parents[1]
-PYTHON = sys.executable
 
-# (what, make target or None for the bake, target in seconds)
-MEASURES = [
-    ("bake (cookiecutter, defaults)", None, 1.0),
-    ("make local-pipeline", "local-pipeline", 15.0),
-    ("make pipeline-definition", "pipeline-definition", 15.0),
-    ("make test-unit (2 workers)", "test-unit", 15.0),
-    ("make test-integration (2 workers)", "test-integration", 45.0),
+# (CodeBuild action, the targets its buildspec runs)
+ACTIONS = [
+    ("Build (lint, unit tests, definition)", "ci-build"),
+    ("Train (upsert, start, wait)", "pipeline-run"),
+    ("Deploy: stage configuration", "stage-config"),
+    # DeployProd (FOR=deploy-prod) installs the same groups as TestStaging.
+    ("TestStaging, DeployProd", "test-endpoint"),
 ]
+# What every action installed before the dependency groups: the whole dev group, resolved
+# without a lock, no bytecode (2 cores; cold = empty uv cache).
+FULL_INSTALL_BEFORE = {"cold": 40.0, "warm": 8.0, "size_mb": 1200}
+# (what, make target, target seconds or None, seconds before: without bytecode, with it)
+SUITES = [
+    ("make test-unit (2 workers)", "test-unit", 10.0, (25.0, 11.8)),
+    ("make local-pipeline", "local-pipeline", 2.0, (6.2, 2.5)),
+    ("make pipeline-definition", "pipeline-definition", None, (None, None)),
+    ("make test-integration (2 workers)", "test-integration", None, (None, None)),
+]
+BAKE_TARGET, BAKE_BEFORE = 0.5, None
 
 
-def timed_bake(output_dir: Path) -> tuple[float, Path]:
+def timed(argv: list[str], cwd: Path, env: dict | None = None) -> float:
+    """Seconds one command takes; raises (with its output) if it fails."""
+    start = time.perf_counter()
+    result = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if result.returncode:
+        output = result.stdout[-3000:] + result.stderr[-3000:]
+        raise SystemExit(f"{' '.join(argv)} failed:\n{output}")
+    return elapsed
+
+
+def median_of(repeat: int, measure) -> float:
+    """The median of `repeat` calls of measure()."""
+    return statistics.median(measure() for _ in range(repeat))
+
+
+def bake(output_dir: Path) -> tuple[float, Path]:
     """Seconds one default bake takes, and the project it made."""
     start = time.perf_counter()
     project = Path(cookiecutter(str(TEMPLATE), no_input=True, output_dir=str(output_dir)))
     return time.perf_counter() - start, project
 
 
-def timed_make(target: str, project: Path) -> float:
-    """Seconds one make target takes in the baked repo; raises if it fails."""
-    start = time.perf_counter()
-    subprocess.run(
-        ["make", "--no-print-directory", target, f"PYTHON={PYTHON}"],
-        cwd=project,
-        check=True,
-        capture_output=True,
-    )
-    return time.perf_counter() - start
+def venv_size_mb(project: Path) -> float:
+    """The size of the project's .venv in MB."""
+    total = sum(p.stat().st_size for p in (project / ".venv").rglob("*") if p.is_file())
+    return total / 1e6
 
 
-def main() -> int:
-    """Run every measure and print the table."""
-    missed = 0
-    with tempfile.TemporaryDirectory() as tmp:
-        bakes = [timed_bake(Path(tmp) / str(i)) for i in range(5)]
-        project = bakes[-1][1]
-        for what, target, limit in MEASURES:
-            seconds = (
-                statistics.median(t for t, _ in bakes)
-                if target is None
-                else timed_make(target, project)
+def installed_packages(project: Path) -> int:
+    """How many distributions the project's .venv holds (pip and uv excluded)."""
+    site = next((project / ".venv" / "lib").glob("python*/site-packages"))
+    names = {p.name.split("-")[0].lower() for p in site.glob("*.dist-info")}
+    return len(names - {"pip", "uv"})
+
+
+def measure_installs(root: Path, source: Path, repeat: int) -> list[tuple]:
+    """(action, targets, packages, MB, cold s, warm s) for each CodeBuild action."""
+    rows = []
+    for number, (action, targets) in enumerate(ACTIONS):
+        cold, warm = [], []
+        for attempt in range(repeat):
+            cache = root / f"uv-cache-{number}-{attempt}"
+            env = {**os.environ, "UV_CACHE_DIR": str(cache), "PIP_NO_CACHE_DIR": "1"}
+            for kind in (cold, warm):
+                project = root / f"install-{number}-{attempt}-{len(kind)}" / source.name
+                shutil.copytree(source, project, symlinks=True)
+                argv = ["make", "--no-print-directory", "install", f"FOR={targets}"]
+                kind.append(timed(argv, project, env))
+            shutil.rmtree(cache, ignore_errors=True)
+        rows.append(
+            (
+                action,
+                targets,
+                installed_packages(project),
+                venv_size_mb(project),
+                statistics.median(cold),
+                statistics.median(warm),
             )
-            ok = seconds < limit
-            missed += not ok
-            print(f"{what:<38} {seconds:6.2f} s  (target < {limit:g} s) {'ok' if ok else 'MISSED'}")
+        )
+    return rows
+
+
+def remove_bytecode(project: Path) -> None:
+    """Delete every compiled file of the project's .venv and sources."""
+    for cache_dir in list(project.rglob("__pycache__")):
+        shutil.rmtree(cache_dir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every measure and print the tables."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3, help="runs per timing (median)")
+    parser.add_argument("--no-install", action="store_true", help="skip the install timings")
+    args = parser.parse_args(argv)
+    missed = 0
+
+    def report(what: str, seconds: float, target: float | None, before: float | None) -> None:
+        nonlocal missed
+        ok = target is None or seconds <= target
+        missed += not ok
+        limit = f"target <= {target:g} s" if target else ""
+        was = f"was {before:g} s" if before else ""
+        verdict = "" if target is None else ("ok" if ok else "MISSED")
+        print(f"  {what:<44} {seconds:7.2f} s  {was:<12} {limit:<16} {verdict}")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        print(f"Medians of {args.repeat} runs; load average {os.getloadavg()[0]:.1f} at start.")
+        bakes = [bake(root / f"bake-{i}") for i in range(max(args.repeat, 5))]
+        report(
+            "bake (cookiecutter, defaults)",
+            statistics.median(t for t, _ in bakes),
+            BAKE_TARGET,
+            BAKE_BEFORE,
+        )
+        source = bakes[0][1]
+
+        if not args.no_install:
+            print("\nmake install FOR=<targets> per CodeBuild action (uv, locked, bytecode):")
+            print(f"  {'action':<38} {'packages':>8} {'venv MB':>8} {'cold s':>7} {'warm s':>7}")
+            rows = measure_installs(root, source, args.repeat)
+            for action, _, packages, size, cold, warm in rows:
+                print(f"  {action:<38} {packages:>8} {size:>8.0f} {cold:>7.1f} {warm:>7.1f}")
+            before = FULL_INSTALL_BEFORE
+            print(
+                f"  {'before: every action, full dev group':<38} {'':>8} "
+                f"{before['size_mb']:>8} {before['cold']:>7.1f} {before['warm']:>7.1f}"
+            )
+
+        project = bakes[1][1]
+        timed(["make", "--no-print-directory", "install"], project)
+        print("\nIn the repo's own venv (2 cores), with bytecode compiled at install:")
+        results = {}
+        for what, target, limit, (_, before) in SUITES:
+            argv = ["make", "--no-print-directory", target]
+            results[target] = median_of(args.repeat, lambda argv=argv: timed(argv, project))
+            report(what, results[target], limit, before)
+        remove_bytecode(project)
+        print("The same without bytecode (every import compiles, nothing is written):")
+        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+        for what, target, _, (before, _) in SUITES:
+            argv = ["make", "--no-print-directory", target]
+            report(
+                what,
+                median_of(args.repeat, lambda argv=argv: timed(argv, project, env)),
+                None,
+                before,
+            )
     return 1 if missed else 0
 
 

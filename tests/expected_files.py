@@ -12,6 +12,7 @@ Makefile
 README.md
 pyproject.toml
 scripts/in-venv
+uv.lock
 buildspecs/build.yml
 buildspecs/deploy.yml
 buildspecs/test.yml

@@ -110,6 +110,20 @@ def test_offline_suites_pass(choices, target, tmp_path):
     assert_suite_passes(target, bake(tmp_path, **choices))
 
 
+def test_lock_is_current(baked, tmp_path):
+    # Offline and with an empty cache: a current lock is checked without any download.
+    result = run(
+        [str(BIN / "uv"), "lock", "--check", "--offline"],
+        baked[1],
+        env={"UV_CACHE_DIR": str(tmp_path / "uv-cache")},
+    )
+    assert result.returncode == 0, (
+        "the generated uv.lock does not match its pyproject.toml: run `make lock` in the "
+        "template\n" + result.stderr[-2000:]
+    )
+    assert f'name = "{baked[1].name}"' in (baked[1] / "uv.lock").read_text()
+
+
 def test_git_repository_with_both_branches(baked):
     choices, project = baked
     branches = run(["git", "branch", "--format=%(HEAD)%(refname:short)"], project).stdout.split()

@@ -239,6 +239,17 @@ def test_post_gen_reports_a_failing_git_as_a_warning(defaults, monkeypatch, caps
     assert capsys.readouterr().err.startswith("WARNING git init failed")
 
 
+def test_post_gen_names_the_project_in_the_lock(defaults, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    template_lock = (TEMPLATE / "{{cookiecutter.project_slug}}" / "uv.lock").read_text()
+    (tmp_path / "uv.lock").write_text(template_lock)
+    post_gen.name_the_locked_project({**defaults, "project_slug": "my-model"})
+    lock = (tmp_path / "uv.lock").read_text()
+    assert lock == template_lock.replace(post_gen.LOCKED_PROJECT_NAME, '"my-model"')
+    assert lock.count('"my-model"') == 1
+    assert "cookiecutter" not in lock
+
+
 def test_hooks_read_answers_only_as_json():
     for name in ("pre_gen_project", "post_gen_project"):
         source = (TEMPLATE / "hooks" / f"{name}.py").read_text()

@@ -64,73 +64,46 @@ def start_definition(checkout: Path) -> subprocess.Popen:
 
 
 @pytest.fixture(scope="module")
-def checkouts(tmp_path_factory) -> dict[str, bytes]:
-    """The definition bytes built from three copies of this repository, side by side:
-    two paths of one commit, and one whose deploy configuration alone was changed."""
-    root = tmp_path_factory.mktemp("checkouts")
-    first = copy_repo(root / "a")
-    second = copy_repo(root / "codebuild" / "output" / "src1234" / "src")
-    # Another build time: every file gets a new modification time.
-    for path in second.rglob("*"):
-        os.utime(path, (1_000_000_000, 1_000_000_000))
-    deploy_change = copy_repo(root / "deploy-change")
-    prod = deploy_change / "infra" / "config" / "prod.json"
-    settings = json.loads(prod.read_text())
-    settings["Parameters"]["InitialInstanceCount"] = "2"
-    settings["Parameters"]["RollbackWindowSeconds"] = "900"
-    prod.write_text(json.dumps(settings, indent=2) + "\n")
-    endpoint = deploy_change / "infra" / "endpoint.yml"
-    endpoint.write_text(endpoint.read_text() + "# a deploy-only change\n")
+def build_definition():
+    """A function building the definition in-process (moto), as `definition --offline`
+    writes it, from this checkout; a data set's bytes may replace the sample's."""
+    from {{ cookiecutter.package_name }} import cli, data
 
-    copies = {"first": first, "second": second, "deploy-change": deploy_change}
-    runs = {name: start_definition(path) for name, path in copies.items()}
-    definitions = {}
-    for name, run in runs.items():
-        output, _ = run.communicate(timeout=180)
-        assert run.returncode == 0, output
-        definitions[name] = (copies[name] / "build" / "pipeline-definition.json").read_bytes()
-    return definitions
+    with aws.offline_aws():
+        cli._create_bucket(boto3.client("s3", region_name=config.AWS_REGION), BUCKET)
 
+        def build(dataset: bytes | None = None) -> str:
+            with pytest.MonkeyPatch.context() as patch:
+                if dataset is not None:
+                    patch.setattr(data, "dataset_csv_bytes", lambda: dataset)
+                return cli._build_definition(aws.OFFLINE_ROLE_ARN, BUCKET, COMMIT_ID) + "\n"
 
-def test_one_commit_gives_one_definition_whatever_the_checkout_path(checkouts):
-    assert checkouts["first"] == checkouts["second"]
-
-
-def test_deploy_configuration_is_not_part_of_the_definition(checkouts):
-    assert checkouts["deploy-change"] == checkouts["first"]
+        yield build
 
 
 @pytest.fixture(scope="module")
-def build_definition():
-    """A function building the definition in-process (moto) for a data set's bytes."""
-    from {{ cookiecutter.package_name }} import pipeline
-    from {{ cookiecutter.package_name }}.data import DATASET_FILE_NAME, dataset_csv_bytes
+def baseline(build_definition) -> str:
+    """The definition of this checkout as it is."""
+    return build_definition()
 
-    with aws.offline_aws():
-        boto_session = boto3.Session(region_name=config.AWS_REGION)
-        s3 = boto_session.client("s3")
-        if config.AWS_REGION == "us-east-1":
-            s3.create_bucket(Bucket=BUCKET)
-        else:
-            s3.create_bucket(
-                Bucket=BUCKET,
-                CreateBucketConfiguration={"LocationConstraint": config.AWS_REGION},
-            )
 
-        def build(dataset: bytes | None = None) -> dict:
-            csv_bytes = dataset_csv_bytes() if dataset is None else dataset
-            data_uri = aws.publish_dataset(s3, BUCKET, csv_bytes, DATASET_FILE_NAME)
-            return json.loads(
-                pipeline.get_pipeline(
-                    role_arn=aws.OFFLINE_ROLE_ARN,
-                    bucket=BUCKET,
-                    input_data_uri=data_uri,
-                    commit_id=COMMIT_ID,
-                    boto_session=boto_session,
-                ).definition()
-            )
+def test_one_commit_gives_one_definition_whatever_the_checkout_path(baseline, tmp_path):
+    # Another path (as CodeBuild's /codebuild/output/src<N>/src), another build time (every
+    # file with a new modification time) and another deploy configuration.
+    checkout = copy_repo(tmp_path / "codebuild" / "output" / "src1234" / "src")
+    for path in checkout.rglob("*"):
+        os.utime(path, (1_000_000_000, 1_000_000_000))
+    prod = checkout / "infra" / "config" / "prod.json"
+    settings = json.loads(prod.read_text())
+    settings["Parameters"]["InitialInstanceCount"] = "2"
+    prod.write_text(json.dumps(settings, indent=2) + "\n")
+    endpoint = checkout / "infra" / "endpoint.yml"
+    endpoint.write_text(endpoint.read_text() + "# a deploy-only change\n")
 
-        yield build
+    run = start_definition(checkout)
+    output, _ = run.communicate(timeout=300)
+    assert run.returncode == 0, output
+    assert (checkout / "build" / "pipeline-definition.json").read_text() == baseline
 
 
 def all_steps(definition: dict) -> dict[str, dict]:
@@ -204,13 +177,12 @@ def changed_script(monkeypatch, tmp_path, pipeline, script: str) -> None:
     ],
 )
 def test_each_change_reruns_only_the_jobs_it_affects(
-    change, expected, build_definition, monkeypatch, tmp_path
+    change, expected, baseline, build_definition, monkeypatch, tmp_path
 ):
     from {{ cookiecutter.package_name }} import pipeline
     from {{ cookiecutter.package_name }}.data import dataset_csv_bytes
     from {{ cookiecutter.package_name }}.steps import train
 
-    before = build_definition()
     dataset = None
     if change == "data":
         dataset = dataset_csv_bytes() + dataset_csv_bytes().splitlines(keepends=True)[-1]
@@ -232,5 +204,5 @@ def test_each_change_reruns_only_the_jobs_it_affects(
         monkeypatch.setattr(config, "TRAINING_INSTANCE_TYPE", "ml.m5.xlarge")
     after = build_definition(dataset)
 
-    assert (after != before) == (change != "nothing")
-    assert jobs_that_run(before, after) == expected
+    assert (after != baseline) == (change != "nothing")
+    assert jobs_that_run(json.loads(baseline), json.loads(after)) == expected

@@ -6,6 +6,7 @@ project of the templates gives MAKE_TARGETS (and the buildspec's own default).
 
 import re
 import shlex
+import tomllib
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -150,3 +151,81 @@ def test_every_project_reports_into_a_group_of_the_stack() -> None:
         spec = buildspec(project["Source"]["BuildSpec"].removeprefix("buildspecs/"))
         for key in spec["reports"]:
             assert f"{project['Name']}-{key}" in groups, project["Name"]
+
+
+GROUPS_RULE = re.compile(r"^GROUPS\.([a-z][a-z0-9-]*) :=(.*)$", re.MULTILINE)
+# Heavy packages only the Build and Train actions need.
+HEAVY_PACKAGES = {"sagemaker", "moto", "checkov"}
+
+
+@cache
+def groups_by_target() -> dict[str, tuple[str, ...]]:
+    """The dependency groups the Makefile installs for each CodeBuild target."""
+    text = (ROOT / "Makefile").read_text()
+    return {target: tuple(value.split()) for target, value in GROUPS_RULE.findall(text)}
+
+
+def build_phase_targets(name: str) -> list[str]:
+    """The make targets a buildspec's build phase runs, as written (unexpanded)."""
+    words = [
+        word
+        for command in buildspec(name)["phases"]["build"]["commands"]
+        for word in shlex.split(command)[1:]
+    ]
+    return [word for word in words if "=" not in word and not word.startswith("-")]
+
+
+@pytest.mark.parametrize("name", BUILDSPECS)
+def test_install_phase_installs_for_exactly_the_targets_it_builds(name: str) -> None:
+    (command,) = buildspec(name)["phases"]["install"]["commands"]
+    assert shlex.split(command) == ["make", "install", f"FOR={' '.join(build_phase_targets(name))}"]
+
+
+def test_every_codebuild_target_has_its_dependency_groups() -> None:
+    targets = {"test-endpoint"} | {
+        target
+        for name in BUILDSPECS
+        for value in make_targets_values(name)
+        for target in value.split()
+    }
+    assert targets <= set(groups_by_target())
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["dependency-groups"]
+    for groups in groups_by_target().values():
+        assert set(groups) <= set(declared)
+
+
+def locked_closure(groups: tuple[str, ...]) -> set[str]:
+    """Every package uv.lock installs for the project with these dependency groups."""
+    lock = tomllib.loads((ROOT / "uv.lock").read_text())
+    packages = {package["name"]: package for package in lock["package"]}
+    (project,) = [p for p in lock["package"] if p.get("source", {}).get("editable") == "."]
+    wanted = list(project.get("dependencies", []))
+    for group in groups:
+        wanted += project["dev-dependencies"][group]
+    followed: set[tuple[str, str | None]] = set()  # (package, extra or None)
+    while wanted:
+        requirement = wanted.pop()
+        name = requirement["name"]
+        for extra in [None, *requirement.get("extra", [])]:
+            if (name, extra) in followed:
+                continue
+            followed.add((name, extra))
+            package = packages[name]
+            if extra is None:
+                wanted += package.get("dependencies", [])
+            else:
+                wanted += package["optional-dependencies"][extra]
+    return {name for name, _ in followed}
+
+
+@pytest.mark.parametrize("target", ["stage-config", "test-endpoint", "deploy-prod"])
+def test_deploy_actions_install_no_sdk_moto_or_checkov(target: str) -> None:
+    installed = locked_closure(groups_by_target()[target])
+    assert "boto3" in installed
+    assert not installed & HEAVY_PACKAGES
+
+
+def test_build_action_installs_everything_the_offline_checks_use() -> None:
+    installed = locked_closure(groups_by_target()["ci-build"])
+    assert HEAVY_PACKAGES | {"pytest", "ruff", "cfn-lint", "xgboost-cpu"} <= installed
+    assert "sagemaker" in locked_closure(groups_by_target()["pipeline-run"])
