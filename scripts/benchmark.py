@@ -70,9 +70,9 @@ def bake(output_dir: Path) -> tuple[float, Path]:
     return time.perf_counter() - start, project
 
 
-def venv_size_mb(project: Path) -> float:
-    """The size of the project's .venv in MB."""
-    total = sum(p.stat().st_size for p in (project / ".venv").rglob("*") if p.is_file())
+def size_mb(directory: Path) -> float:
+    """The size of the files under a directory, in MB (links not followed)."""
+    total = sum(p.lstat().st_size for p in directory.rglob("*") if p.is_file())
     return total / 1e6
 
 
@@ -84,25 +84,27 @@ def installed_packages(project: Path) -> int:
 
 
 def measure_installs(root: Path, source: Path, repeat: int) -> list[tuple]:
-    """(action, targets, packages, MB, cold s, warm s) for each CodeBuild action."""
+    """(action, targets, packages, venv MB, uv cache MB, cold s, warm s) for each action."""
     rows = []
     for number, (action, targets) in enumerate(ACTIONS):
-        cold, warm = [], []
+        cold, warm, cache_mb = [], [], 0.0
         for attempt in range(repeat):
             cache = root / f"uv-cache-{number}-{attempt}"
             env = {**os.environ, "UV_CACHE_DIR": str(cache), "PIP_NO_CACHE_DIR": "1"}
-            for kind in (cold, warm):
-                project = root / f"install-{number}-{attempt}-{len(kind)}" / source.name
+            for label, kind in (("cold", cold), ("warm", warm)):
+                project = root / f"install-{number}-{attempt}-{label}" / source.name
                 shutil.copytree(source, project, symlinks=True)
                 argv = ["make", "--no-print-directory", "install", f"FOR={targets}"]
                 kind.append(timed(argv, project, env))
+            cache_mb = size_mb(cache)
             shutil.rmtree(cache, ignore_errors=True)
         rows.append(
             (
                 action,
                 targets,
                 installed_packages(project),
-                venv_size_mb(project),
+                size_mb(project / ".venv"),
+                cache_mb,
                 statistics.median(cold),
                 statistics.median(warm),
             )
@@ -147,10 +149,16 @@ def main(argv: list[str] | None = None) -> int:
 
         if not args.no_install:
             print("\nmake install FOR=<targets> per CodeBuild action (uv, locked, bytecode):")
-            print(f"  {'action':<38} {'packages':>8} {'venv MB':>8} {'cold s':>7} {'warm s':>7}")
+            print(
+                f"  {'action':<38} {'packages':>8} {'venv MB':>8} {'cache MB':>8} "
+                f"{'cold s':>7} {'warm s':>7}"
+            )
             rows = measure_installs(root, source, args.repeat)
-            for action, _, packages, size, cold, warm in rows:
-                print(f"  {action:<38} {packages:>8} {size:>8.0f} {cold:>7.1f} {warm:>7.1f}")
+            for action, _, packages, venv_mb, cache_mb, cold, warm in rows:
+                print(
+                    f"  {action:<38} {packages:>8} {venv_mb:>8.0f} {cache_mb:>8.0f} "
+                    f"{cold:>7.1f} {warm:>7.1f}"
+                )
             before = FULL_INSTALL_BEFORE
             print(
                 f"  {'before: every action, full dev group':<38} {'':>8} "
