@@ -2,10 +2,10 @@
 
 Prints, each beside the figure it replaces (measured before the change that moved it):
 - the bake;
-- `make install FOR=<targets>` for each CodeBuild action: packages, venv size, time with an
-  empty uv cache (cold: a new CodeBuild cache) and with a filled one (warm), beside the
-  full dev install every action used to do (downloads from the package index; --no-install
-  skips this part);
+- `make install FOR=<targets>` for each CodeBuild action: packages, venv and uv cache size,
+  time with an empty uv cache (cold: a new CodeBuild cache) and with a filled one (warm),
+  beside the old recipe every action used to run, timed the same way (downloads from the
+  package index; --no-install skips this part);
 - the baked suites and the local pipeline in the repo's own venv, with the bytecode `make
   install` compiles and with the bytecode removed (these machines set
   PYTHONDONTWRITEBYTECODE=1, so nothing is compiled at import).
@@ -20,6 +20,7 @@ import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from cookiecutter.main import cookiecutter
@@ -34,9 +35,14 @@ ACTIONS = [
     # DeployProd (FOR=deploy-prod) installs the same groups as TestStaging.
     ("TestStaging, DeployProd", "test-endpoint"),
 ]
-# What every action installed before the dependency groups: the whole dev group, resolved
-# without a lock, no bytecode (2 cores; cold = empty uv cache).
-FULL_INSTALL_BEFORE = {"cold": 40.0, "warm": 8.0, "size_mb": 1200}
+# What every action ran before the dependency groups (the old `make install` recipe): the
+# whole dev group, resolved without a lock, no bytecode. Timed side by side with the new one.
+BEFORE_ACTION = ("before: every action, whole dev group", None)
+BEFORE_RECIPE = [
+    ["python3", "-m", "venv", ".venv"],
+    [".venv/bin/pip", "install", "--quiet", "uv"],
+    [".venv/bin/uv", "sync", "--group", "dev", "--inexact"],
+]
 # (what, make target, target seconds or None, seconds before: without bytecode, with it)
 SUITES = [
     ("make test-unit (2 workers)", "test-unit", 10.0, (25.0, 11.8)),
@@ -83,10 +89,9 @@ def installed_packages(project: Path) -> int:
     return len(names - {"pip", "uv"})
 
 
-def measure_installs(root: Path, source: Path, repeat: int) -> list[tuple]:
+def measure_installs(root: Path, source: Path, repeat: int) -> Iterator[tuple]:
     """(action, targets, packages, venv MB, uv cache MB, cold s, warm s) for each action."""
-    rows = []
-    for number, (action, targets) in enumerate(ACTIONS):
+    for number, (action, targets) in enumerate([*ACTIONS, BEFORE_ACTION]):
         cold, warm, cache_mb = [], [], 0.0
         for attempt in range(repeat):
             cache = root / f"uv-cache-{number}-{attempt}"
@@ -94,22 +99,23 @@ def measure_installs(root: Path, source: Path, repeat: int) -> list[tuple]:
             for label, kind in (("cold", cold), ("warm", warm)):
                 project = root / f"install-{number}-{attempt}-{label}" / source.name
                 shutil.copytree(source, project, symlinks=True)
-                argv = ["make", "--no-print-directory", "install", f"FOR={targets}"]
-                kind.append(timed(argv, project, env))
+                if targets is None:
+                    (project / "uv.lock").unlink()
+                    kind.append(sum(timed(argv, project, env) for argv in BEFORE_RECIPE))
+                else:
+                    argv = ["make", "--no-print-directory", "install", f"FOR={targets}"]
+                    kind.append(timed(argv, project, env))
             cache_mb = size_mb(cache)
             shutil.rmtree(cache, ignore_errors=True)
-        rows.append(
-            (
-                action,
-                targets,
-                installed_packages(project),
-                size_mb(project / ".venv"),
-                cache_mb,
-                statistics.median(cold),
-                statistics.median(warm),
-            )
+        yield (
+            action,
+            targets,
+            installed_packages(project),
+            size_mb(project / ".venv"),
+            cache_mb,
+            statistics.median(cold),
+            statistics.median(warm),
         )
-    return rows
 
 
 def remove_bytecode(project: Path) -> None:
@@ -153,17 +159,12 @@ def main(argv: list[str] | None = None) -> int:
                 f"  {'action':<38} {'packages':>8} {'venv MB':>8} {'cache MB':>8} "
                 f"{'cold s':>7} {'warm s':>7}"
             )
-            rows = measure_installs(root, source, args.repeat)
-            for action, _, packages, venv_mb, cache_mb, cold, warm in rows:
+            for row in measure_installs(root, source, args.repeat):
+                action, _, packages, venv_mb, cache_mb, cold, warm = row
                 print(
                     f"  {action:<38} {packages:>8} {venv_mb:>8.0f} {cache_mb:>8.0f} "
                     f"{cold:>7.1f} {warm:>7.1f}"
                 )
-            before = FULL_INSTALL_BEFORE
-            print(
-                f"  {'before: every action, full dev group':<38} {'':>8} "
-                f"{before['size_mb']:>8} {before['cold']:>7.1f} {before['warm']:>7.1f}"
-            )
 
         project = bakes[1][1]
         timed(["make", "--no-print-directory", "install"], project)
