@@ -10,6 +10,7 @@ missing setting. `offline_aws()` runs a block against moto's in-process AWS, whi
 import contextlib
 import hashlib
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from typing import Any, NamedTuple
@@ -22,6 +23,14 @@ COMMIT_ID_ENV = "CODEBUILD_RESOLVED_SOURCE_VERSION"
 # Outputs of the build stack (infra/model-build-pipeline.yml) that hold the settings.
 ROLE_OUTPUT = "SageMakerExecutionRoleArn"
 BUCKET_OUTPUT = "ArtifactBucketName"
+INPUT_DATA_URL_ENV = "INPUT_DATA_URL"
+# The build pipeline's InputDataUrl variable defaults to this word: train on the data the
+# previous SageMaker pipeline execution used (CodePipeline variables cannot be empty).
+PREVIOUS_DATA = "previous"
+# An s3:// URI the model registry can record: SageMaker's CustomerMetadataProperties values
+# are at most 256 letters, digits, spaces and _.:/=+-@ (botocore's CustomerMetadataValue).
+INPUT_DATA_URL_PATTERN = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/[\w .:/=+@-]*$")
+INPUT_DATA_URL_MAX_LENGTH = 256
 
 # moto's default account; the offline definition uses the names the real ones would have.
 OFFLINE_ACCOUNT_ID = "123456789012"
@@ -133,6 +142,23 @@ def commit_id(value: str | None, fallback: str | None = None) -> str:
         raise SettingError(
             f"missing the git commit id: pass --commit-id or set {COMMIT_ID_ENV} "
             "(or run inside a git checkout with at least one commit)"
+        )
+    return resolved
+
+
+def input_data_url(value: str | None) -> str | None:
+    """The training data URI (--input-data-url or INPUT_DATA_URL); None for the previous data.
+
+    Empty or "previous" means: the data the previous pipeline execution used.
+    """
+    resolved = value or os.environ.get(INPUT_DATA_URL_ENV) or PREVIOUS_DATA
+    if resolved == PREVIOUS_DATA:
+        return None
+    if len(resolved) > INPUT_DATA_URL_MAX_LENGTH or not INPUT_DATA_URL_PATTERN.match(resolved):
+        raise SettingError(
+            f"input data URL {resolved!r} must be s3://<bucket>/<prefix> of at most "
+            f"{INPUT_DATA_URL_MAX_LENGTH} characters, using letters, digits and _ .:/=+@- "
+            f"(the characters the model registry records), or {PREVIOUS_DATA!r}"
         )
     return resolved
 

@@ -168,12 +168,23 @@ def cmd_start(args: argparse.Namespace) -> int:
     import boto3
 
     from . import aws
-    from .pipeline_service import ExecutionFailedError, start_execution, wait_for_execution
+    from .pipeline_service import (
+        ExecutionFailedError,
+        previous_input_data_url,
+        start_execution,
+        wait_for_execution,
+    )
 
     commit_id = aws.commit_id(args.commit_id)
+    data_url = aws.input_data_url(args.input_data_url)
     client = boto3.client("sagemaker", region_name=config.AWS_REGION)
-    execution_arn = start_execution(client, commit_id, config.SAGEMAKER_PIPELINE_NAME)
-    print(f"Started {execution_arn} (commit {commit_id})")
+    if data_url is None:
+        data_url = previous_input_data_url(client, config.SAGEMAKER_PIPELINE_NAME)
+    execution_arn = start_execution(
+        client, commit_id, config.SAGEMAKER_PIPELINE_NAME, input_data_url=data_url
+    )
+    data = data_url or "the pipeline's default data set"
+    print(f"Started {execution_arn} (commit {commit_id}, data {data})")
     if args.wait:
         try:
             wait_for_execution(client, execution_arn, poll_seconds=args.poll_seconds)
@@ -290,6 +301,11 @@ def build_parser() -> argparse.ArgumentParser:
     start = command("start", cmd_start, "start the SageMaker pipeline")
     start.add_argument("--wait", action="store_true", help="follow it to the end")
     start.add_argument("--poll-seconds", type=positive_seconds, default=30.0)
+    start.add_argument(
+        "--input-data-url",
+        help="s3:// URI of the training data, or 'previous' (env INPUT_DATA_URL; default:"
+        " the data of the previous execution, else the pipeline's default data set)",
+    )
     cloud_options(start, role=False, bucket=False)
 
     latest = command(

@@ -337,6 +337,8 @@ def get_pipeline(
             metadata_properties=MetadataProperties(
                 commit_id=commit, generated_by=ExecutionVariables.PIPELINE_EXECUTION_ARN
             ),
+            # With the commit above, every package maps to (commit, data).
+            customer_metadata_properties={"InputDataUrl": input_data},
             approval_status=approval_status,
             description=f"{config.PROJECT_NAME}: XGBoost binary classifier",
         ),

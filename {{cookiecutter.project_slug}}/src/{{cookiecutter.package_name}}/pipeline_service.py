@@ -13,6 +13,8 @@ RUNNING_STATUSES = {"Executing", "Stopping"}
 # A role without sagemaker:ListPipelineExecutionSteps can still follow the execution.
 ACCESS_DENIED_CODES = {"AccessDenied", "AccessDeniedException"}
 DEFAULT_POLL_SECONDS = 30.0
+# The SageMaker pipeline parameter holding the S3 URI of the training data.
+INPUT_DATA_PARAMETER = "InputDataUrl"
 
 
 class ExecutionFailedError(Exception):
@@ -54,18 +56,51 @@ def upsert_pipeline(
     return arn
 
 
-def start_execution(sagemaker_client, commit_id: str, pipeline_name: str) -> str:
-    """Start the pipeline for one commit and return the execution ARN.
+def start_execution(
+    sagemaker_client, commit_id: str, pipeline_name: str, input_data_url: str | None = None
+) -> str:
+    """Start the pipeline for one commit (and data URI, if given); return the execution ARN.
 
-    The commit id becomes the CommitId parameter, which the registered model package records.
+    The commit id becomes the CommitId parameter and the data URI the InputDataUrl
+    parameter; the registered model package records both. Without a data URI the
+    pipeline's default (the sample data set) is used.
     """
+    parameters = [{"Name": "CommitId", "Value": commit_id}]
+    if input_data_url:
+        parameters.append({"Name": INPUT_DATA_PARAMETER, "Value": input_data_url})
     response = sagemaker_client.start_pipeline_execution(
         PipelineName=pipeline_name,
         PipelineExecutionDisplayName=f"commit-{commit_id[:12]}",
         PipelineExecutionDescription=f"{config.PROJECT_NAME} at commit {commit_id}",
-        PipelineParameters=[{"Name": "CommitId", "Value": commit_id}],
+        PipelineParameters=parameters,
     )
     return response["PipelineExecutionArn"]
+
+
+def previous_input_data_url(sagemaker_client, pipeline_name: str) -> str | None:
+    """The InputDataUrl the newest execution of the pipeline was started with, if any.
+
+    A push to the dev branch trains on this data: the data a new-data run brought in stays
+    in use until other data lands. None when no execution passed one (first run).
+    """
+    paginator = sagemaker_client.get_paginator("list_pipeline_executions")
+    summaries = [
+        summary
+        for page in paginator.paginate(
+            PipelineName=pipeline_name, SortBy="CreationTime", SortOrder="Descending"
+        )
+        for summary in page["PipelineExecutionSummaries"]
+    ]
+    # Sorted here as well: the newest first, whatever order the pages came in.
+    summaries.sort(key=lambda summary: summary["StartTime"], reverse=True)
+    for summary in summaries:
+        parameters = sagemaker_client.list_pipeline_parameters_for_execution(
+            PipelineExecutionArn=summary["PipelineExecutionArn"]
+        )["PipelineParameters"]
+        for parameter in parameters:
+            if parameter["Name"] == INPUT_DATA_PARAMETER:
+                return parameter["Value"]
+    return None
 
 
 def list_steps(sagemaker_client, execution_arn: str) -> list[dict]:

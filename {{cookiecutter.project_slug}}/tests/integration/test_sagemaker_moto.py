@@ -59,6 +59,31 @@ def test_upsert_creates_then_updates_and_start_waits_for_success(aws, capsys):
     assert {"Name": "CommitId", "Value": SECOND_COMMIT} in parameters
 
 
+def test_start_uses_the_given_data_then_keeps_it_for_the_next_push(aws, capsys, monkeypatch):
+    bucket = aws["bucket"]
+    settings = ["--role-arn", ROLE_ARN, "--bucket", bucket, "--commit-id", FIRST_COMMIT]
+    assert cli.main(["upsert", *settings]) == 0
+    sagemaker = aws["sagemaker"]
+    earlier = set(execution_arns(sagemaker))
+    landed = f"s3://{bucket}/incoming-data/batch-1/"
+    assert cli.main(["start", "--commit-id", FIRST_COMMIT, "--input-data-url", landed]) == 0
+    # A push: the build pipeline's variable keeps its default, "previous".
+    monkeypatch.setenv("INPUT_DATA_URL", "previous")
+    assert cli.main(["start", "--commit-id", SECOND_COMMIT]) == 0
+    assert capsys.readouterr().out.count(f"data {landed})") == 2
+    started = [arn for arn in execution_arns(sagemaker) if arn not in earlier]
+    assert len(started) == 2
+    for arn in started:
+        parameters = sagemaker.list_pipeline_parameters_for_execution(PipelineExecutionArn=arn)
+        assert {"Name": "InputDataUrl", "Value": landed} in parameters["PipelineParameters"]
+
+
+def execution_arns(sagemaker) -> list[str]:
+    """Every execution of the project's pipeline on the moto server."""
+    executions = sagemaker.list_pipeline_executions(PipelineName=config.SAGEMAKER_PIPELINE_NAME)
+    return [summary["PipelineExecutionArn"] for summary in executions["PipelineExecutionSummaries"]]
+
+
 def test_upsert_into_a_missing_bucket_is_one_line(aws, capsys):
     argv = ["upsert", "--role-arn", ROLE_ARN, "--bucket", "no-such-bucket", "--commit-id", "c"]
     assert cli.main(argv) == 1

@@ -47,6 +47,9 @@ def assert_one_line_error(err: str, *fragments: str) -> None:
         (["upsert", "--role-arn", "sagemaker-role", "--bucket", "b"], ["not an IAM role ARN"]),
         (["upsert", "--role-arn", ROLE_ARN, "--bucket", "s3://b"], ["not a bucket name"]),
         (["definition"], ["--role-arn", "SAGEMAKER_ROLE_ARN"]),
+        (["start", "--commit-id", "c", "--input-data-url", "https://b/x"], ["s3://<bucket>"]),
+        (["start", "--commit-id", "c", "--input-data-url", "s3://b1/a%20b/"], ["_ .:/=+@-"]),
+        (["start", "--commit-id", "c", "--input-data-url", "s3://b1/" + "x" * 250], ["256"]),
     ],
 )
 def test_missing_or_bad_settings_are_one_line(capsys, argv, fragments):

@@ -168,11 +168,12 @@ def test_gate_compares_the_configured_metric_with_the_threshold_parameter(steps)
     assert message[-1] == get("QualityThreshold")
 
 
-def test_registration_records_metrics_commit_and_approval(steps):
+def test_registration_records_metrics_commit_data_and_approval(steps):
     arguments = steps[REGISTER]["Arguments"]
     assert arguments["ModelPackageGroupName"] == config.MODEL_PACKAGE_GROUP_NAME
     assert arguments["ModelApprovalStatus"] == get("ModelApprovalStatus")
     assert arguments["MetadataProperties"]["CommitId"] == get("CommitId")
+    assert arguments["CustomerMetadataProperties"] == {"InputDataUrl": get("InputDataUrl")}
     statistics = arguments["ModelMetrics"]["ModelQuality"]["Statistics"]
     assert statistics["ContentType"] == "application/json"
     assert statistics["S3Uri"]["Std:Join"]["Values"][-1] == "evaluation.json"

@@ -60,6 +60,78 @@ def test_start_passes_the_commit_as_a_parameter(client):
     assert arn == EXECUTION_ARN
 
 
+def test_start_passes_the_data_uri_when_given(client):
+    data_url = "s3://bucket/incoming-data/2025-01-01/"
+    client.stubber.add_response(
+        "start_pipeline_execution",
+        {"PipelineExecutionArn": EXECUTION_ARN},
+        {
+            "PipelineName": config.SAGEMAKER_PIPELINE_NAME,
+            "PipelineExecutionDisplayName": f"commit-{COMMIT_ID[:12]}",
+            "PipelineExecutionDescription": f"{config.PROJECT_NAME} at commit {COMMIT_ID}",
+            "PipelineParameters": [
+                {"Name": "CommitId", "Value": COMMIT_ID},
+                {"Name": "InputDataUrl", "Value": data_url},
+            ],
+        },
+    )
+    arn = pipeline_service.start_execution(
+        client, COMMIT_ID, config.SAGEMAKER_PIPELINE_NAME, input_data_url=data_url
+    )
+    assert arn == EXECUTION_ARN
+
+
+def expect_executions(client, executions: list[tuple[str, datetime.datetime, list]]) -> None:
+    """One list-executions page, then the parameters of each execution, newest first."""
+    client.stubber.add_response(
+        "list_pipeline_executions",
+        {
+            "PipelineExecutionSummaries": [
+                {"PipelineExecutionArn": arn, "StartTime": started}
+                for arn, started, _ in executions
+            ]
+        },
+        {
+            "PipelineName": config.SAGEMAKER_PIPELINE_NAME,
+            "SortBy": "CreationTime",
+            "SortOrder": "Descending",
+        },
+    )
+    for arn, _, parameters in sorted(executions, key=lambda item: item[1], reverse=True):
+        client.stubber.add_response(
+            "list_pipeline_parameters_for_execution",
+            {"PipelineParameters": parameters},
+            {"PipelineExecutionArn": arn},
+        )
+        if any(parameter["Name"] == "InputDataUrl" for parameter in parameters):
+            break
+
+
+def test_previous_data_is_the_newest_executions_data_uri(client):
+    older = ("arn:older", NOW - datetime.timedelta(hours=1), [_data("s3://b/old/")])
+    newer = ("arn:newer", NOW, [{"Name": "CommitId", "Value": COMMIT_ID}, _data("s3://b/new/")])
+    expect_executions(client, [older, newer])
+    previous = pipeline_service.previous_input_data_url(client, config.SAGEMAKER_PIPELINE_NAME)
+    assert previous == "s3://b/new/"
+
+
+def test_previous_data_skips_executions_started_without_one(client):
+    with_data = ("arn:with-data", NOW - datetime.timedelta(hours=1), [_data("s3://b/landed/")])
+    without = ("arn:without", NOW, [{"Name": "CommitId", "Value": COMMIT_ID}])
+    expect_executions(client, [without, with_data])
+    previous = pipeline_service.previous_input_data_url(client, config.SAGEMAKER_PIPELINE_NAME)
+    assert previous == "s3://b/landed/"
+
+
+def test_no_previous_execution_means_no_previous_data(client):
+    expect_executions(client, [])
+    assert pipeline_service.previous_input_data_url(client, config.SAGEMAKER_PIPELINE_NAME) is None
+
+
+def _data(url: str) -> dict:
+    return {"Name": "InputDataUrl", "Value": url}
+
+
 def test_wait_prints_each_change_once_and_returns_on_success(client):
     expect_poll(client, "Executing", [step("PreprocessData", "Executing")])
     expect_poll(client, "Executing", [step("PreprocessData", "Executing")])
