@@ -104,7 +104,22 @@ AWS_NAME_LIMITS = {
     "__start_deploy_function_name": ("Lambda deploy starter function", 64, 0),
     "__dead_letter_queue_name": ("SQS dead-letter queue", 80, 0),
     "__github_token_secret_name": ("Secrets Manager token secret", 512, 0),
+    "__new_data_rule_name": ("EventBridge new-data rule", 64, 0),
+    "__start_build_function_name": ("Lambda build starter function", 64, 0),
+    "__build_dead_letter_queue_name": ("SQS build dead-letter queue", 80, 0),
+    "__retrain_schedule_name": ("EventBridge Scheduler schedule", 64, 0),
+    "__notification_topic_name": ("SNS notification topic", 256, 0),
+    "__pipeline_failed_rule_name": ("EventBridge pipeline failure rule", 64, 0),
+    "__training_failed_rule_name": ("EventBridge training failure rule", 64, 0),
+    "__approval_waiting_rule_name": ("EventBridge approval rule", 64, 0),
+    "__endpoint_alarm_rule_name": ("EventBridge endpoint alarm rule", 64, 0),
+    "__merge_failed_rule_name": ("EventBridge merge failure rule", 64, 0),
 }
+# EventBridge Scheduler expressions: rate(<n> <unit>) or a six-field cron(...), whose
+# day-of-month or day-of-week is "?". One-time at(...) schedules do not retrain.
+RATE_PATTERN = re.compile(r"^rate\((?P<value>[1-9][0-9]*) (?P<unit>minutes?|hours?|days?)\)$")
+CRON_PATTERN = re.compile(r"^cron\((?P<fields>[0-9A-Za-z*?,/#\- ]+)\)$")
+SCHEDULE_EXAMPLES = "e.g. cron(0 3 ? * MON *) or rate(7 days)"
 
 
 def check_choices(answers):
@@ -353,6 +368,52 @@ def check_github(answers):
     return problems
 
 
+def schedule_problem(expression):
+    """Why an EventBridge Scheduler recurring expression is malformed, or None."""
+    if len(expression) > 256:
+        return "is longer than 256 characters"
+    rate = RATE_PATTERN.fullmatch(expression)
+    if rate:
+        singular = rate["value"] == "1"
+        if singular == rate["unit"].endswith("s"):
+            return "takes a singular unit for 1, a plural one otherwise (rate(1 day), rate(7 days))"
+        return None
+    cron = CRON_PATTERN.fullmatch(expression)
+    if not cron:
+        return "is neither rate(<value> <unit>) nor cron(<six fields>)"
+    fields = cron["fields"].split()
+    if len(fields) != 6:
+        return (
+            f"has {len(fields)} cron fields; it needs six: "
+            "minutes hours day-of-month month day-of-week year"
+        )
+    if "?" not in (fields[2], fields[4]):
+        return "needs ? in day-of-month or day-of-week (the third or fifth cron field)"
+    return None
+
+
+def check_retrain_schedule(answers):
+    """An optional recurring schedule expression for retraining."""
+    expression = answers.get("retrain_schedule", "")
+    if not isinstance(expression, str):
+        return [f"retrain_schedule: {expression!r} must be text ({SCHEDULE_EXAMPLES}) or empty"]
+    problem = schedule_problem(expression) if expression else None
+    if problem:
+        return [f"retrain_schedule: {expression!r} {problem}; {SCHEDULE_EXAMPLES}, or empty"]
+    return []
+
+
+def check_notification_email(answers):
+    """An optional e-mail address subscribed to the notification topic."""
+    email = answers.get("notification_email", "")
+    if email and not (isinstance(email, str) and EMAIL_PATTERN.fullmatch(email)):
+        return [
+            f"notification_email: {email!r} is not an e-mail address "
+            "(e.g. ml-team@example.com); leave it empty to subscribe later"
+        ]
+    return []
+
+
 CHECKS = (
     check_choices,
     check_prod_approval,
@@ -366,6 +427,8 @@ CHECKS = (
     check_instance_types,
     check_threshold,
     check_github,
+    check_retrain_schedule,
+    check_notification_email,
 )
 
 
