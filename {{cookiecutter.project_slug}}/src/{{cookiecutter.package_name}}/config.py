@@ -26,6 +26,11 @@ GITHUB_CONNECTION_NAME = "{{ cookiecutter.__github_connection_name }}"
 STAGING_ENDPOINT_NAME = "{{ cookiecutter.__staging_endpoint_name }}"
 PROD_ENDPOINT_NAME = "{{ cookiecutter.__prod_endpoint_name }}"
 
+# New data: files uploaded under s3://<artifact bucket>/<DATA_PREFIX><batch>/ start one build
+# when the batch's DATA_READY_MARKER object is created beside them.
+DATA_PREFIX = "{{ cookiecutter.__data_prefix }}"
+DATA_READY_MARKER = "{{ cookiecutter.__data_ready_marker }}"
+
 # Approval status given to a package that passes the quality gate.
 MODEL_APPROVAL_STATUS = "{{ cookiecutter.__model_approval_status }}"
 QUALITY_METRIC = "{{ cookiecutter.quality_metric }}"
