@@ -1,0 +1,198 @@
+"""Roll back through git: `python -m <package>.rollback` (`make rollback`).
+
+Production runs the commit the main branch points at (the merge function moves it there
+after each deployment). A rollback adds one commit on the dev branch whose tree is that
+commit's tree, undoing every commit since; pushing it rebuilds (the cached steps of the
+SageMaker pipeline make it fast), and the usual approval, deploy and merge restore the
+previous model with the main branch still equal to production.
+
+Without --confirm it only shows what would be undone; with --confirm <production commit>
+it writes the commit on the checked-out dev branch (it never pushes).
+"""
+
+import argparse
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from {{ cookiecutter.package_name }} import config
+
+# A --confirm value must name the production commit by at least this many hex digits.
+MIN_CONFIRM_LENGTH = 7
+
+
+class RollbackError(Exception):
+    """A problem the user can fix; main() prints it as one line."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a rollback of the dev branch to production undoes."""
+
+    production: str
+    production_subject: str
+    dev: str
+    commits: list[tuple[str, str]]
+    changed_files: list[str]
+
+
+def git(repo: Path, *args: str) -> str:
+    """Run git in the repository; its output without the final newline."""
+    try:
+        result = subprocess.run(
+            ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True
+        )
+    except FileNotFoundError as error:
+        raise RollbackError("git is not installed or not on PATH") from error
+    except subprocess.CalledProcessError as error:
+        message = error.stderr.strip().splitlines()
+        raise RollbackError(
+            f"git {' '.join(args)} failed: {message[-1] if message else error}"
+        ) from error
+    return result.stdout.rstrip("\n")
+
+
+def resolve(repo: Path, ref: str, what: str) -> str:
+    """The commit a ref names, or a RollbackError saying which ref is missing."""
+    try:
+        return git(repo, "rev-parse", "--verify", "--quiet", ref + "^{commit}")
+    except RollbackError as error:
+        raise RollbackError(
+            f"no {what} {ref!r} in {repo}: fetch it first (git fetch), or name it with"
+            " PRODUCTION_REF / DEV_BRANCH"
+        ) from error
+
+
+def plan(repo: Path, production_ref: str, dev_branch: str) -> Plan:
+    """The commits on the dev branch since the production commit, oldest first."""
+    production = resolve(repo, production_ref, "production ref")
+    dev = resolve(repo, dev_branch, "dev branch")
+    ancestor = subprocess.run(
+        ["git", "-C", str(repo), "merge-base", "--is-ancestor", production, dev],
+        capture_output=True,
+        check=False,
+    )
+    if ancestor.returncode != 0:
+        raise RollbackError(
+            f"{dev_branch} does not contain production's commit {production[:12]}"
+            f" ({production_ref}): merge {production_ref} into {dev_branch} first"
+        )
+    log = git(repo, "log", "--reverse", "--format=%H%x09%s", f"{production}..{dev}")
+    commits = []
+    for line in log.splitlines():
+        sha, _, subject = line.partition("\t")
+        commits.append((sha, subject))
+    changed = git(repo, "diff", "--name-only", dev, production).splitlines()
+    return Plan(
+        production=production,
+        production_subject=git(repo, "log", "-1", "--format=%s", production),
+        dev=dev,
+        commits=commits,
+        changed_files=changed,
+    )
+
+
+def describe(rollback: Plan, production_ref: str, dev_branch: str) -> str:
+    """The dry run: what the rollback commit would undo, and how to write it."""
+    lines = [
+        f"Production runs {rollback.production[:12]} ({production_ref}):"
+        f" {rollback.production_subject}"
+    ]
+    if not rollback.changed_files:
+        lines.append(
+            f"Nothing to roll back: {dev_branch} already has production's files"
+            f" ({len(rollback.commits)} commit(s) since, none changing a file)."
+        )
+        return "\n".join(lines)
+    lines.append(
+        f"A rollback adds one commit on {dev_branch} that undoes these"
+        f" {len(rollback.commits)} commit(s), newest last:"
+    )
+    lines += [f"  {sha[:12]} {subject}" for sha, subject in rollback.commits]
+    lines.append(f"Files it restores to production's version ({len(rollback.changed_files)}):")
+    lines += [f"  {path}" for path in rollback.changed_files]
+    lines.append(f"To write it: make rollback CONFIRM={rollback.production[:MIN_CONFIRM_LENGTH]}")
+    return "\n".join(lines)
+
+
+def commit_message(rollback: Plan, production_ref: str) -> str:
+    """The rollback commit's message: what it restores and what it undoes."""
+    undone = "\n".join(f"- {sha[:12]} {subject}" for sha, subject in rollback.commits)
+    return (
+        f"Roll back to production {rollback.production[:12]} ({production_ref})\n\n"
+        f"Restores the files of {rollback.production} ({rollback.production_subject}),"
+        f" undoing:\n{undone}\n"
+    )
+
+
+def apply(repo: Path, rollback: Plan, production_ref: str, dev_branch: str, confirm: str) -> str:
+    """Write the rollback commit on the checked-out dev branch; return its id."""
+    if len(confirm) < MIN_CONFIRM_LENGTH or not rollback.production.startswith(confirm.lower()):
+        raise RollbackError(
+            f"CONFIRM={confirm!r} does not name production's commit {rollback.production[:12]}:"
+            " run `make rollback` (the dry run) and copy the CONFIRM it prints"
+        )
+    if not rollback.changed_files:
+        raise RollbackError(f"nothing to roll back: {dev_branch} already has production's files")
+    current = git(repo, "rev-parse", "--abbrev-ref", "HEAD")
+    if current != dev_branch:
+        raise RollbackError(f"check out {dev_branch} first (git switch {dev_branch}); on {current}")
+    if git(repo, "status", "--porcelain", "--untracked-files=no"):
+        raise RollbackError("commit or stash your changes first: the working tree is not clean")
+    if git(repo, "rev-parse", "HEAD") != rollback.dev:
+        raise RollbackError(f"{dev_branch} moved since the dry run: run `make rollback` again")
+    commit = git(
+        repo,
+        "commit-tree",
+        rollback.production + "^{tree}",
+        "-p",
+        rollback.dev,
+        "-m",
+        commit_message(rollback, production_ref),
+    )
+    git(repo, "merge", "--ff-only", "--quiet", commit)
+    return commit
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The rollback command line."""
+    parser = argparse.ArgumentParser(
+        prog=f"python -m {__package__}.rollback", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--repo", type=Path, default=Path("."), help="the git checkout")
+    parser.add_argument(
+        "--production-ref",
+        default=config.MAIN_BRANCH,
+        help=f"the commit production runs (default: {config.MAIN_BRANCH})",
+    )
+    parser.add_argument("--dev-branch", default=config.DEV_BRANCH)
+    parser.add_argument(
+        "--confirm", help="production's commit id (as the dry run prints it): write the commit"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Dry run, or write the rollback commit with --confirm; one line per error."""
+    args = build_parser().parse_args(argv)
+    try:
+        rollback = plan(args.repo, args.production_ref, args.dev_branch)
+        print(describe(rollback, args.production_ref, args.dev_branch))
+        if args.confirm is None:
+            return 0
+        commit = apply(args.repo, rollback, args.production_ref, args.dev_branch, args.confirm)
+    except RollbackError as error:
+        print(f"rollback: {error}", file=sys.stderr)
+        return 1
+    print(
+        f"Wrote {commit[:12]} on {args.dev_branch}: its files are production's. Push it"
+        f" (git push <remote> {args.dev_branch}) to rebuild, then approve, deploy and merge"
+        " as usual."
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
