@@ -10,6 +10,10 @@ STAGING_STACK := {{ cookiecutter.__staging_stack_name }}
 PROD_STACK := {{ cookiecutter.__prod_stack_name }}
 SAGEMAKER_PIPELINE := {{ cookiecutter.__sagemaker_pipeline_name }}
 MODEL_PACKAGE_GROUP := {{ cookiecutter.__model_package_group_name }}
+BUILD_PIPELINE := {{ cookiecutter.__build_pipeline_name }}
+# retrain: the data to train on (an s3:// URI); empty keeps the previous run's data.
+INPUT_DATA_URL ?=
+comma := ,
 MERGE_FUNCTION_SOURCE := lambdas/merge_dev_to_master
 DEPLOY_DIR := build/deploy
 {%- if cookiecutter.source_provider == 'github' %}
@@ -26,7 +30,7 @@ CONFIRM ?=
 # $(call stack_output,<stack>,<output key>): one output value of a deployed stack.
 stack_output = $(AWS) cloudformation describe-stacks --stack-name $(1) --query "Stacks[0].Outputs[?OutputKey=='$(2)'].OutputValue" --output text
 
-.PHONY: ci-build stage-config deploy-prod bootstrap teardown
+.PHONY: ci-build stage-config deploy-prod bootstrap teardown retrain
 
 ci-build: lint test-unit pipeline-definition ## The model build pipeline's Build stage: lint, unit tests, templates, definition
 
@@ -76,6 +80,10 @@ bootstrap: $(NEEDS_VENV) ## Deploy both pipeline stacks and push {{ cookiecutter
 {%- else %}
 	git push $(GIT_REMOTE) {{ cookiecutter.main_branch }} {{ cookiecutter.dev_branch }}
 {%- endif %}
+
+retrain: ## Start the model build pipeline at the current {{ cookiecutter.dev_branch }} commit (INPUT_DATA_URL=s3://... trains on that data)
+	$(AWS) codepipeline start-pipeline-execution --name $(BUILD_PIPELINE) --query pipelineExecutionId --output text \
+		$(if $(INPUT_DATA_URL),--variables name=InputDataUrl$(comma)value=$(INPUT_DATA_URL))
 
 teardown: $(NEEDS_VENV) ## Delete endpoints, pipelines, model packages and artifacts (CONFIRM={{ cookiecutter.project_slug }})
 	@if [ "$(CONFIRM)" != "{{ cookiecutter.project_slug }}" ]; then \
