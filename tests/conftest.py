@@ -34,6 +34,8 @@ CYCLED_CHOICES = {
     "python_version": ["3.12", "3.11"],
     "quality_metric": ["auc", "accuracy", "f1"],
     "aws_region": ["us-east-1", "eu-west-1", "ap-southeast-2"],
+    "retrain_schedule": ["", "cron(0 3 ? * MON *)", "rate(7 days)"],
+    "notification_email": ["", "ml-team@example.com"],
 }
 
 

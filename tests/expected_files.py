@@ -54,6 +54,7 @@ src/<pkg>/pipeline.py
 src/<pkg>/pipeline_service.py
 src/<pkg>/registry.py
 src/<pkg>/report.py
+src/<pkg>/rollback.py
 src/<pkg>/server.py
 src/<pkg>/steps/__init__.py
 src/<pkg>/steps/evaluate.py
@@ -65,7 +66,10 @@ tests/conftest.py
 tests/integration/test_approval_rule.py
 tests/integration/test_endpoint.py
 tests/integration/test_endpoint_stack.py
+tests/integration/rule_support.py
 tests/integration/test_local_pipeline.py
+tests/integration/test_new_data_rule.py
+tests/integration/test_notification_rules.py
 tests/integration/test_sagemaker_moto.py
 tests/integration/test_step_cache.py
 tests/rehearsal/test_boundary.py
@@ -80,10 +84,12 @@ tests/unit/test_data.py
 tests/unit/test_deploy.py
 tests/unit/test_infra_templates.py
 tests/unit/test_merge_lambda.py
+tests/unit/test_new_data_trigger.py
 tests/unit/test_pipeline.py
 tests/unit/test_pipeline_service.py
 tests/unit/test_registry.py
 tests/unit/test_inference.py
+tests/unit/test_rollback.py
 tests/unit/test_server.py
 tests/unit/test_steps.py
 """.split()

@@ -162,6 +162,48 @@ def test_invalid_instance_types(defaults, value):
     assert problem.startswith(f"endpoint_instance_type: {value!r}")
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        "",
+        "rate(1 day)",
+        "rate(7 days)",
+        "rate(12 hours)",
+        "cron(0 3 ? * MON *)",
+        "cron(15 2 1 * ? *)",
+    ],
+)
+def test_valid_retrain_schedules(defaults, value):
+    assert pre_gen.check_retrain_schedule({**defaults, "retrain_schedule": value}) == []
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("daily", "neither rate"),
+        ("rate(0 days)", "neither rate"),
+        ("rate(1 days)", "singular unit"),
+        ("rate(7 day)", "singular unit"),
+        ("rate(2 weeks)", "neither rate"),
+        ("cron(0 3 * * MON)", "has 5 cron fields"),
+        ("cron(0 3 * * MON *)", "needs ?"),
+        ("at(2030-01-01T00:00:00)", "neither rate"),
+        ("rate(7 days)\n", "neither rate"),
+        ("cron(0 3 ? * MON *)\nx: 1", "neither rate"),
+    ],
+)
+def test_invalid_retrain_schedules(defaults, value, reason):
+    [problem] = pre_gen.check_retrain_schedule({**defaults, "retrain_schedule": value})
+    assert problem.startswith(f"retrain_schedule: {value!r}")
+    assert reason in problem
+
+
+@pytest.mark.parametrize("value", ["team at example.com", "a@b", "a@b.co\n", "<a@b.co>"])
+def test_invalid_notification_emails(defaults, value):
+    [problem] = pre_gen.check_notification_email({**defaults, "notification_email": value})
+    assert problem.startswith(f"notification_email: {value!r}")
+
+
 def test_codecommit_region_must_offer_codecommit(defaults):
     [problem] = pre_gen.check_region({**defaults, "aws_region": "eu-south-2"})
     assert "CodeCommit is not available" in problem
