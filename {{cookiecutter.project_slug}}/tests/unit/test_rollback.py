@@ -13,6 +13,8 @@ from {{ cookiecutter.package_name }} import config, rollback
 ROOT = Path(__file__).resolve().parents[2]
 DEV = config.DEV_BRANCH
 MAIN = config.MAIN_BRANCH
+# A topic branch merged into dev (named after dev, so it cannot clash with either branch).
+TOPIC = f"{DEV}-topic"
 GIT_IDENTITY = {
     "GIT_AUTHOR_NAME": "Test",
     "GIT_AUTHOR_EMAIL": "test@example.com",
@@ -56,10 +58,10 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     git(repo, "branch", DEV)
     git(repo, "switch", "--quiet", DEV)
     commit(repo, "Deeper trees", **{"params.txt": "depth=8\n"})
-    git(repo, "switch", "--quiet", "-c", "feature")
+    git(repo, "switch", "--quiet", "-c", TOPIC)
     commit(repo, "New feature column", **{"src__features.py": "extra\n"})
     git(repo, "switch", "--quiet", DEV)
-    git(repo, "merge", "--quiet", "--no-ff", "-m", "Merge feature", "feature")
+    git(repo, "merge", "--quiet", "--no-ff", "-m", "Merge feature", TOPIC)
     return repo
 
 
@@ -119,7 +121,7 @@ def test_refuses_a_dirty_tree_and_another_branch(capsys, repo):
     status, _, err = run(capsys, repo, "--confirm", production)
     assert status == 1 and "not clean" in err
     git(repo, "checkout", "--quiet", "--", "params.txt")
-    git(repo, "switch", "--quiet", "feature")
+    git(repo, "switch", "--quiet", TOPIC)
     status, _, err = run(capsys, repo, "--confirm", production)
     assert status == 1 and f"check out {DEV} first" in err
 
