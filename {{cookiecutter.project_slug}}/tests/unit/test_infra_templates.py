@@ -160,7 +160,7 @@ def test_build_pipeline_sources_and_triggers_on_the_dev_branch_only() -> None:
     assert source["Configuration"]["BranchName"] == {"Ref": "DevBranch"}
     if SOURCE_PROVIDER == "codecommit":
         assert source["Configuration"]["PollForSourceChanges"] is False
-        pattern = only_resource(document, "AWS::Events::Rule")["EventPattern"]
+        pattern = document["Resources"]["SourcePushRule"]["Properties"]["EventPattern"]
         assert pattern["detail"]["referenceName"] == [{"Ref": "DevBranch"}]
         assert pattern["detail"]["referenceType"] == ["branch"]
     else:
@@ -249,7 +249,15 @@ def test_deploy_pipeline_never_starts_on_a_push() -> None:
     else:
         assert source["Configuration"]["DetectChanges"] is False
     rules = resources_of_type(template("model-deploy-pipeline.yml"), "AWS::Events::Rule")
-    assert list(rules) == ["ModelApprovedRule"]
+    # Only the approval rule starts anything (through its function); the others notify.
+    starters = [
+        rule_id
+        for rule_id, rule in rules.items()
+        if any("Fn::ImportValue" not in target["Arn"] for target in rule["Properties"]["Targets"])
+    ]
+    assert starters == ["ModelApprovedRule"]
+    sources = [rule["Properties"]["EventPattern"]["source"] for rule in rules.values()]
+    assert ["aws.codecommit"] not in sources
 
 
 def test_staging_deploys_endpoint_template_with_the_resolved_staging_parameters() -> None:
