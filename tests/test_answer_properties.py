@@ -63,6 +63,8 @@ FREE_TEXT_ANSWERS = {
     "training_instance_type": "ml.m5.large",
     "endpoint_instance_type": "ml.m5.large",
     "quality_threshold": "0.8",
+    "retrain_schedule": "cron(0 3 ? * MON *)",
+    "notification_email": "ml-team@example.com",
 }
 GITHUB_ONLY = ("github_repository", "codeconnections_arn")
 JINJA_DELIMITERS = ("{{", "}}", "{%", "%}", "{#", "#}")
