@@ -38,6 +38,7 @@ rehearsal/cloudformation.py
 rehearsal/environment.py
 rehearsal/flow.py
 rehearsal/merge.py
+rehearsal/retraining.py
 rehearsal/sagemaker_pipeline.py
 rehearsal/settings.py
 rehearsal/source.py

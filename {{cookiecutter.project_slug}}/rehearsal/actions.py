@@ -168,6 +168,26 @@ class PipelinePlayer:
     def __post_init__(self) -> None:
         # CodePipeline's own namespace, available to every action.
         self.variables["codepipeline"] = {"PipelineExecutionId": str(uuid.uuid4())}
+        # Pipeline-level variables (#{variables.<name>}): their defaults until a start sets them.
+        _, resource = pipeline_resource(self.stack)
+        self.variables["variables"] = {
+            str(item["Name"]): str(item["DefaultValue"])
+            for item in resource["Properties"].get("Variables", [])
+            if "DefaultValue" in item
+        }
+
+    def start_with(self, variables: list[dict[str, str]]) -> None:
+        """Set the variables a StartPipelineExecution request passes, as CodePipeline does:
+        only declared ones (ActionFailed otherwise)."""
+        _, resource = pipeline_resource(self.stack)
+        declared = {str(item["Name"]) for item in resource["Properties"].get("Variables", [])}
+        for item in variables:
+            if item["name"] not in declared:
+                raise ActionFailed(
+                    f"variable {item['name']} is not declared by pipeline {self.name}"
+                    f" (it declares: {', '.join(sorted(declared)) or 'none'})"
+                )
+            self.variables["variables"][item["name"]] = item["value"]
 
     @property
     def name(self) -> str:

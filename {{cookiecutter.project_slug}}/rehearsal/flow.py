@@ -17,6 +17,11 @@ would do with this commit, reading both pipelines from infra/*.yml:
    server serving the deployed package's artifact.
 4. Merge: the merge Lambda's handler, run here on the job event the pipeline sends, with
    stubbed AWS clients that check each request against the service model.
+5. Retraining: new data lands under the data prefix and its ready marker reaches the new-data
+   rule alone; the rule's starter function starts the build pipeline with the batch's URI as a
+   pipeline variable, which the Train action passes on, and the package records it. A schedule
+   tick (when the template has one) trains on that previous data. A broken batch then fails,
+   and every failure must reach exactly one notification rule, and no success any.
 
 Nothing is downloaded: install phases are skipped (PYTHON has the dependencies) and listed in
 the summary. Each stage prints a line when it starts and when it ends; a failure names the
@@ -25,6 +30,7 @@ stage, the action and the command, and the logs stay under build/rehearsal/.
 
 import argparse
 import contextlib
+import json
 import logging
 import shutil
 import sys
@@ -48,12 +54,27 @@ from .approval import (
 )
 from .bootstrap import BUILD_TEMPLATE, DEPLOY_TEMPLATE, BootstrapError, Stacks, bootstrap
 from .buildspec import BuildspecError
-from .cloudformation import TemplateError
+from .cloudformation import TemplateError, resources_of_type
 from .environment import (
     DIFFERENCES_FROM_CODEBUILD,
     build_environment,
     process_environment,
     write_aws_stand_in,
+)
+from .retraining import (
+    RetrainingFailed,
+    action_execution_event,
+    alarm_event,
+    check_schedule,
+    data_landing,
+    enable_bucket_events,
+    land_batch,
+    model_package_event,
+    notification_rules,
+    pipeline_execution_event,
+    route,
+    sagemaker_execution_event,
+    watch_rule,
 )
 from .sagemaker_pipeline import ExecutionPlayer, PipelineExecutionError, newest_execution
 from .settings import Settings, SettingsError, load_settings
@@ -80,11 +101,17 @@ MOTO_CLIENTS = (
     "cloudformation",
     "ssm",
     "secretsmanager",
+    "cloudwatch",
 )
-STAGES = ("Model build", "Approval", "Model deploy", "Merge")
+STAGES = ("Model build", "Approval", "Model deploy", "Merge", "Retraining")
+# The batches the Retraining stage lands: the sample data set in parts, and a broken one.
+NEW_BATCH = "rehearsal-batch"
+BROKEN_BATCH = "rehearsal-broken-batch"
+BATCH_PARTS = 3
 TAIL_LINES = 15
 # What a failing step raises, as opposed to a defect of the rehearsal itself.
 EXPECTED_FAILURES = (
+    RetrainingFailed,
     ActionFailed,
     ApprovalFailed,
     BootstrapError,
@@ -146,6 +173,11 @@ class Rehearsal:
         self.approval_rule_id = ""
         self.approval_event: dict[str, Any] = {}
         self.players: list[PipelinePlayer] = []
+        self.approved_package_arn = ""
+        self.retrained_package_arn = ""
+        self.new_data_queue = ""
+        self.new_data_url = ""
+        self.new_data_start: dict[str, Any] = {}
         self.settings: Settings | None = None
 
     # ------------------------------------------------------------------ run
@@ -179,7 +211,13 @@ class Rehearsal:
                 f"rehearse: commit {self.workspace.commit[:12]}, moto on"
                 f" {self.moto_url.removeprefix('http://')}, logs in {self._shown(self.log_dir)}/"
             )
-            stages = (self._model_build, self._approval, self._model_deploy, self._merge)
+            stages = (
+                self._model_build,
+                self._approval,
+                self._model_deploy,
+                self._merge,
+                self._retraining,
+            )
             for number, (stage, play) in enumerate(zip(STAGES, stages, strict=True), 1):
                 if not self._stage(number, stage, play):
                     failed = stage
@@ -344,8 +382,9 @@ class Rehearsal:
             self._timed(stage, action.name, lambda action=action: build.play(action))
         self._timed(stage, "SageMaker pipeline", self._play_sagemaker_pipeline)
 
-    def _play_sagemaker_pipeline(self) -> str:
-        """Play the execution the Train action started; check the package it registered."""
+    def _play_sagemaker_pipeline(self, expected_data_url: str | None = None) -> str:
+        """Play the execution the Train action started; check the package it registered
+        (and the data URI it records, when one is expected)."""
         clients = self.workspace.clients
         log_path = self.log_dir / "sagemaker-pipeline.log"
         pipeline_name = self.stacks.build.parameter(SAGEMAKER_PIPELINE_PARAMETER)
@@ -384,6 +423,9 @@ class Rehearsal:
         quality = package.get("ModelMetrics", {}).get("ModelQuality", {}).get("Statistics", {})
         if quality.get("S3Uri") not in played.uploads:
             problems.append(f"its metrics point at {quality.get('S3Uri')!r}, where nothing was put")
+        data_url = package.get("CustomerMetadataProperties", {}).get("InputDataUrl")
+        if expected_data_url and data_url != expected_data_url:
+            problems.append(f"it records InputDataUrl {data_url!r}, not {expected_data_url}")
         if problems:
             raise StageFailed(f"package {played.model_package_arn}: " + "; ".join(problems))
         self.model_package_arn = played.model_package_arn
@@ -475,6 +517,233 @@ class Rehearsal:
             raise StageFailed(f"{DEPLOY_TEMPLATE} has no Lambda invoke action to merge")
         for action in actions:
             self._timed(stage, action.name, lambda action=action: self.deploy.play(action))
+
+    def _retraining(self) -> None:
+        stage = STAGES[4]
+        self.approved_package_arn = self.model_package_arn
+        self._timed(stage, "NewData", self._land_new_data)
+        self._timed(stage, "Retrain", self._retrain_on_new_data)
+        self._timed(stage, "Schedule", self._schedule_tick)
+        self._timed(stage, "Notifications", self._notifications)
+
+    def _artifact_bucket(self) -> str:
+        buckets = resources_of_type(self.stacks.build.template, "AWS::S3::Bucket")
+        if len(buckets) != 1:
+            raise StageFailed(f"{BUILD_TEMPLATE}: expected one bucket, found {len(buckets)}")
+        return self.stacks.build.physical_id(next(iter(buckets)))
+
+    def _batch_files(self) -> dict[str, bytes]:
+        """The project's sample data set (its CLI writes it), in parts with their header."""
+        folder = self.work_dir / "new-data"
+        log_path = self.log_dir / "retraining.log"
+        args = ["-m", self.settings.package, "data", "--output-dir", str(folder)]
+        if self.workspace.run_python(args, log_path).returncode != 0:
+            raise StageFailed("the project's CLI could not write the sample data set", log_path)
+        (dataset,) = sorted(folder.glob("*.csv"))
+        header, *rows = dataset.read_text().splitlines(keepends=True)
+        size = -(-len(rows) // BATCH_PARTS)
+        return {
+            f"part-{number:04d}.csv": (header + "".join(rows[start : start + size])).encode()
+            for number, start in enumerate(range(0, len(rows), size))
+        }
+
+    def _start_build_on(self, batch: str, files: dict[str, bytes]) -> dict[str, Any]:
+        """Land a batch; the rule passes its marker alone, and the starter function asks for
+        one build with the batch's URI. The StartPipelineExecution request."""
+        clients = self.workspace.clients
+        build = self.stacks.build
+        landing = data_landing(build)
+        bucket = self._artifact_bucket()
+        if not self.new_data_queue:
+            enable_bucket_events(clients["s3"], build, bucket)
+            name = f"{self.settings.project}-new-data"
+            self.new_data_queue = watch_rule(
+                clients["events"], clients["sqs"], build, landing.rule_id, name
+            )
+        event = land_batch(
+            clients["s3"], clients["sqs"], self.new_data_queue, bucket, landing, batch, files
+        )
+        build_name = PipelinePlayer(self.workspace, build, self.workspace.commit).name
+        starts, output = start_deploy(
+            build, landing.rule_id, event, build_name, self.settings.region
+        )
+        with open(self.log_dir / "start-build.log", "a", encoding="utf-8") as log:
+            log.write(output)
+        (start,) = starts
+        expected = f"s3://{bucket}/{landing.prefix}{batch}/"
+        values = [item["value"] for item in start.get("variables", [])]
+        if values != [expected]:
+            raise StageFailed(
+                f"the build pipeline would start with variables {start.get('variables')}, not"
+                f" one holding {expected}"
+            )
+        return start
+
+    def _land_new_data(self) -> str:
+        files = self._batch_files()
+        self.new_data_start = self._start_build_on(NEW_BATCH, files)
+        (variable,) = self.new_data_start["variables"]
+        self.new_data_url = variable["value"]
+        return (
+            f"{len(files)} files and the marker: one event; build pipeline started with"
+            f" {variable['name']}={variable['value']}"
+        )
+
+    def _train_environment(self, build: PipelinePlayer) -> dict[str, str]:
+        """The Train action's environment overrides, resolved for this execution."""
+        train = next(action for action in build.actions() if action.name == "Train")
+        environment = json.loads(train.configuration.get("EnvironmentVariables", "[]"))
+        return {item["name"]: build.resolve_variables(item["value"]) for item in environment}
+
+    def _start_training(self, environment: dict[str, str]) -> str:
+        """What the Train action runs after its upsert (the pipeline is the one stage 1
+        upserted: same commit): `start`, its environment given as options. The execution."""
+        log_path = self.log_dir / "retraining.log"
+        args = ["-m", self.settings.package, "start", "--commit-id", self.workspace.commit]
+        for name, value in environment.items():
+            args += [f"--{name.lower().replace('_', '-')}", value]
+        if self.workspace.run_python(args, log_path).returncode != 0:
+            raise StageFailed(f"`python {' '.join(args)}` failed", log_path)
+        pipeline_name = self.stacks.build.parameter(SAGEMAKER_PIPELINE_PARAMETER)
+        return newest_execution(self.workspace.clients["sagemaker"], pipeline_name)
+
+    def _retrain_on_new_data(self) -> str:
+        """The started build's Train action gets the batch's URI, starts the SageMaker
+        pipeline on it, and the package records (commit, data)."""
+        build = PipelinePlayer(self.workspace, self.stacks.build, self.workspace.commit)
+        build.start_with(self.new_data_start["variables"])
+        environment = self._train_environment(build)
+        if self.new_data_url not in environment.values():
+            raise StageFailed(
+                f"the Train action's environment {environment} does not carry {self.new_data_url}"
+            )
+        self._start_training(environment)
+        played = self._play_sagemaker_pipeline(expected_data_url=self.new_data_url)
+        self.retrained_package_arn = self.model_package_arn
+        shown = ", ".join(f"{name}={value}" for name, value in environment.items())
+        return f"Train with {shown}: {played}"
+
+    def _schedule_tick(self) -> str:
+        """A tick starts the build pipeline with its default variables: the Train action then
+        starts the SageMaker pipeline on the previous run's data."""
+        build = PipelinePlayer(self.workspace, self.stacks.build, self.workspace.commit)
+        what = check_schedule(build.stack, build.name, self.settings.region)
+        if what is None:
+            return "no schedule in the template (retrain_schedule empty): nothing to play"
+        environment = self._train_environment(build)
+        execution = self._start_training(environment)
+        parameters = self.workspace.clients["sagemaker"].list_pipeline_parameters_for_execution(
+            PipelineExecutionArn=execution
+        )["PipelineParameters"]
+        used = {item["Name"]: item["Value"] for item in parameters}.get("InputDataUrl")
+        if used != self.new_data_url:
+            raise StageFailed(
+                f"the scheduled run trains on {used!r}, not the previous run's {self.new_data_url}"
+            )
+        shown = ", ".join(f"{name}={value}" for name, value in environment.items())
+        return f"{what} ({shown}): trains on {used}"
+
+    def _notifications(self) -> str:
+        """Provoke failures (a broken batch, a production alarm), then route them and the
+        flow's successes through every notification rule."""
+        clients = self.workspace.clients
+        region = self.settings.region
+        sagemaker = clients["sagemaker"]
+        build_name = PipelinePlayer(self.workspace, self.stacks.build, "").name
+        failures: dict[str, dict] = {}
+        successes: dict[str, dict] = {}
+
+        # A broken batch: its build trains, the SageMaker pipeline fails, so does the build.
+        broken = self._start_build_on(BROKEN_BATCH, {"broken.csv": b"not,the,columns\n1,2,3\n"})
+        (variable,) = broken["variables"]
+        build = PipelinePlayer(self.workspace, self.stacks.build, self.workspace.commit)
+        build.start_with(broken["variables"])
+        execution_arn = self._start_training(self._train_environment(build))
+        log_path = self.log_dir / "retraining.log"
+
+        def run_local(data_dir: Path, build_dir: Path) -> Any:
+            args = ["--data-dir", str(data_dir), "--build-dir", str(build_dir)]
+            return self.workspace.run_python(
+                ["-m", self.settings.package, "local", *args], log_path
+            )
+
+        try:
+            ExecutionPlayer(
+                sagemaker, clients["s3"], execution_arn, self.work_dir / "broken-batch", run_local
+            ).play()
+        except PipelineExecutionError:
+            pass
+        else:
+            raise StageFailed(f"the SageMaker pipeline did not fail on {variable['value']}")
+        execution = sagemaker.describe_pipeline_execution(PipelineExecutionArn=execution_arn)
+        failures["SageMaker pipeline failed"] = sagemaker_execution_event(
+            region, {**execution, "PipelineExecutionStatus": "Failed"}
+        )
+        failures["build pipeline failed"] = pipeline_execution_event(
+            region, build_name, "rehearsal-broken-batch", "FAILED"
+        )
+
+        retrained = sagemaker.describe_model_package(ModelPackageName=self.retrained_package_arn)
+        label = f"new model {retrained['ModelApprovalStatus']}"
+        if retrained["ModelApprovalStatus"] == "PendingManualApproval":
+            failures[f"{label} (waits for a person)"] = model_package_event(region, retrained)
+        else:
+            successes[label] = model_package_event(region, retrained)
+        approved = sagemaker.describe_model_package(ModelPackageName=self.approved_package_arn)
+        successes["model approved"] = model_package_event(region, approved)
+
+        prod_endpoint = self.stacks.deploy.parameter("ProdEndpointName")
+        cloudwatch = clients["cloudwatch"]
+        alarms = cloudwatch.describe_alarms(AlarmNamePrefix=f"{prod_endpoint}-")["MetricAlarms"]
+        alarm_note = "the endpoint stacks' alarms are not in moto: no alarm provoked"
+        if alarms:
+            alarm_note = f"alarm {alarms[0]['AlarmName']} set to ALARM"
+            name = alarms[0]["AlarmName"]
+            cloudwatch.set_alarm_state(
+                AlarmName=name, StateValue="ALARM", StateReason="make rehearse: errors injected"
+            )
+            (alarm,) = cloudwatch.describe_alarms(AlarmNames=[name])["MetricAlarms"]
+            failures["production alarm"] = alarm_event(region, alarm)
+
+        successes["new-data build succeeded"] = pipeline_execution_event(
+            region, build_name, "rehearsal-new-data", "SUCCEEDED"
+        )
+        successes["deploy succeeded"] = pipeline_execution_event(
+            region,
+            self.deploy.name,
+            self.deploy.variables["codepipeline"]["PipelineExecutionId"],
+            "SUCCEEDED",
+        )
+        for action in self.deploy.actions():
+            if action.provider == "Lambda":
+                successes[f"{action.name} succeeded"] = action_execution_event(
+                    region,
+                    self.deploy.name,
+                    self.deploy.variables["codepipeline"]["PipelineExecutionId"],
+                    action.stage,
+                    action.name,
+                    "SUCCEEDED",
+                )
+
+        rules = notification_rules([self.stacks.build, self.stacks.deploy])
+        if not rules:
+            raise StageFailed("no notification rule (a rule whose targets transform events)")
+        reached = route(
+            clients["events"],
+            clients["sqs"],
+            rules,
+            {**failures, **successes},
+            f"{self.settings.project}-notifications",
+        )
+        problems = [
+            f"{label} reached {reached[label] or 'no rule'}"
+            for label in failures
+            if len(reached[label]) != 1
+        ] + [f"{label} reached {reached[label]}" for label in successes if reached[label]]
+        if problems:
+            raise StageFailed("notification rules: " + "; ".join(problems))
+        routed = ", ".join(f"{label} -> {reached[label][0]}" for label in failures)
+        return f"{routed}; {len(successes)} successes reached no rule; {alarm_note}"
 
     # ------------------------------------------------------------------ summary
 

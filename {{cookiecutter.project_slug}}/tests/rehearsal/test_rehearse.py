@@ -24,6 +24,9 @@ NOT_COPIED = shutil.ignore_patterns(
 )
 REHEARSAL_TIMEOUT_SECONDS = 600
 BUILD_COMMAND = "make ${MAKE_TARGETS}"
+RETRAIN_SCHEDULE = "{{ cookiecutter.retrain_schedule }}"
+TRAINING_FAILED_RULE = "{{ cookiecutter.__training_failed_rule_name }}"
+PIPELINE_FAILED_RULE = "{{ cookiecutter.__pipeline_failed_rule_name }}"
 # Every action of both pipelines, and the steps the rehearsal adds, appear in the summary.
 SUMMARY_ROWS = (
     "Build",
@@ -38,6 +41,10 @@ SUMMARY_ROWS = (
     "DeployProd",
     "Endpoints",
     "MergeDevToMaster",
+    "NewData",
+    "Retrain",
+    "Schedule",
+    "Notifications",
 )
 # Runs a failing rehearsal in this process, then probes the ports it served on.
 STOPPED_CHECK = """
@@ -157,6 +164,33 @@ def test_the_package_is_registered_then_approved_with_the_commit_that_built_it(p
     assert f"rehearse: commit {commit[:12]}" in result.stdout
     assert f"{config.MODEL_APPROVAL_STATUS}, commit {commit[:7]}" in result.stdout
     assert f"started at {commit[:12]} (COMMIT_ID source revision)" in result.stdout
+
+
+def test_new_data_and_the_schedule_start_the_build_and_failures_reach_their_rules(
+    passing_rehearsal,
+):
+    _, result = passing_rehearsal
+    rows = {
+        line.split()[1]: line
+        for line in result.stdout.split("Rehearsal summary", 1)[1].splitlines()
+        if line.strip().startswith("Retraining")
+    }
+    batch = f"/{config.DATA_PREFIX}rehearsal-batch/"
+    started = re.escape("one event; build pipeline started with InputDataUrl=s3://")
+    assert re.search(rf"{started}\S+{re.escape(batch)}", rows["NewData"])
+    # The Train action got the batch; the package records it (or the stage fails).
+    assert re.search(rf"Train with INPUT_DATA_URL=s3://\S+{re.escape(batch)}", rows["Retrain"])
+    if RETRAIN_SCHEDULE:
+        assert "INPUT_DATA_URL=previous" in rows["Schedule"]
+        assert rows["Schedule"].rstrip().endswith(batch)
+    else:
+        assert "no schedule in the template" in rows["Schedule"]
+    for failure, rule in (
+        ("SageMaker pipeline failed", TRAINING_FAILED_RULE),
+        ("build pipeline failed", PIPELINE_FAILED_RULE),
+    ):
+        assert f"{failure} -> {rule}" in rows["Notifications"]
+    assert "successes reached no rule" in rows["Notifications"]
 
 
 def test_the_rehearsal_never_writes_to_git(rehearsal_copy, passing_rehearsal):

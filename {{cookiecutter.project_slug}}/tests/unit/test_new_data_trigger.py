@@ -70,12 +70,16 @@ def marker_key(batch: str) -> str:
     return f"{config.DATA_PREFIX}{batch}/{config.DATA_READY_MARKER}"
 
 
-def test_pipeline_declares_the_data_variable() -> None:
+def test_pipeline_declares_the_variable_the_train_action_reads() -> None:
     pipeline = build_template()["Resources"]["BuildPipeline"]["Properties"]
     (variable,) = pipeline["Variables"]
     assert variable["Name"] == "InputDataUrl"
     # CodePipeline variables cannot be empty: the default word means "the previous data".
     assert variable["DefaultValue"] == aws.PREVIOUS_DATA
+    (train,) = next(stage for stage in pipeline["Stages"] if stage["Name"] == "Train")["Actions"]
+    (environment,) = json.loads(train["Configuration"]["EnvironmentVariables"])
+    assert environment["name"] == aws.INPUT_DATA_URL_ENV
+    assert environment["value"] == "#{variables.InputDataUrl}"
     # A burst of batches: a newer run replaces one still waiting for the Train stage.
     assert pipeline["ExecutionMode"] == "SUPERSEDED"
 
