@@ -382,7 +382,9 @@ class Rehearsal:
             self._timed(stage, action.name, lambda action=action: build.play(action))
         self._timed(stage, "SageMaker pipeline", self._play_sagemaker_pipeline)
 
-    def _play_sagemaker_pipeline(self, expected_data_url: str | None = None) -> str:
+    def _play_sagemaker_pipeline(
+        self, expected_data_url: str | None = None, workdir_name: str = "sagemaker-pipeline"
+    ) -> str:
         """Play the execution the Train action started; check the package it registered
         (and the data URI it records, when one is expected)."""
         clients = self.workspace.clients
@@ -398,7 +400,8 @@ class Rehearsal:
                 ["-m", self.settings.package, "local", *args], log_path
             )
 
-        workdir = self.work_dir / "sagemaker-pipeline"
+        # Each played execution downloads its own input: never another execution's files.
+        workdir = self.work_dir / workdir_name
         try:
             player = ExecutionPlayer(
                 clients["sagemaker"], clients["s3"], execution_arn, workdir, run_local
@@ -618,7 +621,9 @@ class Rehearsal:
                 f"the Train action's environment {environment} does not carry {self.new_data_url}"
             )
         self._start_training(environment)
-        played = self._play_sagemaker_pipeline(expected_data_url=self.new_data_url)
+        played = self._play_sagemaker_pipeline(
+            expected_data_url=self.new_data_url, workdir_name="sagemaker-pipeline-new-data"
+        )
         self.retrained_package_arn = self.model_package_arn
         shown = ", ".join(f"{name}={value}" for name, value in environment.items())
         return f"Train with {shown}: {played}"

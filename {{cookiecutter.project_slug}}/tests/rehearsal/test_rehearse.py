@@ -220,12 +220,12 @@ def test_a_broken_buildspec_command_fails_naming_the_stage_and_the_command(
     result = rehearse(repository)
 
     assert result.returncode != 0
-    assert "1/4 Model build: FAILED after" in result.stdout
+    assert f"1/{len(STAGES)} Model build: FAILED after" in result.stdout
     failure = next(line for line in result.stdout.splitlines() if " failed: " in line)
     assert failure.startswith("rehearse: Model build failed: Build: buildspecs/build.yml")
     assert f"command `{broken_command}` exited with status" in failure
     assert expected_in_log in result.stdout
-    assert "2/4 Approval" not in result.stdout
+    assert f"2/{len(STAGES)} Approval" not in result.stdout
     log = next((repository / "build" / "rehearsal").glob("*-model-build/Build.log"))
     assert expected_in_log in log.read_text()
 
