@@ -102,6 +102,17 @@ def test_files_with_other_columns_are_refused(tmp_path):
         preprocess.read_input(tmp_path)
 
 
+def test_files_with_the_same_header_are_one_table(tmp_path):
+    # A batch of new data arrives as several files of one table.
+    table = tiny_table()
+    half = len(table) // 2
+    table.iloc[:half].to_csv(tmp_path / "part-0000.csv", index=False)
+    table.iloc[half:].to_csv(tmp_path / "part-0001.csv", index=False)
+    combined = preprocess.read_input(tmp_path)
+    assert len(combined) == len(table)
+    assert set(combined["_source"]) == {"part-0000.csv", "part-0001.csv"}
+
+
 def test_split_is_disjoint_complete_and_seeded():
     table = preprocess.label_rows(tiny_table().astype(str), LABEL, POSITIVE, NEGATIVE)
     parts = preprocess.split(table)

@@ -42,6 +42,7 @@ def read_input(input_dir: Path) -> pd.DataFrame:
     if not files:
         raise ValueError(f"no CSV file under {input_dir}: write the data set there first")
     tables = []
+    header: list[str] = []
     for path in files:
         try:
             table = read_csv_text(path)
@@ -49,10 +50,12 @@ def read_input(input_dir: Path) -> pd.DataFrame:
             raise ValueError(
                 f"{path.name} is not a CSV file with a header row ({error})"
             ) from error
-        if tables and list(table.columns) != list(tables[0].columns):
+        if not tables:
+            header = list(table.columns)
+        elif list(table.columns) != header:
             raise ValueError(
                 f"{path.name} has the columns {list(table.columns)}, {files[0].name} has "
-                f"{list(tables[0].columns)}: every file under the input prefix is one table"
+                f"{header}: every file under the input prefix is one table"
             )
         tables.append(table.assign(_source=path.name))
     return pd.concat(tables, ignore_index=True)
