@@ -36,6 +36,9 @@ CYCLED_CHOICES = {
     "aws_region": ["us-east-1", "eu-west-1", "ap-southeast-2"],
     "retrain_schedule": ["", "cron(0 3 ? * MON *)", "rate(7 days)"],
     "notification_email": ["", "ml-team@example.com"],
+    # GitHub bakes with and without a connection (bootstrap creates a missing one); the
+    # GitHub bake whose rehearsal runs has none.
+    "codeconnections_arn": ["", GITHUB_ANSWERS["codeconnections_arn"]],
 }
 
 

@@ -8,6 +8,7 @@ The two stacks then resolve every reference (Ref, GetAtt, ImportValue) to those 
 """
 
 import json
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ LAMBDAS_DIR = Path("lambdas")
 MERGE_FUNCTION_ENTRY = "app.py"
 MERGE_CODE_KEY_PARAMETER = "MergeFunctionCodeKey"
 GITHUB_SECRET_PARAMETER = "GitHubTokenSecretArn"
+CONNECTION_PARAMETER = "ConnectionArn"
 
 
 class BootstrapError(RuntimeError):
@@ -44,7 +46,18 @@ def bootstrap(
     """Create the build stack's resources in moto; both stacks, ready to resolve."""
     clients = workspace.clients
     template = load_template(workspace.source_dir / BUILD_TEMPLATE)
-    build = Stack(build_stack_name, template, workspace.account_id, workspace.region)
+    build_parameters = {}
+    connection_arn = github_connection(workspace, template)
+    if connection_arn:
+        build_parameters[CONNECTION_PARAMETER] = connection_arn
+    check_parameters(template, build_parameters, str(BUILD_TEMPLATE))
+    build = Stack(
+        build_stack_name,
+        template,
+        workspace.account_id,
+        workspace.region,
+        parameter_values=build_parameters,
+    )
     for logical_id in resources_of_type(template, "AWS::KMS::Key"):
         key = clients["kms"].create_key(Description=f"{build_stack_name} {logical_id}")
         build.physical_ids[logical_id] = key["KeyMetadata"]["KeyId"]
@@ -65,6 +78,8 @@ def bootstrap(
     deploy_template = load_template(workspace.source_dir / DEPLOY_TEMPLATE)
     declared = deploy_template.get("Parameters", {})
     parameters = {}
+    if connection_arn and CONNECTION_PARAMETER in declared:
+        parameters[CONNECTION_PARAMETER] = connection_arn
     if MERGE_CODE_KEY_PARAMETER in declared:
         parameters[MERGE_CODE_KEY_PARAMETER] = upload_merge_function(workspace, build)
     if GITHUB_SECRET_PARAMETER in declared:
@@ -88,6 +103,22 @@ def bootstrap(
         exports=exports,
     )
     return Stacks(build=build, deploy=deploy)
+
+
+def github_connection(workspace: Workspace, template: dict[str, Any]) -> str | None:
+    """The connection ARN `make bootstrap` passes when the template has none, else None.
+
+    Without a connection ARN in the answers, bootstrap creates the project's CodeConnections
+    connection. moto has no CodeConnections: the rehearsal, which never reaches GitHub, uses
+    an ARN of the same shape.
+    """
+    spec = template.get("Parameters", {}).get(CONNECTION_PARAMETER)
+    if spec is None or "Default" in spec:
+        return None
+    return (
+        f"arn:aws:codeconnections:{workspace.region}:{workspace.account_id}:"
+        f"connection/{uuid.uuid4()}"
+    )
 
 
 def _create_bucket(s3: Any, bucket: str, region: str) -> None:
