@@ -1,0 +1,1250 @@
+"""IAM in the rehearsal: every AWS call an actor makes, checked against its role's policies.
+
+moto checks IAM only at action level with resource "*" (S3 aside), so the rehearsal checks
+permissions itself. Each call of a rehearsal is recorded with the actor that would make it in
+AWS (a CodeBuild project's role, a function's role, the SageMaker execution role, the role
+CloudFormation assumes for a stack) and turned into the authorizations AWS would check: the
+IAM action, the ARN of the resource computed from the request parameters, and the condition
+keys the request carries. Each authorization is evaluated against the policies the templates
+give that role (inline policies, and managed policies the same template declares), with IAM's
+evaluation logic: an explicit Deny wins, then an Allow, else the request is implicitly
+denied; wildcards in actions and resources; NotAction and NotResource.
+
+Sources (AWS's own):
+- ARN formats and which action an operation authorizes: the Service Authorization Reference
+  (docs.aws.amazon.com/service-authorization/latest/reference/list_<service>.html), written
+  down per operation in RULES; request parameter names are the botocore service models'
+  (a test checks every name against the operation's input shape).
+- What CloudFormation calls for each resource it creates, updates or deletes: the resource
+  types' handler permissions in the CloudFormation registry schemas cfn-lint ships.
+- Evaluation: IAM User Guide, "Policy evaluation logic" and "IAM JSON policy elements:
+  Condition operators".
+
+An operation without a rule is never allowed: the rehearsal fails and names it, so a new
+AWS call is checked as soon as the project makes it.
+"""
+
+import contextlib
+import json
+import os
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROLE_TYPE = "AWS::IAM::Role"
+POLICY_TYPES = ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy")
+# Condition keys every request made in AWS carries (the SDKs and the AWS CLI use HTTPS).
+GLOBAL_CONTEXT = {"aws:SecureTransport": "true"}
+
+
+class IamError(ValueError):
+    """The policies cannot be read or a call cannot be turned into authorizations."""
+
+
+# ---------------------------------------------------------------------------- policies
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One statement of an identity policy, resolved."""
+
+    role: str
+    policy: str
+    sid: str
+    effect: str
+    actions: tuple[str, ...] = ()
+    not_actions: tuple[str, ...] = ()
+    resources: tuple[str, ...] = ()
+    not_resources: tuple[str, ...] = ()
+    conditions: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """role/policy/Sid, as the summary names it."""
+        return f"{self.role}/{self.policy}/{self.sid}"
+
+    def matches(self, request: "Authorization") -> bool:
+        """Whether the statement applies to the request (action, resource, conditions)."""
+        if self.actions and not any(_action_match(a, request.action) for a in self.actions):
+            return False
+        if self.not_actions and any(_action_match(a, request.action) for a in self.not_actions):
+            return False
+        if self.resources and not any(_arn_match(r, request.resource) for r in self.resources):
+            return False
+        if self.not_resources and any(_arn_match(r, request.resource) for r in self.not_resources):
+            return False
+        return all(
+            _condition(operator, key, values, request.context)
+            for operator, block in self.conditions.items()
+            for key, values in block.items()
+        )
+
+
+def _as_tuple(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    return tuple(str(item) for item in (value if isinstance(value, list) else [value]))
+
+
+def parse_policy(document: Mapping[str, Any], role: str, policy: str) -> list[Statement]:
+    """The statements of a resolved policy document; IamError for what IAM would refuse."""
+    statements = document.get("Statement")
+    if isinstance(statements, dict):
+        statements = [statements]
+    if not isinstance(statements, list):
+        raise IamError(f"{role}/{policy}: the policy has no Statement list")
+    parsed = []
+    for index, item in enumerate(statements):
+        sid = str(item.get("Sid", f"#{index + 1}"))
+        where = f"{role}/{policy}/{sid}"
+        if item.get("Effect") not in ("Allow", "Deny"):
+            raise IamError(f"{where}: Effect must be Allow or Deny, not {item.get('Effect')!r}")
+        if ("Action" in item) == ("NotAction" in item):
+            raise IamError(f"{where}: a statement has exactly one of Action and NotAction")
+        if ("Resource" in item) == ("NotResource" in item):
+            raise IamError(f"{where}: a statement has exactly one of Resource and NotResource")
+        for text in (*_as_tuple(item.get("Resource")), *_as_tuple(item.get("NotResource"))):
+            if "${" in text:
+                raise IamError(f"{where}: policy variables ({text}) are not evaluated here")
+        conditions = item.get("Condition", {})
+        for operator in conditions:
+            _operator(operator, where)
+        parsed.append(
+            Statement(
+                role=role,
+                policy=policy,
+                sid=sid,
+                effect=item["Effect"],
+                actions=_as_tuple(item.get("Action")),
+                not_actions=_as_tuple(item.get("NotAction")),
+                resources=_as_tuple(item.get("Resource")),
+                not_resources=_as_tuple(item.get("NotResource")),
+                conditions=conditions,
+            )
+        )
+    return parsed
+
+
+def role_policies(
+    template: Mapping[str, Any], resolve: Callable[[Any], Any]
+) -> dict[str, list[Statement]]:
+    """Every role of a template with the statements of its policies, by logical id.
+
+    A role's policies are its inline Policies, the managed policies of ManagedPolicyArns that
+    the same template declares (a Ref to it), and the AWS::IAM::Policy and ManagedPolicy
+    resources whose Roles name it. A managed policy from elsewhere cannot be evaluated:
+    IamError names it.
+    """
+    resources = template.get("Resources", {})
+    roles = {key: value for key, value in resources.items() if value.get("Type") == ROLE_TYPE}
+    statements: dict[str, list[Statement]] = {}
+    for logical_id, role in roles.items():
+        properties = role.get("Properties", {})
+        found: list[Statement] = []
+        for policy in properties.get("Policies", []):
+            document = resolve(policy["PolicyDocument"])
+            found.extend(parse_policy(document, logical_id, str(resolve(policy["PolicyName"]))))
+        for reference in properties.get("ManagedPolicyArns", []):
+            target = reference.get("Ref") if isinstance(reference, dict) else None
+            if target not in resources or resources[target].get("Type") not in POLICY_TYPES:
+                raise IamError(
+                    f"{logical_id}: managed policy {resolve(reference)} is not declared in the"
+                    " template, so the rehearsal cannot evaluate it"
+                )
+            document = resolve(resources[target]["Properties"]["PolicyDocument"])
+            found.extend(parse_policy(document, logical_id, target))
+        statements[logical_id] = found
+    for policy_id, policy in resources.items():
+        if policy.get("Type") not in POLICY_TYPES:
+            continue
+        for reference in policy.get("Properties", {}).get("Roles", []):
+            target = reference.get("Ref") if isinstance(reference, dict) else None
+            if target in statements:
+                document = resolve(policy["Properties"]["PolicyDocument"])
+                statements[target].extend(parse_policy(document, target, policy_id))
+    return statements
+
+
+# ---------------------------------------------------------------------------- matching
+
+
+def _wildcard(pattern: str, flags: int = 0) -> re.Pattern[str]:
+    """IAM's wildcards: * any run of characters (including none), ? one character."""
+    body = "".join(
+        ".*" if char == "*" else "." if char == "?" else re.escape(char) for char in pattern
+    )
+    return re.compile(body, flags | re.DOTALL)
+
+
+def _action_match(pattern: str, action: str) -> bool:
+    # Action names are case-insensitive.
+    return bool(_wildcard(pattern, re.IGNORECASE).fullmatch(action))
+
+
+def _arn_match(pattern: str, arn: str) -> bool:
+    # Resource ARNs are matched case-sensitively.
+    return bool(_wildcard(pattern).fullmatch(arn))
+
+
+def _operator(operator: str, where: str = "") -> tuple[str, bool, bool]:
+    """(base operator, negated, IfExists) of a condition operator; IamError if unknown."""
+    base = operator.removesuffix("IfExists")
+    known = {
+        "StringEquals": False,
+        "StringNotEquals": True,
+        "StringEqualsIgnoreCase": False,
+        "StringNotEqualsIgnoreCase": True,
+        "StringLike": False,
+        "StringNotLike": True,
+        "ArnEquals": False,
+        "ArnNotEquals": True,
+        "ArnLike": False,
+        "ArnNotLike": True,
+        "Bool": False,
+        "Null": False,
+    }
+    if base not in known or (base == "Null" and base != operator):
+        raise IamError(f"{where}: condition operator {operator} is not evaluated by the rehearsal")
+    return base, known[base], operator.endswith("IfExists")
+
+
+def _condition(operator: str, key: str, values: Any, context: Mapping[str, Any]) -> bool:
+    """One condition key of a statement against the request's context."""
+    base, negated, if_exists = _operator(operator)
+    wanted = _as_tuple(values)
+    present = key in context
+    if base == "Null":
+        return (not present) == (wanted[0].lower() == "true")
+    if not present:
+        # A missing key matches nothing; negated operators and ...IfExists then hold.
+        return negated or if_exists
+    actual = _as_tuple(context[key])
+
+    def one(value: str, pattern: str) -> bool:
+        """One value of the request against one value of the policy."""
+        if base in ("StringEquals", "StringNotEquals", "ArnEquals", "ArnNotEquals"):
+            return value == pattern if base.startswith("String") else _arn_match(pattern, value)
+        if base.endswith("IgnoreCase"):
+            return value.lower() == pattern.lower()
+        if base in ("StringLike", "StringNotLike"):
+            return _arn_match(pattern, value)
+        if base in ("ArnLike", "ArnNotLike"):
+            return _arn_match(pattern, value)
+        return value.lower() == pattern.lower()  # Bool
+
+    matched = any(one(value, pattern) for value in actual for pattern in wanted)
+    return not matched if negated else matched
+
+
+# ---------------------------------------------------------------------------- requests
+
+
+@dataclass(frozen=True)
+class Authorization:
+    """What AWS authorizes for one request: an action on a resource, with condition keys."""
+
+    action: str
+    resource: str
+    context: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Call:
+    """One AWS API call of an actor, as recorded (botocore service and operation names)."""
+
+    actor: str
+    service: str
+    operation: str
+    params: Mapping[str, Any]
+    where: str = ""
+
+    @property
+    def name(self) -> str:
+        """service:Operation."""
+        return f"{self.service}:{self.operation}"
+
+
+@dataclass(frozen=True)
+class Account:
+    """Where the rehearsal's resources live, and what ARNs need beyond a request."""
+
+    account_id: str
+    region: str
+    partition: str = "aws"
+    # bucket name -> ARN of its default KMS key (S3 then calls KMS as the caller).
+    bucket_keys: Mapping[str, str] = field(default_factory=dict)
+
+    def arn(self, service: str, resource: str, regional: bool = True) -> str:
+        """arn:partition:service:region:account:resource."""
+        region = self.region if regional else ""
+        return f"arn:{self.partition}:{service}:{region}:{self.account_id}:{resource}"
+
+
+def _value(call: Call, name: str) -> str:
+    if name not in call.params or call.params[name] in (None, ""):
+        raise IamError(f"{call.name} has no {name}: the resource ARN cannot be computed")
+    return str(call.params[name])
+
+
+def _named(kind: str, parameter: str) -> Callable[[Call, Account], list[str]]:
+    """A SageMaker-style resource: the parameter holds its name or its ARN."""
+
+    def arns(call: Call, account: Account) -> list[str]:
+        value = _value(call, parameter)
+        service = kind.split(":", 1)[0]
+        if value.startswith("arn:"):
+            return [value]
+        return [account.arn(service, kind.split(":", 1)[1].format(value))]
+
+    return arns
+
+
+def _pipeline_execution(call: Call, account: Account) -> list[str]:
+    return [_value(call, "PipelineExecutionArn")]
+
+
+def _s3_object(call: Call, account: Account) -> list[str]:
+    return [f"arn:{account.partition}:s3:::{_value(call, 'Bucket')}/{_value(call, 'Key')}"]
+
+
+def _s3_bucket(call: Call, account: Account) -> list[str]:
+    return [f"arn:{account.partition}:s3:::{_value(call, 'Bucket')}"]
+
+
+def _stack(call: Call, account: Account) -> list[str]:
+    value = _value(call, "StackName")
+    if value.startswith("arn:"):
+        return [value]
+    # The stack id's last part is a UUID CloudFormation draws; a policy can only match it
+    # with a wildcard, which this placeholder also matches.
+    return [account.arn("cloudformation", f"stack/{value}/*")]
+
+
+def _everything(call: Call, account: Account) -> list[str]:
+    """An action without resource-level permissions: "*" is the only resource."""
+    return ["*"]
+
+
+def _kms_key(parameter: str) -> Callable[[Call, Account], list[str]]:
+    def arns(call: Call, account: Account) -> list[str]:
+        value = _value(call, parameter)
+        if value.startswith("arn:"):
+            return [value]
+        if value.startswith("alias/"):
+            raise IamError(f"{call.name}: a key alias ({value}) is not resolved here")
+        return [account.arn("kms", f"key/{value}")]
+
+    return arns
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How one operation is authorized: its action(s) and where each resource ARN comes from.
+
+    parameters lists the request parameters the ARN functions read (checked against the
+    botocore input shape); passes_role names a parameter holding a role the call passes to
+    service (iam:PassRole with iam:PassedToService).
+    """
+
+    action: str
+    resources: Callable[[Call, Account], list[str]]
+    parameters: tuple[str, ...] = ()
+    passes_role: tuple[str, str] | None = None
+    kms: str | None = None  # kms action S3 calls for the caller on an SSE-KMS bucket
+
+
+def _rule(
+    action: str, resources: Callable[[Call, Account], list[str]], *parameters: str, **extra: Any
+) -> Rule:
+    return Rule(action, resources, parameters, **extra)
+
+
+SAGEMAKER = "sagemaker"
+# (botocore service, operation) -> Rule. ARN formats from the Service Authorization
+# Reference's resource type tables of each service.
+RULES: dict[tuple[str, str], Rule] = {
+    # Amazon S3 (list_amazons3.html): object arn:${Partition}:s3:::${BucketName}/${ObjectName},
+    # bucket arn:${Partition}:s3:::${BucketName}. HeadObject is authorized as s3:GetObject,
+    # ListObjectsV2 and HeadBucket as s3:ListBucket, multipart parts as s3:PutObject.
+    ("s3", "GetObject"): _rule("s3:GetObject", _s3_object, "Bucket", "Key", kms="kms:Decrypt"),
+    ("s3", "HeadObject"): _rule("s3:GetObject", _s3_object, "Bucket", "Key"),
+    ("s3", "PutObject"): _rule(
+        "s3:PutObject", _s3_object, "Bucket", "Key", kms="kms:GenerateDataKey"
+    ),
+    ("s3", "CreateMultipartUpload"): _rule(
+        "s3:PutObject", _s3_object, "Bucket", "Key", kms="kms:GenerateDataKey"
+    ),
+    ("s3", "UploadPart"): _rule("s3:PutObject", _s3_object, "Bucket", "Key"),
+    ("s3", "CompleteMultipartUpload"): _rule("s3:PutObject", _s3_object, "Bucket", "Key"),
+    ("s3", "AbortMultipartUpload"): _rule("s3:AbortMultipartUpload", _s3_object, "Bucket", "Key"),
+    ("s3", "DeleteObject"): _rule("s3:DeleteObject", _s3_object, "Bucket", "Key"),
+    ("s3", "ListObjectsV2"): _rule("s3:ListBucket", _s3_bucket, "Bucket"),
+    ("s3", "ListObjects"): _rule("s3:ListBucket", _s3_bucket, "Bucket"),
+    ("s3", "HeadBucket"): _rule("s3:ListBucket", _s3_bucket, "Bucket"),
+    ("s3", "ListBuckets"): _rule("s3:ListAllMyBuckets", _everything),
+    ("s3", "GetBucketLocation"): _rule("s3:GetBucketLocation", _s3_bucket, "Bucket"),
+    # Amazon SageMaker (list_amazonsagemaker.html): arn:${Partition}:sagemaker:${Region}:
+    # ${Account}:<type>/<name>; a model package is model-package/<group>/<version>.
+    (SAGEMAKER, "DescribeModelPackage"): _rule(
+        "sagemaker:DescribeModelPackage",
+        _named("sagemaker:model-package/{}", "ModelPackageName"),
+        "ModelPackageName",
+    ),
+    (SAGEMAKER, "UpdateModelPackage"): _rule(
+        "sagemaker:UpdateModelPackage",
+        _named("sagemaker:model-package/{}", "ModelPackageArn"),
+        "ModelPackageArn",
+    ),
+    (SAGEMAKER, "ListModelPackages"): _rule("sagemaker:ListModelPackages", _everything),
+    (SAGEMAKER, "ListPipelines"): _rule("sagemaker:ListPipelines", _everything),
+    (SAGEMAKER, "DescribeModelPackageGroup"): _rule(
+        "sagemaker:DescribeModelPackageGroup",
+        _named("sagemaker:model-package-group/{}", "ModelPackageGroupName"),
+        "ModelPackageGroupName",
+    ),
+    (SAGEMAKER, "CreateModelPackage"): _rule(
+        "sagemaker:CreateModelPackage",
+        _named("sagemaker:model-package-group/{}", "ModelPackageGroupName"),
+        "ModelPackageGroupName",
+    ),
+    (SAGEMAKER, "CreatePipeline"): _rule(
+        "sagemaker:CreatePipeline",
+        _named("sagemaker:pipeline/{}", "PipelineName"),
+        "PipelineName",
+        passes_role=("RoleArn", "sagemaker.amazonaws.com"),
+    ),
+    (SAGEMAKER, "UpdatePipeline"): _rule(
+        "sagemaker:UpdatePipeline",
+        _named("sagemaker:pipeline/{}", "PipelineName"),
+        "PipelineName",
+        passes_role=("RoleArn", "sagemaker.amazonaws.com"),
+    ),
+    (SAGEMAKER, "DescribePipeline"): _rule(
+        "sagemaker:DescribePipeline",
+        _named("sagemaker:pipeline/{}", "PipelineName"),
+        "PipelineName",
+    ),
+    (SAGEMAKER, "StartPipelineExecution"): _rule(
+        "sagemaker:StartPipelineExecution",
+        _named("sagemaker:pipeline/{}", "PipelineName"),
+        "PipelineName",
+    ),
+    (SAGEMAKER, "ListPipelineExecutions"): _rule(
+        "sagemaker:ListPipelineExecutions",
+        _named("sagemaker:pipeline/{}", "PipelineName"),
+        "PipelineName",
+    ),
+    (SAGEMAKER, "DescribePipelineExecution"): _rule(
+        "sagemaker:DescribePipelineExecution", _pipeline_execution, "PipelineExecutionArn"
+    ),
+    (SAGEMAKER, "ListPipelineExecutionSteps"): _rule(
+        "sagemaker:ListPipelineExecutionSteps", _pipeline_execution, "PipelineExecutionArn"
+    ),
+    (SAGEMAKER, "StopPipelineExecution"): _rule(
+        "sagemaker:StopPipelineExecution", _pipeline_execution, "PipelineExecutionArn"
+    ),
+    # SageMaker Pipelines starts each job step's job with the pipeline's role, passing the
+    # job's role to SageMaker.
+    (SAGEMAKER, "CreateProcessingJob"): _rule(
+        "sagemaker:CreateProcessingJob",
+        _named("sagemaker:processing-job/{}", "ProcessingJobName"),
+        "ProcessingJobName",
+        passes_role=("RoleArn", "sagemaker.amazonaws.com"),
+    ),
+    (SAGEMAKER, "CreateTrainingJob"): _rule(
+        "sagemaker:CreateTrainingJob",
+        _named("sagemaker:training-job/{}", "TrainingJobName"),
+        "TrainingJobName",
+        passes_role=("RoleArn", "sagemaker.amazonaws.com"),
+    ),
+    (SAGEMAKER, "DescribeEndpoint"): _rule(
+        "sagemaker:DescribeEndpoint",
+        _named("sagemaker:endpoint/{}", "EndpointName"),
+        "EndpointName",
+    ),
+    # SageMaker Runtime's InvokeEndpoint is the sagemaker:InvokeEndpoint action.
+    ("sagemaker-runtime", "InvokeEndpoint"): _rule(
+        "sagemaker:InvokeEndpoint",
+        _named("sagemaker:endpoint/{}", "EndpointName"),
+        "EndpointName",
+    ),
+    # AWS CloudFormation (list_awscloudformation.html): stack
+    # arn:${Partition}:cloudformation:${Region}:${Account}:stack/${StackName}/${Id}; the
+    # change set operations are authorized on the stack.
+    ("cloudformation", "DescribeStacks"): _rule(
+        "cloudformation:DescribeStacks", _stack, "StackName"
+    ),
+    ("cloudformation", "DescribeStackEvents"): _rule(
+        "cloudformation:DescribeStackEvents", _stack, "StackName"
+    ),
+    ("cloudformation", "GetTemplate"): _rule("cloudformation:GetTemplate", _stack, "StackName"),
+    ("cloudformation", "GetTemplateSummary"): _rule(
+        "cloudformation:GetTemplateSummary", _stack, "StackName"
+    ),
+    ("cloudformation", "CreateChangeSet"): _rule(
+        "cloudformation:CreateChangeSet",
+        _stack,
+        "StackName",
+        passes_role=("RoleARN", "cloudformation.amazonaws.com"),
+    ),
+    ("cloudformation", "DescribeChangeSet"): _rule(
+        "cloudformation:DescribeChangeSet", _stack, "StackName"
+    ),
+    ("cloudformation", "ExecuteChangeSet"): _rule(
+        "cloudformation:ExecuteChangeSet", _stack, "StackName"
+    ),
+    ("cloudformation", "DeleteChangeSet"): _rule(
+        "cloudformation:DeleteChangeSet", _stack, "StackName"
+    ),
+    ("cloudformation", "CreateStack"): _rule(
+        "cloudformation:CreateStack",
+        _stack,
+        "StackName",
+        passes_role=("RoleARN", "cloudformation.amazonaws.com"),
+    ),
+    ("cloudformation", "UpdateStack"): _rule(
+        "cloudformation:UpdateStack",
+        _stack,
+        "StackName",
+        passes_role=("RoleARN", "cloudformation.amazonaws.com"),
+    ),
+    ("cloudformation", "DeleteStack"): _rule("cloudformation:DeleteStack", _stack, "StackName"),
+    ("cloudformation", "ValidateTemplate"): _rule("cloudformation:ValidateTemplate", _everything),
+    # AWS CodePipeline (list_awscodepipeline.html): pipeline
+    # arn:${Partition}:codepipeline:${Region}:${Account}:${PipelineName}; the job result
+    # actions have no resource-level permissions.
+    ("codepipeline", "StartPipelineExecution"): _rule(
+        "codepipeline:StartPipelineExecution",
+        lambda call, account: [account.arn("codepipeline", _value(call, "name"))],
+        "name",
+    ),
+    ("codepipeline", "PutJobSuccessResult"): _rule("codepipeline:PutJobSuccessResult", _everything),
+    ("codepipeline", "PutJobFailureResult"): _rule("codepipeline:PutJobFailureResult", _everything),
+    # AWS CodeCommit (list_awscodecommit.html): repository
+    # arn:${Partition}:codecommit:${Region}:${Account}:${RepositoryName}.
+    **{
+        ("codecommit", operation): _rule(
+            f"codecommit:{operation}",
+            lambda call, account: [account.arn("codecommit", _value(call, "repositoryName"))],
+            "repositoryName",
+        )
+        for operation in ("GetBranch", "GetMergeOptions", "MergeBranchesByFastForward")
+    },
+    # AWS Secrets Manager (list_awssecretsmanager.html): secret
+    # arn:${Partition}:secretsmanager:${Region}:${Account}:secret:${SecretId}.
+    ("secretsmanager", "GetSecretValue"): _rule(
+        "secretsmanager:GetSecretValue",
+        _named("secretsmanager:secret:{}", "SecretId"),
+        "SecretId",
+    ),
+    # AWS KMS (list_awskeymanagementservice.html): key
+    # arn:${Partition}:kms:${Region}:${Account}:key/${KeyId}.
+    ("kms", "DescribeKey"): _rule("kms:DescribeKey", _kms_key("KeyId"), "KeyId"),
+    # AWS STS: GetCallerIdentity needs no permission (it is never denied).
+    ("sts", "GetCallerIdentity"): _rule("", _everything),
+}
+
+
+# Denials the calling AWS code is written to handle: the rehearsal answers them AccessDenied,
+# as AWS would, and the caller carries on; they are listed, not failed.
+HANDLED_DENIALS = {
+    ("s3", "ListBuckets"): (
+        "boto3's Bucket.load treats an AccessDenied ListBuckets as an unknown creation date"
+        " (boto3/s3/inject.py), and the SageMaker SDK then checks the bucket with HeadBucket"
+    ),
+}
+
+
+def authorizations(call: Call, account: Account) -> list[Authorization]:
+    """What AWS authorizes for a call; IamError if the rehearsal has no rule for it."""
+    rule = RULES.get((call.service, call.operation))
+    if rule is None:
+        raise IamError(
+            f"{call.name}: the rehearsal cannot compute this operation's resource ARN (add a"
+            " rule to rehearsal/iam.py RULES, from the Service Authorization Reference)"
+        )
+    if not rule.action:
+        return []
+    found = [
+        Authorization(rule.action, arn, GLOBAL_CONTEXT) for arn in rule.resources(call, account)
+    ]
+    if rule.passes_role and call.params.get(rule.passes_role[0]):
+        role_arn, service = str(call.params[rule.passes_role[0]]), rule.passes_role[1]
+        context = {**GLOBAL_CONTEXT, "iam:PassedToService": service}
+        found.append(Authorization("iam:PassRole", role_arn, context))
+    if rule.kms and call.service == "s3":
+        key = account.bucket_keys.get(str(call.params.get("Bucket")))
+        if key:
+            found.append(Authorization(rule.kms, key, GLOBAL_CONTEXT))
+    return found
+
+
+# ---------------------------------------------------------------------------- evaluation
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The verdict on one authorization of a call."""
+
+    call: Call
+    request: Authorization
+    allowed: bool
+    statements: tuple[Statement, ...]  # the Allow statements that matched, or the Deny
+    reason: str
+
+    @property
+    def handled(self) -> bool:
+        """A denial the calling code handles (HANDLED_DENIALS)."""
+        return not self.allowed and (self.call.service, self.call.operation) in HANDLED_DENIALS
+
+    def line(self) -> str:
+        """One line naming the actor, the action and the resource."""
+        where = f" ({self.call.where})" if self.call.where else ""
+        return (
+            f"IAM: {self.call.actor}{where} may not {self.request.action} on"
+            f" {self.request.resource}: {self.reason}"
+        )
+
+
+def evaluate(
+    request: Authorization, statements: Iterable[Statement]
+) -> tuple[bool, tuple[Statement, ...], str]:
+    """IAM's identity-policy evaluation: explicit Deny, else Allow, else implicit deny."""
+    matching = [statement for statement in statements if statement.matches(request)]
+    denies = tuple(statement for statement in matching if statement.effect == "Deny")
+    if denies:
+        return False, denies, f"explicitly denied by {denies[0].label}"
+    allows = tuple(statement for statement in matching if statement.effect == "Allow")
+    if allows:
+        return True, allows, "allowed"
+    return False, (), "no statement of its policies allows it"
+
+
+@dataclass
+class Checker:
+    """Evaluates every call of a rehearsal against its actor's role policies."""
+
+    policies: Mapping[str, list[Statement]]
+    account: Account
+    decisions: list[Decision] = field(default_factory=list)
+    checked: Counter = field(default_factory=Counter)
+
+    def check(self, call: Call) -> list[Decision]:
+        """The decisions on one call; the denied ones name the actor, action and resource."""
+        if call.actor not in self.policies:
+            raise IamError(f"actor {call.actor} is not a role of the templates")
+        self.checked[call.actor] += 1
+        try:
+            requests = authorizations(call, self.account)
+        except IamError as error:
+            decision = Decision(call, Authorization(call.name, "(unknown)"), False, (), str(error))
+            self.decisions.append(decision)
+            return [decision]
+        decisions = []
+        for request in requests:
+            allowed, statements, reason = evaluate(request, self.policies[call.actor])
+            decisions.append(Decision(call, request, allowed, statements, reason))
+        self.decisions.extend(decisions)
+        return decisions
+
+    def check_request(self, actor: str, request: Authorization, where: str = "") -> Decision:
+        """The decision on one authorization AWS makes for actor without a recorded call
+        (CloudFormation's handlers running as the stack's role)."""
+        if actor not in self.policies:
+            raise IamError(f"actor {actor} is not a role of the templates")
+        self.checked[actor] += 1
+        service, _, action = request.action.partition(":")
+        call = Call(actor, service, action, {}, where)
+        allowed, statements, reason = evaluate(request, self.policies[actor])
+        decision = Decision(call, request, allowed, statements, reason)
+        self.decisions.append(decision)
+        return decision
+
+    def check_all(self, calls: Iterable[Call]) -> list[Decision]:
+        """The denied decisions among these calls that fail the rehearsal."""
+        return [
+            decision
+            for call in calls
+            for decision in self.check(call)
+            if not decision.allowed and not decision.handled
+        ]
+
+    @property
+    def denied(self) -> list[Decision]:
+        """Every denied decision so far that fails the rehearsal (handled ones aside)."""
+        return [
+            decision for decision in self.decisions if not decision.allowed and not decision.handled
+        ]
+
+    @property
+    def handled(self) -> list[Decision]:
+        """Denials answered AccessDenied that the calling code handled."""
+        return [decision for decision in self.decisions if decision.handled]
+
+    def unused(self, actors: Iterable[str] | None = None) -> list[Statement]:
+        """Allow statements of the given roles (default: every role that made a call) that
+        no checked call needed."""
+        used = {id(statement) for decision in self.decisions for statement in decision.statements}
+        roles = set(self.checked) if actors is None else set(actors)
+        return [
+            statement
+            for role in sorted(roles)
+            for statement in self.policies.get(role, [])
+            if statement.effect == "Allow" and id(statement) not in used
+        ]
+
+    def summary(self) -> list[str]:
+        """The IAM lines of the rehearsal summary."""
+        per_actor = ", ".join(f"{actor} {count}" for actor, count in sorted(self.checked.items()))
+        handled = sorted({f"{d.request.action} by {d.call.actor}" for d in self.handled})
+        handled_text = (
+            f" ({len(self.handled)} more answered AccessDenied and handled by the caller:"
+            f" {', '.join(handled)})"
+            if handled
+            else ""
+        )
+        unused = self.unused()
+        lines = [
+            f"IAM: {sum(self.checked.values())} calls checked ({per_actor or 'none'});"
+            f" {len(self.denied)} denied{handled_text}; {len(unused)} policy statements no"
+            " rehearsed call used" + (":" if unused else "")
+        ]
+        by_role: dict[str, list[str]] = {}
+        for statement in unused:
+            by_role.setdefault(statement.role, []).append(f"{statement.policy}/{statement.sid}")
+        lines.extend(f"  {role}: {', '.join(names)}" for role, names in by_role.items())
+        return lines
+
+
+def write_policies(path: Path, policies: Mapping[str, list[Statement]], account: Account) -> None:
+    """The roles' statements and the account, for the recording hook of build processes."""
+    document = {
+        "account": {
+            "account_id": account.account_id,
+            "region": account.region,
+            "partition": account.partition,
+            "bucket_keys": dict(account.bucket_keys),
+        },
+        "roles": {
+            role: [
+                {
+                    "role": statement.role,
+                    "policy": statement.policy,
+                    "sid": statement.sid,
+                    "effect": statement.effect,
+                    "actions": list(statement.actions),
+                    "not_actions": list(statement.not_actions),
+                    "resources": list(statement.resources),
+                    "not_resources": list(statement.not_resources),
+                    "conditions": dict(statement.conditions),
+                }
+                for statement in statements
+            ]
+            for role, statements in policies.items()
+        },
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=1))
+
+
+def read_policies(path: Path) -> tuple[dict[str, list[Statement]], Account]:
+    """What write_policies wrote."""
+    document = json.loads(Path(path).read_text())
+    account = Account(**document["account"])
+    policies = {
+        role: [
+            Statement(
+                **{
+                    key: tuple(value) if isinstance(value, list) else value
+                    for key, value in item.items()
+                }
+            )
+            for item in statements
+        ]
+        for role, statements in document["roles"].items()
+    }
+    return policies, account
+
+
+def denial(policies: Mapping[str, list[Statement]], account: Account, call: Call) -> str:
+    """Why AWS would refuse the call ("" when it would allow it)."""
+    if call.actor not in policies:
+        return f"actor {call.actor} is not a role of the templates"
+    try:
+        requests = authorizations(call, account)
+    except IamError as error:
+        return str(error)
+    for request in requests:
+        allowed, _, reason = evaluate(request, policies[call.actor])
+        if not allowed:
+            return f"{call.actor} may not {request.action} on {request.resource}: {reason}"
+    return ""
+
+
+def read_calls(path: Path, where: str = "") -> list[Call]:
+    """The calls a JSONL log recorded (see hook/sitecustomize.py)."""
+    if not path.is_file():
+        return []
+    calls = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            record = json.loads(line)
+            calls.append(
+                Call(
+                    record["actor"],
+                    record["service"],
+                    record["operation"],
+                    record.get("params", {}),
+                    where,
+                )
+            )
+    return calls
+
+
+# ---------------------------------------------------------------------------- recording
+
+HOOK_DIR = Path(__file__).resolve().parent / "hook"
+
+
+def hook_environment(
+    environment: Mapping[str, str],
+    actor: str,
+    log_path: Path,
+    policies_path: Path,
+    endpoints: Iterable[str],
+) -> dict[str, str]:
+    """A process environment whose Python processes make their AWS calls as actor.
+
+    Every process started with it (make, pytest, the AWS CLI...) imports
+    hook/sitecustomize.py, which checks each call sent to endpoints against the policies
+    (write_policies), answers a denied one AccessDenied and appends every call to log_path.
+    """
+    path = [str(HOOK_DIR), *filter(None, [environment.get("PYTHONPATH", "")])]
+    return {
+        **environment,
+        "PYTHONPATH": os.pathsep.join(path),
+        "REHEARSAL_IAM_ACTOR": actor,
+        "REHEARSAL_IAM_LOG": str(log_path),
+        "REHEARSAL_IAM_POLICIES": str(policies_path),
+        "REHEARSAL_IAM_ENDPOINTS": " ".join(endpoints),
+    }
+
+
+class Recorder:
+    """Records the AWS calls this process makes on an actor's behalf.
+
+    install() adds a `before-parameter-build` hook to every botocore session created from
+    then on (and to boto3's default one); while `acting_as(actor)` is active, each call of
+    any client (S3 transfers run in worker threads, so the actor is the process's, not a
+    thread's) is recorded as that actor's. Outside it (the rehearsal's own bookkeeping in
+    moto) nothing is recorded; the rehearsal plays one actor at a time.
+    """
+
+    def __init__(self) -> None:
+        self.calls: list[Call] = []
+        self._acting: tuple[str, str] | None = None
+        self._undo: Callable[[], None] | None = None
+
+    def _record(self, params: Mapping[str, Any], model: Any, **_: Any) -> None:
+        acting = self._acting
+        if acting is not None:
+            actor, where = acting
+            service = model.service_model.service_name
+            self.calls.append(Call(actor, service, model.name, _plain(params), where))
+
+    def watch(self, events: Any) -> None:
+        """Record the calls made through this event emitter (a session's or a client's)."""
+        events.register("before-parameter-build", self._record)
+
+    def install(self) -> None:
+        """Watch every botocore session created from now on, until uninstall()."""
+        import boto3
+        import botocore.session
+
+        original = botocore.session.Session.__init__
+        recorder = self
+
+        def __init__(session: Any, *args: Any, **kwargs: Any) -> None:
+            original(session, *args, **kwargs)
+            recorder.watch(session.get_component("event_emitter"))
+
+        botocore.session.Session.__init__ = __init__  # type: ignore[method-assign]
+        if boto3.DEFAULT_SESSION is not None:
+            self.watch(boto3.DEFAULT_SESSION._session.get_component("event_emitter"))
+
+        def undo() -> None:
+            botocore.session.Session.__init__ = original  # type: ignore[method-assign]
+
+        self._undo = undo
+
+    def uninstall(self) -> None:
+        """Stop watching new sessions."""
+        if self._undo is not None:
+            self._undo()
+            self._undo = None
+
+    @contextlib.contextmanager
+    def acting_as(self, actor: str | None, where: str = "") -> Iterator[list[Call]]:
+        """Record the calls made inside as actor's (None: as nobody's); yields them."""
+        start = len(self.calls)
+        saved, self._acting = self._acting, ((actor, where) if actor else None)
+        made: list[Call] = []
+        try:
+            yield made
+        finally:
+            self._acting = saved
+            made.extend(self.calls[start:])
+
+
+def _plain(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Request parameters as JSON data (bodies and streams become a marker)."""
+    return json.loads(json.dumps(params, default=lambda value: f"<{type(value).__name__}>"))
+
+
+# ---------------------------------------------------------------------------- CloudFormation
+
+# ARN of a resource CloudFormation manages, by type, from its physical id (the Service
+# Authorization Reference's resource types).
+HANDLED_TYPES = {
+    "AWS::SageMaker::Model": ("sagemaker", "model/{}"),
+    "AWS::SageMaker::EndpointConfig": ("sagemaker", "endpoint-config/{}"),
+    "AWS::SageMaker::Endpoint": ("sagemaker", "endpoint/{}"),
+    "AWS::CloudWatch::Alarm": ("cloudwatch", "alarm:{}"),
+}
+
+
+def handler_permissions(resource_type: str, handler: str, region: str) -> list[str]:
+    """The IAM actions CloudFormation needs for a resource type's handler (create, update,
+    delete), from the registry schema cfn-lint ships."""
+    from cfnlint.schema import PROVIDER_SCHEMA_MANAGER
+
+    schema = PROVIDER_SCHEMA_MANAGER.get_resource_schema(region, resource_type).schema
+    return list(schema.get("handlers", {}).get(handler, {}).get("permissions", []))
+
+
+def _found(properties: Any, suffix: str) -> list[str]:
+    """Every string value of a property whose name ends with suffix, at any depth."""
+    if isinstance(properties, dict):
+        return [
+            value
+            for key, item in properties.items()
+            for value in ([item] if key.endswith(suffix) and isinstance(item, str) else [])
+            + _found(item, suffix)
+        ]
+    if isinstance(properties, list):
+        return [value for item in properties for value in _found(item, suffix)]
+    return []
+
+
+def handler_authorizations(
+    resource_type: str,
+    physical_id: str,
+    properties: Mapping[str, Any],
+    handler: str,
+    account: Account,
+) -> list[Authorization]:
+    """What the role CloudFormation assumes needs to run one handler on one resource.
+
+    The resource's own actions are authorized on its ARN; iam:PassRole on each role the
+    properties pass (…RoleArn), for the resource's service; kms actions on the keys the
+    properties name (…KmsKeyId), and only when they name one.
+    """
+    if resource_type not in HANDLED_TYPES:
+        raise IamError(
+            f"{resource_type}: the rehearsal has no ARN format for what CloudFormation does"
+            " with it (add it to rehearsal/iam.py HANDLED_TYPES)"
+        )
+    service, resource = HANDLED_TYPES[resource_type]
+    own_arn = account.arn(service, resource.format(physical_id))
+    found = []
+    for action in handler_permissions(resource_type, handler, account.region):
+        prefix = action.split(":", 1)[0]
+        if prefix == "iam" and action == "iam:PassRole":
+            context = {**GLOBAL_CONTEXT, "iam:PassedToService": f"{service}.amazonaws.com"}
+            found.extend(
+                Authorization(action, role, context) for role in _found(properties, "RoleArn")
+            )
+        elif prefix == "kms":
+            found.extend(
+                Authorization(action, key, GLOBAL_CONTEXT) for key in _found(properties, "KmsKeyId")
+            )
+        elif prefix == service:
+            found.append(Authorization(action, own_arn, GLOBAL_CONTEXT))
+        else:
+            raise IamError(f"{resource_type}: no resource for {action} in its handler")
+    return found
+
+
+# A stack's resources as a resolver gives them: logical id -> (type, resolved properties).
+Resources = dict[str, tuple[str, dict[str, Any]]]
+STACK_WRITES = ("CreateStack", "UpdateStack", "ExecuteChangeSet")
+
+
+@dataclass
+class StackDeploys:
+    """What CloudFormation does for the stack operations of recorded calls, as calls of the
+    role the operation passed (RoleARN).
+
+    moto creates a stack's resources without calling the services, so the rehearsal derives
+    CloudFormation's calls from the templates: a resource that is new runs its create
+    handler, one that is gone its delete handler, one whose resolved properties changed its
+    update handler, or create and delete when a changed property is create-only (the
+    registry schema's createOnlyProperties). resources(stack name, template body,
+    parameters) resolves a template; the resource's name is its name property, or the name
+    CloudFormation generates (<stack>-<logical id>-<random>; the random part is "*").
+    """
+
+    resources: Callable[[str, str, Mapping[str, str]], Resources]
+    deployed: dict[str, Resources] = field(default_factory=dict)
+    stack_roles: dict[str, str] = field(default_factory=dict)
+
+    def operations(self, calls: list[Call]) -> list[tuple[str, str, str, dict[str, str]]]:
+        """(stack, role ARN, template body, parameters) of every stack write among calls;
+        a deleted stack has an empty body (CloudFormation keeps the role it last used)."""
+        pending: dict[str, tuple[str, str, dict[str, str]]] = {}
+        found = []
+        for call in calls:
+            params = call.params
+            if call.service != "cloudformation" or not params.get("StackName"):
+                continue
+            stack = str(params["StackName"])
+            request = (
+                str(params.get("RoleARN", "")),
+                str(params.get("TemplateBody", "")),
+                {
+                    str(item["ParameterKey"]): str(item.get("ParameterValue", ""))
+                    for item in params.get("Parameters", [])
+                },
+            )
+            if call.operation == "CreateChangeSet":
+                pending[stack] = request
+            elif call.operation in ("CreateStack", "UpdateStack"):
+                found.append((stack, *request))
+            elif call.operation == "ExecuteChangeSet" and stack in pending:
+                found.append((stack, *pending.pop(stack)))
+            elif call.operation == "DeleteStack":
+                found.append((stack, request[0] or self.stack_roles.get(stack, ""), "", {}))
+        return found
+
+    def authorizations(
+        self, calls: list[Call], account: Account, roles: Mapping[str, str]
+    ) -> list[tuple[str, Authorization]]:
+        """(actor, authorization) for every handler CloudFormation runs for these calls."""
+        found = []
+        for stack, role_arn, body, parameters in self.operations(calls):
+            before = self.deployed.get(stack, {})
+            now = self.resources(stack, body, parameters) if body else {}
+            self.deployed[stack] = now
+            if not role_arn:
+                continue  # CloudFormation acts with the caller's own permissions
+            if role_arn not in roles:
+                raise IamError(f"stack {stack} runs as {role_arn}, which no template declares")
+            self.stack_roles[stack] = role_arn
+            for logical_id, handler, resource_type, properties in _handlers(before, now, account):
+                name = _physical_name(stack, logical_id, resource_type, properties)
+                found.extend(
+                    (roles[role_arn], request)
+                    for request in handler_authorizations(
+                        resource_type, name, properties, handler, account
+                    )
+                )
+        return found
+
+
+def _handlers(
+    before: Resources, now: Resources, account: Account
+) -> Iterator[tuple[str, str, str, dict[str, Any]]]:
+    """(logical id, handler, type, properties) CloudFormation runs to go from before to now."""
+    for logical_id, (resource_type, properties) in sorted(now.items()):
+        if logical_id not in before:
+            yield logical_id, "create", resource_type, properties
+            continue
+        old_type, old_properties = before[logical_id]
+        if old_properties == properties:
+            continue
+        changed = {
+            key
+            for key in {*properties, *old_properties}
+            if properties.get(key) != old_properties.get(key)
+        }
+        if changed & _create_only(resource_type, account.region):
+            yield logical_id, "create", resource_type, properties
+            yield logical_id, "delete", old_type, old_properties
+        else:
+            yield logical_id, "update", resource_type, properties
+    for logical_id, (resource_type, properties) in sorted(before.items()):
+        if logical_id not in now:
+            yield logical_id, "delete", resource_type, properties
+
+
+def _create_only(resource_type: str, region: str) -> set[str]:
+    """Top-level properties whose change replaces the resource (registry schema)."""
+    from cfnlint.schema import PROVIDER_SCHEMA_MANAGER
+
+    schema = PROVIDER_SCHEMA_MANAGER.get_resource_schema(region, resource_type).schema
+    return {
+        path.removeprefix("/properties/").split("/", 1)[0]
+        for path in schema.get("createOnlyProperties", [])
+    }
+
+
+# The property that names a resource, by type (absent: CloudFormation generates the name).
+NAME_PROPERTY = {
+    "AWS::SageMaker::Model": "ModelName",
+    "AWS::SageMaker::EndpointConfig": "EndpointConfigName",
+    "AWS::SageMaker::Endpoint": "EndpointName",
+    "AWS::CloudWatch::Alarm": "AlarmName",
+}
+
+
+def _physical_name(
+    stack: str, logical_id: str, resource_type: str, properties: Mapping[str, Any]
+) -> str:
+    name = properties.get(NAME_PROPERTY.get(resource_type, ""))
+    return str(name) if name else f"{stack}-{logical_id}-*"
+
+
+@dataclass(frozen=True)
+class Build:
+    """What a CodeBuild build does with its project's service role besides the buildspec's
+    own commands (CodeBuild user guide, "Allow CodeBuild to interact with other AWS
+    services"): it writes its log stream, files its test reports, reads its input artifacts
+    and cache and writes its output artifacts and cache (S3, with the key the bucket uses)."""
+
+    log_group: str | None
+    build_id: str
+    report_groups: tuple[str, ...] = ()
+    inputs: tuple[tuple[str, str], ...] = ()  # (bucket, key)
+    outputs: tuple[tuple[str, str], ...] = ()
+    cache: tuple[str, str] | None = None  # (bucket, prefix)
+
+    def authorizations(self, account: Account) -> list[Authorization]:
+        """The authorizations the build's own work needs."""
+        found = []
+        if self.log_group:
+            stream = account.arn("logs", f"log-group:{self.log_group}:log-stream:{self.build_id}")
+            found += [
+                Authorization("logs:CreateLogStream", stream, GLOBAL_CONTEXT),
+                Authorization("logs:PutLogEvents", stream, GLOBAL_CONTEXT),
+            ]
+        for group in self.report_groups:
+            arn = account.arn("codebuild", f"report-group/{group}")
+            found += [
+                Authorization(f"codebuild:{action}", arn, GLOBAL_CONTEXT)
+                for action in ("CreateReport", "UpdateReport", "BatchPutTestCases")
+            ]
+        objects = [("GetObject", bucket, key) for bucket, key in self.inputs]
+        objects += [("PutObject", bucket, key) for bucket, key in self.outputs]
+        if self.cache:
+            bucket, prefix = self.cache
+            objects += [
+                ("GetObject", bucket, f"{prefix}/{self.build_id}"),
+                ("PutObject", bucket, f"{prefix}/{self.build_id}"),
+            ]
+        for operation, bucket, key in objects:
+            call = Call("", "s3", operation, {"Bucket": bucket, "Key": key})
+            found += authorizations(call, account)
+        return found
+
+
+# ---------------------------------------------------------------------------- one rehearsal
+
+
+class IamDenied(Exception):
+    """Calls of an action that the policies would refuse; the message has one line each."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("; ".join(lines))
+        self.lines = lines
+
+
+@dataclass
+class RehearsalIam:
+    """The IAM check of one rehearsal: the roles' policies, the recorders, the verdicts.
+
+    Builds record (and are refused) through hook_environment; calls this process makes for
+    an actor through acting_as; CloudFormation's own calls are derived from the stack
+    operations among them (StackDeploys). check() after each action raises IamDenied naming
+    every refused call.
+    """
+
+    checker: Checker
+    log_dir: Path
+    endpoints: tuple[str, ...]
+    roles: Mapping[str, str]  # role ARN -> actor (the role's logical id)
+    recorder: Recorder = field(default_factory=Recorder)
+    stacks: StackDeploys | None = None
+    offsets: dict[Path, int] = field(default_factory=dict)
+
+    @property
+    def policies_path(self) -> Path:
+        """The policies file the hook of build processes reads."""
+        return self.log_dir / "policies.json"
+
+    def start(self) -> None:
+        """Write the policies for the hook and watch this process's botocore sessions."""
+        write_policies(self.policies_path, self.checker.policies, self.checker.account)
+        self.recorder.install()
+
+    def stop(self) -> None:
+        """Stop watching new sessions."""
+        self.recorder.uninstall()
+
+    def actor(self, role_arn: str) -> str:
+        """The actor of a role ARN; IamError when no template declares the role."""
+        if role_arn not in self.roles:
+            raise IamError(f"role {role_arn} is not declared by the templates")
+        return self.roles[role_arn]
+
+    def environment(self, environment: Mapping[str, str], actor: str) -> dict[str, str]:
+        """A build's environment, its processes making their AWS calls as actor."""
+        return hook_environment(
+            environment, actor, self.log_path(actor), self.policies_path, self.endpoints
+        )
+
+    def log_path(self, actor: str) -> Path:
+        """The JSONL file of actor's calls."""
+        return self.log_dir / f"{actor}.jsonl"
+
+    def recorded(self, actor: str, where: str) -> list[Call]:
+        """The calls actor's processes recorded since the last look."""
+        path = self.log_path(actor)
+        if not path.is_file():
+            return []
+        with open(path, encoding="utf-8") as log:
+            log.seek(self.offsets.get(path, 0))
+            text = log.read()
+            self.offsets[path] = log.tell()
+        return [
+            Call(item["actor"], item["service"], item["operation"], item.get("params", {}), where)
+            for item in map(json.loads, filter(str.strip, text.splitlines()))
+        ]
+
+    def check(
+        self,
+        calls: Iterable[Call],
+        where: str,
+        platform: tuple[str, Iterable[Authorization]] | None = None,
+    ) -> None:
+        """Evaluate calls, what CloudFormation did for them, and platform=(actor, requests)
+        a service made with the actor's role; IamDenied if any is refused."""
+        calls = list(calls)
+        denied = self.checker.check_all(calls)
+        if platform is not None:
+            actor, requests = platform
+            for request in requests:
+                decision = self.checker.check_request(actor, request, where)
+                if not decision.allowed:
+                    denied.append(decision)
+        if self.stacks is not None and not denied:
+            account = self.checker.account
+            for actor, request in self.stacks.authorizations(calls, account, self.roles):
+                decision = self.checker.check_request(actor, request, f"{where}, CloudFormation")
+                if not decision.allowed:
+                    denied.append(decision)
+        if denied:
+            lines = list(dict.fromkeys(decision.line() for decision in denied))
+            raise IamDenied(lines)
