@@ -1,0 +1,269 @@
+"""The rehearsal's IAM evaluator: allowed and denied requests, ARNs computed from requests,
+and the policies read from this repository's templates."""
+
+from pathlib import Path
+
+import botocore.session
+import pytest
+from rehearsal.cloudformation import Stack, load_template
+
+from rehearsal.iam import (
+    RULES,
+    Account,
+    Authorization,
+    Call,
+    Checker,
+    IamError,
+    authorizations,
+    evaluate,
+    parse_policy,
+    role_policies,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+ACCOUNT = Account("123456789012", "eu-west-1")
+BUCKET_ARN = "arn:aws:s3:::artifacts"
+KEY_ARN = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+ROLE_ARN = "arn:aws:iam::123456789012:role/deploy"
+SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:github-token-AbCdEf"
+LOCATION = (ACCOUNT.account_id, ACCOUNT.region)
+
+
+def statements(*items):
+    """Statements of one policy document made of items."""
+    return parse_policy({"Version": "2012-10-17", "Statement": list(items)}, "Role", "policy")
+
+
+def allow(action, resource, **extra):
+    """An Allow statement."""
+    return {"Effect": "Allow", "Action": action, "Resource": resource, **extra}
+
+
+def test_an_action_on_a_resource_the_policy_names_is_allowed():
+    policy = statements(allow("s3:GetObject", f"{BUCKET_ARN}/*"))
+    allowed, used, _ = evaluate(Authorization("s3:GetObject", f"{BUCKET_ARN}/a/b.csv"), policy)
+    assert allowed
+    assert [statement.sid for statement in used] == ["#1"]
+
+
+@pytest.mark.parametrize(
+    ("action", "resource"),
+    [
+        ("s3:PutObject", f"{BUCKET_ARN}/a"),  # another action
+        ("s3:GetObject", "arn:aws:s3:::other-bucket/a"),  # another bucket
+        ("s3:GetObject", BUCKET_ARN),  # the bucket, not an object in it
+    ],
+)
+def test_anything_no_statement_allows_is_implicitly_denied(action, resource):
+    policy = statements(allow("s3:GetObject", f"{BUCKET_ARN}/*"))
+    allowed, used, reason = evaluate(Authorization(action, resource), policy)
+    assert not allowed
+    assert used == ()
+    assert reason == "no statement of its policies allows it"
+
+
+def test_an_explicit_deny_wins_over_an_allow():
+    policy = statements(
+        allow("s3:*", "*"),
+        {
+            "Sid": "NoCapture",
+            "Effect": "Deny",
+            "Action": "s3:Get*",
+            "Resource": f"{BUCKET_ARN}/capture/*",
+        },
+    )
+    assert evaluate(Authorization("s3:GetObject", f"{BUCKET_ARN}/models/m.tar.gz"), policy)[0]
+    allowed, used, reason = evaluate(
+        Authorization("s3:GetObject", f"{BUCKET_ARN}/capture/x.jsonl"), policy
+    )
+    assert not allowed
+    assert reason == "explicitly denied by Role/policy/NoCapture"
+    assert [statement.effect for statement in used] == ["Deny"]
+
+
+def test_action_wildcards_ignore_case_and_resource_wildcards_do_not():
+    policy = statements(allow("SageMaker:Describe*", "arn:aws:sagemaker:*:*:endpoint/churn-?"))
+    endpoint = "arn:aws:sagemaker:eu-west-1:123456789012:endpoint/churn-1"
+    assert evaluate(Authorization("sagemaker:DescribeEndpoint", endpoint), policy)[0]
+    assert not evaluate(Authorization("sagemaker:DescribeEndpoint", endpoint + "0"), policy)[0]
+    assert not evaluate(
+        Authorization("sagemaker:DescribeEndpoint", endpoint.replace("churn", "Churn")), policy
+    )[0]
+
+
+def test_not_action_and_not_resource():
+    policy = statements(
+        {"Effect": "Allow", "NotAction": "iam:*", "NotResource": f"{BUCKET_ARN}/private/*"}
+    )
+    assert evaluate(Authorization("s3:GetObject", f"{BUCKET_ARN}/public/a"), policy)[0]
+    assert not evaluate(Authorization("s3:GetObject", f"{BUCKET_ARN}/private/a"), policy)[0]
+    assert not evaluate(Authorization("iam:PassRole", ROLE_ARN), policy)[0]
+
+
+def test_conditions_need_the_key_in_the_request_unless_negated_or_if_exists():
+    passed_to = {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+    policy = statements(allow("iam:PassRole", ROLE_ARN, Condition=passed_to))
+    to_sagemaker = {"iam:PassedToService": "sagemaker.amazonaws.com"}
+    to_lambda = {"iam:PassedToService": "lambda.amazonaws.com"}
+    assert evaluate(Authorization("iam:PassRole", ROLE_ARN, to_sagemaker), policy)[0]
+    assert not evaluate(Authorization("iam:PassRole", ROLE_ARN, to_lambda), policy)[0]
+    assert not evaluate(Authorization("iam:PassRole", ROLE_ARN, {}), policy)[0]
+    if_exists = statements(
+        allow(
+            "iam:PassRole", ROLE_ARN, Condition={"StringEqualsIfExists": passed_to["StringEquals"]}
+        )
+    )
+    assert evaluate(Authorization("iam:PassRole", ROLE_ARN, {}), if_exists)[0]
+    assert not evaluate(Authorization("iam:PassRole", ROLE_ARN, to_lambda), if_exists)[0]
+    namespace = statements(
+        allow(
+            "cloudwatch:PutMetricData",
+            "*",
+            Condition={"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}},
+        )
+    )
+    sagemaker = {"cloudwatch:namespace": "/aws/sagemaker/TrainingJobs"}
+    assert evaluate(Authorization("cloudwatch:PutMetricData", "*", sagemaker), namespace)[0]
+    other = {"cloudwatch:namespace": "Custom"}
+    assert not evaluate(Authorization("cloudwatch:PutMetricData", "*", other), namespace)[0]
+
+
+@pytest.mark.parametrize(
+    ("statement", "problem"),
+    [
+        ({"Effect": "Permit", "Action": "s3:*", "Resource": "*"}, "Effect must be Allow or Deny"),
+        ({"Effect": "Allow", "Resource": "*"}, "exactly one of Action and NotAction"),
+        ({"Effect": "Allow", "Action": "s3:*"}, "exactly one of Resource and NotResource"),
+        (
+            allow("s3:*", "*", Condition={"NumericLessThan": {"s3:max-keys": "10"}}),
+            "condition operator NumericLessThan is not evaluated",
+        ),
+        (allow("s3:*", "arn:aws:s3:::${aws:username}/*"), "policy variables"),
+    ],
+)
+def test_a_statement_the_evaluator_cannot_judge_is_refused(statement, problem):
+    with pytest.raises(IamError, match=problem):
+        statements(statement)
+
+
+def test_an_s3_write_to_a_kms_encrypted_bucket_also_needs_the_key():
+    account = Account("123456789012", "eu-west-1", bucket_keys={"artifacts": KEY_ARN})
+    call = Call("Role", "s3", "PutObject", {"Bucket": "artifacts", "Key": "code/a.tar.gz"})
+    assert authorizations(call, account) == [
+        Authorization(
+            "s3:PutObject", f"{BUCKET_ARN}/code/a.tar.gz", {"aws:SecureTransport": "true"}
+        ),
+        Authorization("kms:GenerateDataKey", KEY_ARN, {"aws:SecureTransport": "true"}),
+    ]
+    read = Call("Role", "s3", "GetObject", {"Bucket": "artifacts", "Key": "code/a.tar.gz"})
+    assert [request.action for request in authorizations(read, account)] == [
+        "s3:GetObject",
+        "kms:Decrypt",
+    ]
+
+
+def test_a_change_set_with_a_role_passes_it_to_cloudformation():
+    call = Call(
+        "Role",
+        "cloudformation",
+        "CreateChangeSet",
+        {"StackName": "churn-prod", "ChangeSetName": "cs", "RoleARN": ROLE_ARN},
+    )
+    stack, passed = authorizations(call, ACCOUNT)
+    assert stack.action == "cloudformation:CreateChangeSet"
+    assert stack.resource == "arn:aws:cloudformation:eu-west-1:123456789012:stack/churn-prod/*"
+    assert passed.action == "iam:PassRole"
+    assert passed.resource == ROLE_ARN
+    assert passed.context["iam:PassedToService"] == "cloudformation.amazonaws.com"
+
+
+def test_an_operation_without_a_rule_is_never_allowed():
+    call = Call("Role", "sagemaker", "DeleteEndpoint", {"EndpointName": "churn-prod"})
+    with pytest.raises(IamError, match="sagemaker:DeleteEndpoint: the rehearsal cannot compute"):
+        authorizations(call, ACCOUNT)
+    checker = Checker({"Role": statements(allow("*", "*"))}, ACCOUNT)
+    (decision,) = checker.check(call)
+    assert not decision.allowed
+    assert "Role may not sagemaker:DeleteEndpoint" in decision.line()
+
+
+@pytest.mark.parametrize(("service", "operation"), sorted(RULES), ids="{0[0]}:{0[1]}".format)
+def test_every_rule_reads_parameters_the_operation_has(service, operation):
+    model = botocore.session.get_session().get_service_model(service)
+    assert operation in model.operation_names
+    members = model.operation_model(operation).input_shape.members
+    assert set(RULES[(service, operation)].parameters) <= set(members)
+
+
+def test_the_checker_counts_calls_and_names_unused_statements():
+    policy = statements(
+        {"Sid": "Read", **allow("s3:GetObject", f"{BUCKET_ARN}/*")},
+        {"Sid": "Write", **allow("s3:PutObject", f"{BUCKET_ARN}/*")},
+    )
+    checker = Checker({"Builder": policy}, ACCOUNT)
+    read = Call("Builder", "s3", "GetObject", {"Bucket": "artifacts", "Key": "a"})
+    listing = Call("Builder", "s3", "ListObjectsV2", {"Bucket": "artifacts"})
+    denied = checker.check_all([read, read, listing])
+    assert [decision.request.action for decision in denied] == ["s3:ListBucket"]
+    assert denied[0].line() == (
+        "IAM: Builder may not s3:ListBucket on arn:aws:s3:::artifacts: no statement of its"
+        " policies allows it"
+    )
+    assert [statement.sid for statement in checker.unused()] == ["Write"]
+    assert checker.summary() == (
+        "IAM: 3 calls checked (Builder 3); 1 denied; 1 policy statements no rehearsed call"
+        " used: Role/policy/Write"
+    )
+    with pytest.raises(IamError, match="actor Nobody is not a role"):
+        checker.check(Call("Nobody", "s3", "GetObject", {"Bucket": "a", "Key": "b"}))
+
+
+def test_the_deploy_template_roles_are_read_with_their_managed_policies():
+    stack = _deploy_stack()
+    policies = role_policies(stack.template, stack.resolve)
+    checker = Checker(policies, ACCOUNT)
+    prod_stack = stack.parameter("ProdStackName")
+    describe = Call("DeployProdRole", "cloudformation", "DescribeStacks", {"StackName": prod_stack})
+    assert checker.check_all([describe]) == []
+    staging_stack = stack.parameter("StagingStackName")
+    staging = Call(
+        "DeployProdRole", "cloudformation", "DescribeStacks", {"StackName": staging_stack}
+    )
+    (denied,) = checker.check_all([staging])
+    assert denied.line().startswith(
+        f"IAM: DeployProdRole may not cloudformation:DescribeStacks on"
+        f" arn:aws:cloudformation:eu-west-1:123456789012:stack/{staging_stack}/*"
+    )
+    # The artifact policy is a managed policy of the same template, attached to every build.
+    bucket = stack.exports[f"{stack.parameter('BuildStackName')}-ArtifactBucketName"]
+    artifacts = Call("StageConfigRole", "s3", "GetObject", {"Bucket": bucket, "Key": "x/y.zip"})
+    assert checker.check_all([artifacts]) == []
+
+
+def test_a_managed_policy_from_outside_the_templates_cannot_be_evaluated():
+    template = {
+        "Resources": {
+            "Role": {
+                "Type": "AWS::IAM::Role",
+                "Properties": {
+                    "ManagedPolicyArns": ["arn:aws:iam::aws:policy/AdministratorAccess"]
+                },
+            }
+        }
+    }
+    with pytest.raises(IamError, match="AdministratorAccess is not declared in the template"):
+        role_policies(template, lambda node: node)
+
+
+def _deploy_stack():
+    """The deploy template, resolvable against what the build template exports."""
+    deploy = load_template(ROOT / "infra" / "model-deploy-pipeline.yml")
+    build_name = deploy["Parameters"]["BuildStackName"]["Default"]
+    build = Stack(build_name, load_template(ROOT / "infra" / "model-build-pipeline.yml"), *LOCATION)
+    for logical_id, resource in build.template["Resources"].items():
+        if resource["Type"] == "AWS::KMS::Key":
+            build.attributes[(logical_id, "Arn")] = KEY_ARN
+    values = {"MergeFunctionCodeKey": "lambda/merge.zip", "GitHubTokenSecretArn": SECRET_ARN}
+    return Stack(
+        "deploy", deploy, *LOCATION, parameter_values=values, exports=build.exported_values()
+    )
