@@ -25,7 +25,6 @@ AWS call is checked as soon as the project makes it.
 """
 
 import contextlib
-import contextvars
 import json
 import os
 import re
@@ -385,6 +384,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("s3", "ListObjectsV2"): _rule("s3:ListBucket", _s3_bucket, "Bucket"),
     ("s3", "ListObjects"): _rule("s3:ListBucket", _s3_bucket, "Bucket"),
     ("s3", "HeadBucket"): _rule("s3:ListBucket", _s3_bucket, "Bucket"),
+    ("s3", "ListBuckets"): _rule("s3:ListAllMyBuckets", _everything),
     ("s3", "GetBucketLocation"): _rule("s3:GetBucketLocation", _s3_bucket, "Bucket"),
     # Amazon SageMaker (list_amazonsagemaker.html): arn:${Partition}:sagemaker:${Region}:
     # ${Account}:<type>/<name>; a model package is model-package/<group>/<version>.
@@ -440,6 +440,20 @@ RULES: dict[tuple[str, str], Rule] = {
     ),
     (SAGEMAKER, "StopPipelineExecution"): _rule(
         "sagemaker:StopPipelineExecution", _pipeline_execution, "PipelineExecutionArn"
+    ),
+    # SageMaker Pipelines starts each job step's job with the pipeline's role, passing the
+    # job's role to SageMaker.
+    (SAGEMAKER, "CreateProcessingJob"): _rule(
+        "sagemaker:CreateProcessingJob",
+        _named("sagemaker:processing-job/{}", "ProcessingJobName"),
+        "ProcessingJobName",
+        passes_role=("RoleArn", "sagemaker.amazonaws.com"),
+    ),
+    (SAGEMAKER, "CreateTrainingJob"): _rule(
+        "sagemaker:CreateTrainingJob",
+        _named("sagemaker:training-job/{}", "TrainingJobName"),
+        "TrainingJobName",
+        passes_role=("RoleArn", "sagemaker.amazonaws.com"),
     ),
     (SAGEMAKER, "DescribeEndpoint"): _rule(
         "sagemaker:DescribeEndpoint",
@@ -528,6 +542,16 @@ RULES: dict[tuple[str, str], Rule] = {
 }
 
 
+# Denials the calling AWS code is written to handle: the rehearsal answers them AccessDenied,
+# as AWS would, and the caller carries on; they are listed, not failed.
+HANDLED_DENIALS = {
+    ("s3", "ListBuckets"): (
+        "boto3's Bucket.load treats an AccessDenied ListBuckets as an unknown creation date"
+        " (boto3/s3/inject.py), and the SageMaker SDK then checks the bucket with HeadBucket"
+    ),
+}
+
+
 def authorizations(call: Call, account: Account) -> list[Authorization]:
     """What AWS authorizes for a call; IamError if the rehearsal has no rule for it."""
     rule = RULES.get((call.service, call.operation))
@@ -564,6 +588,11 @@ class Decision:
     allowed: bool
     statements: tuple[Statement, ...]  # the Allow statements that matched, or the Deny
     reason: str
+
+    @property
+    def handled(self) -> bool:
+        """A denial the calling code handles (HANDLED_DENIALS)."""
+        return not self.allowed and (self.call.service, self.call.operation) in HANDLED_DENIALS
 
     def line(self) -> str:
         """One line naming the actor, the action and the resource."""
@@ -629,13 +658,25 @@ class Checker:
         return decision
 
     def check_all(self, calls: Iterable[Call]) -> list[Decision]:
-        """The denied decisions among these calls."""
-        return [decision for call in calls for decision in self.check(call) if not decision.allowed]
+        """The denied decisions among these calls that fail the rehearsal."""
+        return [
+            decision
+            for call in calls
+            for decision in self.check(call)
+            if not decision.allowed and not decision.handled
+        ]
 
     @property
     def denied(self) -> list[Decision]:
-        """Every denied decision so far."""
-        return [decision for decision in self.decisions if not decision.allowed]
+        """Every denied decision so far that fails the rehearsal (handled ones aside)."""
+        return [
+            decision for decision in self.decisions if not decision.allowed and not decision.handled
+        ]
+
+    @property
+    def handled(self) -> list[Decision]:
+        """Denials answered AccessDenied that the calling code handled."""
+        return [decision for decision in self.decisions if decision.handled]
 
     def unused(self, actors: Iterable[str] | None = None) -> list[Statement]:
         """Allow statements of the given roles (default: every role that made a call) that
@@ -649,16 +690,92 @@ class Checker:
             if statement.effect == "Allow" and id(statement) not in used
         ]
 
-    def summary(self) -> str:
-        """The IAM line of the rehearsal summary."""
+    def summary(self) -> list[str]:
+        """The IAM lines of the rehearsal summary."""
         per_actor = ", ".join(f"{actor} {count}" for actor, count in sorted(self.checked.items()))
-        unused = self.unused()
-        names = "; ".join(statement.label for statement in unused)
-        return (
-            f"IAM: {sum(self.checked.values())} calls checked ({per_actor or 'none'});"
-            f" {len(self.denied)} denied; {len(unused)} policy statements no rehearsed call"
-            f" used{': ' + names if names else ''}"
+        handled = sorted({f"{d.request.action} by {d.call.actor}" for d in self.handled})
+        handled_text = (
+            f" ({len(self.handled)} more answered AccessDenied and handled by the caller:"
+            f" {', '.join(handled)})"
+            if handled
+            else ""
         )
+        unused = self.unused()
+        lines = [
+            f"IAM: {sum(self.checked.values())} calls checked ({per_actor or 'none'});"
+            f" {len(self.denied)} denied{handled_text}; {len(unused)} policy statements no"
+            " rehearsed call used" + (":" if unused else "")
+        ]
+        by_role: dict[str, list[str]] = {}
+        for statement in unused:
+            by_role.setdefault(statement.role, []).append(f"{statement.policy}/{statement.sid}")
+        lines.extend(f"  {role}: {', '.join(names)}" for role, names in by_role.items())
+        return lines
+
+
+def write_policies(path: Path, policies: Mapping[str, list[Statement]], account: Account) -> None:
+    """The roles' statements and the account, for the recording hook of build processes."""
+    document = {
+        "account": {
+            "account_id": account.account_id,
+            "region": account.region,
+            "partition": account.partition,
+            "bucket_keys": dict(account.bucket_keys),
+        },
+        "roles": {
+            role: [
+                {
+                    "role": statement.role,
+                    "policy": statement.policy,
+                    "sid": statement.sid,
+                    "effect": statement.effect,
+                    "actions": list(statement.actions),
+                    "not_actions": list(statement.not_actions),
+                    "resources": list(statement.resources),
+                    "not_resources": list(statement.not_resources),
+                    "conditions": dict(statement.conditions),
+                }
+                for statement in statements
+            ]
+            for role, statements in policies.items()
+        },
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=1))
+
+
+def read_policies(path: Path) -> tuple[dict[str, list[Statement]], Account]:
+    """What write_policies wrote."""
+    document = json.loads(Path(path).read_text())
+    account = Account(**document["account"])
+    policies = {
+        role: [
+            Statement(
+                **{
+                    key: tuple(value) if isinstance(value, list) else value
+                    for key, value in item.items()
+                }
+            )
+            for item in statements
+        ]
+        for role, statements in document["roles"].items()
+    }
+    return policies, account
+
+
+def denial(policies: Mapping[str, list[Statement]], account: Account, call: Call) -> str:
+    """Why AWS would refuse the call ("" when it would allow it)."""
+    if call.actor not in policies:
+        return f"actor {call.actor} is not a role of the templates"
+    try:
+        requests = authorizations(call, account)
+    except IamError as error:
+        return str(error)
+    for request in requests:
+        allowed, _, reason = evaluate(request, policies[call.actor])
+        if not allowed:
+            return f"{call.actor} may not {request.action} on {request.resource}: {reason}"
+    return ""
 
 
 def read_calls(path: Path, where: str = "") -> list[Call]:
@@ -687,12 +804,17 @@ HOOK_DIR = Path(__file__).resolve().parent / "hook"
 
 
 def hook_environment(
-    environment: Mapping[str, str], actor: str, log_path: Path, endpoints: Iterable[str]
+    environment: Mapping[str, str],
+    actor: str,
+    log_path: Path,
+    policies_path: Path,
+    endpoints: Iterable[str],
 ) -> dict[str, str]:
-    """A process environment whose Python processes record their AWS calls as actor.
+    """A process environment whose Python processes make their AWS calls as actor.
 
     Every process started with it (make, pytest, the AWS CLI...) imports
-    hook/sitecustomize.py, which appends the calls sent to endpoints to log_path.
+    hook/sitecustomize.py, which checks each call sent to endpoints against the policies
+    (write_policies), answers a denied one AccessDenied and appends every call to log_path.
     """
     path = [str(HOOK_DIR), *filter(None, [environment.get("PYTHONPATH", "")])]
     return {
@@ -700,6 +822,7 @@ def hook_environment(
         "PYTHONPATH": os.pathsep.join(path),
         "REHEARSAL_IAM_ACTOR": actor,
         "REHEARSAL_IAM_LOG": str(log_path),
+        "REHEARSAL_IAM_POLICIES": str(policies_path),
         "REHEARSAL_IAM_ENDPOINTS": " ".join(endpoints),
     }
 
@@ -708,20 +831,19 @@ class Recorder:
     """Records the AWS calls this process makes on an actor's behalf.
 
     install() adds a `before-parameter-build` hook to every botocore session created from
-    then on (and to boto3's default one); while `acting_as(actor)` is active in this thread
-    of execution, each call of any client is recorded as that actor's. Outside it (the
-    rehearsal's own bookkeeping in moto) nothing is recorded.
+    then on (and to boto3's default one); while `acting_as(actor)` is active, each call of
+    any client (S3 transfers run in worker threads, so the actor is the process's, not a
+    thread's) is recorded as that actor's. Outside it (the rehearsal's own bookkeeping in
+    moto) nothing is recorded; the rehearsal plays one actor at a time.
     """
 
     def __init__(self) -> None:
         self.calls: list[Call] = []
-        self._actor: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar(
-            "rehearsal_iam_actor", default=None
-        )
+        self._acting: tuple[str, str] | None = None
         self._undo: Callable[[], None] | None = None
 
     def _record(self, params: Mapping[str, Any], model: Any, **_: Any) -> None:
-        acting = self._actor.get()
+        acting = self._acting
         if acting is not None:
             actor, where = acting
             service = model.service_model.service_name
@@ -762,12 +884,12 @@ class Recorder:
     def acting_as(self, actor: str | None, where: str = "") -> Iterator[list[Call]]:
         """Record the calls made inside as actor's (None: as nobody's); yields them."""
         start = len(self.calls)
-        token = self._actor.set((actor, where) if actor else None)
+        saved, self._acting = self._acting, ((actor, where) if actor else None)
         made: list[Call] = []
         try:
             yield made
         finally:
-            self._actor.reset(token)
+            self._acting = saved
             made.extend(self.calls[start:])
 
 
@@ -850,68 +972,268 @@ def handler_authorizations(
     return found
 
 
-@dataclass
-class StackWatcher:
-    """What CloudFormation did between two looks at moto's stacks, as the calls of the role
-    each stack runs under (the role a deploy passed, RoleARN).
+# A stack's resources as a resolver gives them: logical id -> (type, resolved properties).
+Resources = dict[str, tuple[str, dict[str, Any]]]
+STACK_WRITES = ("CreateStack", "UpdateStack", "ExecuteChangeSet")
 
-    moto creates a stack's resources without API calls, so the rehearsal derives them: a
-    resource that appeared runs its create handler, one that went away its delete handler,
-    one whose physical id changed both; properties come from the stack's template, resolved
-    with its parameters (resolve_stack turns a described stack into a resolver).
+
+@dataclass
+class StackDeploys:
+    """What CloudFormation does for the stack operations of recorded calls, as calls of the
+    role the operation passed (RoleARN).
+
+    moto creates a stack's resources without calling the services, so the rehearsal derives
+    CloudFormation's calls from the templates: a resource that is new runs its create
+    handler, one that is gone its delete handler, one whose resolved properties changed its
+    update handler, or create and delete when a changed property is create-only (the
+    registry schema's createOnlyProperties). resources(stack name, template body,
+    parameters) resolves a template; the resource's name is its name property, or the name
+    CloudFormation generates (<stack>-<logical id>-<random>; the random part is "*").
     """
 
-    cloudformation: Any
-    resolve_stack: Callable[[Mapping[str, Any], str], Callable[[Any], Any]]
-    seen: dict[str, dict[str, tuple[str, str]]] = field(default_factory=dict)
+    resources: Callable[[str, str, Mapping[str, str]], Resources]
+    deployed: dict[str, Resources] = field(default_factory=dict)
 
-    def _resources(self, stack_name: str) -> dict[str, tuple[str, str]]:
-        described = self.cloudformation.describe_stack_resources(StackName=stack_name)
-        return {
-            item["LogicalResourceId"]: (item["ResourceType"], item["PhysicalResourceId"])
-            for item in described["StackResources"]
-        }
-
-    def changes(
-        self, account: Account, roles: Mapping[str, str]
-    ) -> list[tuple[str, Authorization]]:
-        """(actor, authorization) for every handler CloudFormation ran since the last look.
-
-        roles maps a role ARN to its actor; a stack deployed without a role is skipped (its
-        caller's own calls are recorded where it made them).
-        """
+    def operations(self, calls: list[Call]) -> list[tuple[str, str, str, dict[str, str]]]:
+        """(stack, role ARN, template body, parameters) of every stack write among calls."""
+        pending: dict[str, tuple[str, str, dict[str, str]]] = {}
         found = []
-        for stack in self.cloudformation.describe_stacks()["Stacks"]:
-            name = stack["StackName"]
-            now = self._resources(name)
-            before = self.seen.get(name, {})
-            self.seen[name] = now
-            role_arn = stack.get("RoleARN")
-            if not role_arn or now == before:
+        for call in calls:
+            params = call.params
+            if call.service != "cloudformation" or not params.get("StackName"):
                 continue
-            if role_arn not in roles:
-                raise IamError(f"stack {name} runs as {role_arn}, which no template declares")
-            template = self.cloudformation.get_template(StackName=name)["TemplateBody"]
-            resolve = self.resolve_stack(
-                stack, template if isinstance(template, str) else json.dumps(template)
+            stack = str(params["StackName"])
+            request = (
+                str(params.get("RoleARN", "")),
+                str(params.get("TemplateBody", "")),
+                {
+                    str(item["ParameterKey"]): str(item.get("ParameterValue", ""))
+                    for item in params.get("Parameters", [])
+                },
             )
-            for logical_id, (resource_type, physical_id) in sorted(now.items()):
-                old = before.get(logical_id)
-                if old is not None and old[1] == physical_id:
-                    continue
-                properties = resolve(logical_id)
+            if call.operation == "CreateChangeSet":
+                pending[stack] = request
+            elif call.operation in ("CreateStack", "UpdateStack"):
+                found.append((stack, *request))
+            elif call.operation == "ExecuteChangeSet" and stack in pending:
+                found.append((stack, *pending.pop(stack)))
+        return found
+
+    def authorizations(
+        self, calls: list[Call], account: Account, roles: Mapping[str, str]
+    ) -> list[tuple[str, Authorization]]:
+        """(actor, authorization) for every handler CloudFormation runs for these calls."""
+        found = []
+        for stack, role_arn, body, parameters in self.operations(calls):
+            if not role_arn or not body:
+                continue  # CloudFormation acts with the caller's own permissions
+            if role_arn not in roles:
+                raise IamError(f"stack {stack} runs as {role_arn}, which no template declares")
+            now = self.resources(stack, body, parameters)
+            before = self.deployed.get(stack, {})
+            self.deployed[stack] = now
+            for logical_id, handler, resource_type, properties in _handlers(before, now, account):
+                name = _physical_name(stack, logical_id, resource_type, properties)
                 found.extend(
                     (roles[role_arn], request)
                     for request in handler_authorizations(
-                        resource_type, physical_id, properties, "create", account
+                        resource_type, name, properties, handler, account
                     )
                 )
-            for logical_id, (resource_type, physical_id) in sorted(before.items()):
-                if logical_id not in now or now[logical_id][1] != physical_id:
-                    found.extend(
-                        (roles[role_arn], request)
-                        for request in handler_authorizations(
-                            resource_type, physical_id, {}, "delete", account
-                        )
-                    )
         return found
+
+
+def _handlers(
+    before: Resources, now: Resources, account: Account
+) -> Iterator[tuple[str, str, str, dict[str, Any]]]:
+    """(logical id, handler, type, properties) CloudFormation runs to go from before to now."""
+    for logical_id, (resource_type, properties) in sorted(now.items()):
+        if logical_id not in before:
+            yield logical_id, "create", resource_type, properties
+            continue
+        old_type, old_properties = before[logical_id]
+        if old_properties == properties:
+            continue
+        changed = {
+            key
+            for key in {*properties, *old_properties}
+            if properties.get(key) != old_properties.get(key)
+        }
+        if changed & _create_only(resource_type, account.region):
+            yield logical_id, "create", resource_type, properties
+            yield logical_id, "delete", old_type, old_properties
+        else:
+            yield logical_id, "update", resource_type, properties
+    for logical_id, (resource_type, properties) in sorted(before.items()):
+        if logical_id not in now:
+            yield logical_id, "delete", resource_type, properties
+
+
+def _create_only(resource_type: str, region: str) -> set[str]:
+    """Top-level properties whose change replaces the resource (registry schema)."""
+    from cfnlint.schema import PROVIDER_SCHEMA_MANAGER
+
+    schema = PROVIDER_SCHEMA_MANAGER.get_resource_schema(region, resource_type).schema
+    return {
+        path.removeprefix("/properties/").split("/", 1)[0]
+        for path in schema.get("createOnlyProperties", [])
+    }
+
+
+# The property that names a resource, by type (absent: CloudFormation generates the name).
+NAME_PROPERTY = {
+    "AWS::SageMaker::Model": "ModelName",
+    "AWS::SageMaker::EndpointConfig": "EndpointConfigName",
+    "AWS::SageMaker::Endpoint": "EndpointName",
+    "AWS::CloudWatch::Alarm": "AlarmName",
+}
+
+
+def _physical_name(
+    stack: str, logical_id: str, resource_type: str, properties: Mapping[str, Any]
+) -> str:
+    name = properties.get(NAME_PROPERTY.get(resource_type, ""))
+    return str(name) if name else f"{stack}-{logical_id}-*"
+
+
+@dataclass(frozen=True)
+class Build:
+    """What a CodeBuild build does with its project's service role besides the buildspec's
+    own commands (CodeBuild user guide, "Allow CodeBuild to interact with other AWS
+    services"): it writes its log stream, files its test reports, reads its input artifacts
+    and cache and writes its output artifacts and cache (S3, with the key the bucket uses)."""
+
+    log_group: str | None
+    build_id: str
+    report_groups: tuple[str, ...] = ()
+    inputs: tuple[tuple[str, str], ...] = ()  # (bucket, key)
+    outputs: tuple[tuple[str, str], ...] = ()
+    cache: tuple[str, str] | None = None  # (bucket, prefix)
+
+    def authorizations(self, account: Account) -> list[Authorization]:
+        """The authorizations the build's own work needs."""
+        found = []
+        if self.log_group:
+            stream = account.arn("logs", f"log-group:{self.log_group}:log-stream:{self.build_id}")
+            found += [
+                Authorization("logs:CreateLogStream", stream, GLOBAL_CONTEXT),
+                Authorization("logs:PutLogEvents", stream, GLOBAL_CONTEXT),
+            ]
+        for group in self.report_groups:
+            arn = account.arn("codebuild", f"report-group/{group}")
+            found += [
+                Authorization(f"codebuild:{action}", arn, GLOBAL_CONTEXT)
+                for action in ("CreateReport", "UpdateReport", "BatchPutTestCases")
+            ]
+        objects = [("GetObject", bucket, key) for bucket, key in self.inputs]
+        objects += [("PutObject", bucket, key) for bucket, key in self.outputs]
+        if self.cache:
+            bucket, prefix = self.cache
+            objects += [
+                ("GetObject", bucket, f"{prefix}/{self.build_id}"),
+                ("PutObject", bucket, f"{prefix}/{self.build_id}"),
+            ]
+        for operation, bucket, key in objects:
+            call = Call("", "s3", operation, {"Bucket": bucket, "Key": key})
+            found += authorizations(call, account)
+        return found
+
+
+# ---------------------------------------------------------------------------- one rehearsal
+
+
+class IamDenied(Exception):
+    """Calls of an action that the policies would refuse; the message has one line each."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("; ".join(lines))
+        self.lines = lines
+
+
+@dataclass
+class RehearsalIam:
+    """The IAM check of one rehearsal: the roles' policies, the recorders, the verdicts.
+
+    Builds record (and are refused) through hook_environment; calls this process makes for
+    an actor through acting_as; CloudFormation's own calls are derived from the stack
+    operations among them (StackDeploys). check() after each action raises IamDenied naming
+    every refused call.
+    """
+
+    checker: Checker
+    log_dir: Path
+    endpoints: tuple[str, ...]
+    roles: Mapping[str, str]  # role ARN -> actor (the role's logical id)
+    recorder: Recorder = field(default_factory=Recorder)
+    stacks: StackDeploys | None = None
+    offsets: dict[Path, int] = field(default_factory=dict)
+
+    @property
+    def policies_path(self) -> Path:
+        """The policies file the hook of build processes reads."""
+        return self.log_dir / "policies.json"
+
+    def start(self) -> None:
+        """Write the policies for the hook and watch this process's botocore sessions."""
+        write_policies(self.policies_path, self.checker.policies, self.checker.account)
+        self.recorder.install()
+
+    def stop(self) -> None:
+        """Stop watching new sessions."""
+        self.recorder.uninstall()
+
+    def actor(self, role_arn: str) -> str:
+        """The actor of a role ARN; IamError when no template declares the role."""
+        if role_arn not in self.roles:
+            raise IamError(f"role {role_arn} is not declared by the templates")
+        return self.roles[role_arn]
+
+    def environment(self, environment: Mapping[str, str], actor: str) -> dict[str, str]:
+        """A build's environment, its processes making their AWS calls as actor."""
+        return hook_environment(
+            environment, actor, self.log_path(actor), self.policies_path, self.endpoints
+        )
+
+    def log_path(self, actor: str) -> Path:
+        """The JSONL file of actor's calls."""
+        return self.log_dir / f"{actor}.jsonl"
+
+    def recorded(self, actor: str, where: str) -> list[Call]:
+        """The calls actor's processes recorded since the last look."""
+        path = self.log_path(actor)
+        if not path.is_file():
+            return []
+        with open(path, encoding="utf-8") as log:
+            log.seek(self.offsets.get(path, 0))
+            text = log.read()
+            self.offsets[path] = log.tell()
+        return [
+            Call(item["actor"], item["service"], item["operation"], item.get("params", {}), where)
+            for item in map(json.loads, filter(str.strip, text.splitlines()))
+        ]
+
+    def check(
+        self,
+        calls: Iterable[Call],
+        where: str,
+        platform: tuple[str, Iterable[Authorization]] | None = None,
+    ) -> None:
+        """Evaluate calls, what CloudFormation did for them, and platform=(actor, requests)
+        a service made with the actor's role; IamDenied if any is refused."""
+        calls = list(calls)
+        denied = self.checker.check_all(calls)
+        if platform is not None:
+            actor, requests = platform
+            for request in requests:
+                decision = self.checker.check_request(actor, request, where)
+                if not decision.allowed:
+                    denied.append(decision)
+        if self.stacks is not None and not denied:
+            account = self.checker.account
+            for actor, request in self.stacks.authorizations(calls, account, self.roles):
+                decision = self.checker.check_request(actor, request, f"{where}, CloudFormation")
+                if not decision.allowed:
+                    denied.append(decision)
+        if denied:
+            lines = list(dict.fromkeys(decision.line() for decision in denied))
+            raise IamDenied(lines)

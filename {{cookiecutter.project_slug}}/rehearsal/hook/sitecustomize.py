@@ -1,26 +1,34 @@
-"""Records the AWS calls a rehearsal build makes, for the rehearsal's IAM check (iam.py).
+"""Checks and records the AWS calls a rehearsal build makes, as AWS's IAM would (iam.py).
 
 The rehearsal puts this folder on PYTHONPATH of every process it starts for an actor (a
 CodeBuild project's build and every make, pytest or AWS CLI process under it), so Python
-imports this module at startup. With REHEARSAL_IAM_ACTOR, REHEARSAL_IAM_LOG and
-REHEARSAL_IAM_ENDPOINTS set, every botocore session the process creates gets two event
-hooks: `before-parameter-build` keeps the request's parameters, `before-call` appends one
-JSON line per call (actor, service, operation, parameters) to the log when the request goes
-to one of the endpoints (moto and the rehearsal's stand-ins; a test's own in-process moto
-answers requests addressed to AWS). botocore itself is patched only when the process imports it.
+imports this module at startup. With REHEARSAL_IAM_ACTOR, REHEARSAL_IAM_LOG,
+REHEARSAL_IAM_POLICIES and REHEARSAL_IAM_ENDPOINTS set, every botocore session the process
+creates gets two event hooks: `before-parameter-build` keeps the request's parameters;
+`before-call`, for a request to one of the endpoints (moto and the rehearsal's stand-ins; a
+test's own in-process moto answers requests addressed to AWS), evaluates it against the
+actor's policies, appends one JSON line (actor, service, operation, parameters, denial) to
+the log, and answers a denied call with AccessDenied, as AWS would, so the calling code
+takes the path it would take in AWS. botocore is patched only when the process imports it.
 """
 
 import importlib.abc
 import importlib.machinery
+import importlib.util
 import json
 import os
 import sys
+from pathlib import Path
 
 ACTOR = "REHEARSAL_IAM_ACTOR"
 LOG = "REHEARSAL_IAM_LOG"
+POLICIES = "REHEARSAL_IAM_POLICIES"
 ENDPOINTS = "REHEARSAL_IAM_ENDPOINTS"
+IAM_MODULE = Path(__file__).resolve().parent.parent / "iam.py"
 _PARAMS = "rehearsal_iam_params"
-_MAX_TEXT = 2048
+_loaded = {}
+# Long enough for any template body CloudFormation accepts (51,200 bytes).
+_MAX_TEXT = 65536
 
 
 def _json_safe(value, depth=0):
@@ -36,8 +44,33 @@ def _json_safe(value, depth=0):
     return f"<{type(value).__name__}>"
 
 
+def _denial(actor, service, operation, params):
+    """Why AWS would refuse the call, from iam.py and the policies file ("" if allowed)."""
+    if not _loaded:
+        spec = importlib.util.spec_from_file_location("_rehearsal_iam", IAM_MODULE)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up
+        spec.loader.exec_module(module)
+        _loaded["iam"] = module
+        _loaded["policies"] = module.read_policies(Path(os.environ[POLICIES]))
+    iam = _loaded["iam"]
+    policies, account = _loaded["policies"]
+    return iam.denial(policies, account, iam.Call(actor, service, operation, params))
+
+
+def _access_denied(url, message):
+    """The answer botocore raises as a ClientError with code AccessDenied."""
+    from botocore.awsrequest import AWSResponse
+
+    parsed = {
+        "Error": {"Code": "AccessDenied", "Message": message},
+        "ResponseMetadata": {"HTTPStatusCode": 403},
+    }
+    return AWSResponse(url, 403, {}, None), parsed
+
+
 def register(events, actor, log_path, endpoints):
-    """Register the recording hooks on a botocore event emitter (a session's or a client's)."""
+    """Register the hooks on a botocore event emitter (a session's or a client's)."""
 
     def keep_parameters(params, model, context, **_):
         context[_PARAMS] = (model.service_model.service_name, model.name, _json_safe(params))
@@ -48,9 +81,19 @@ def register(events, actor, log_path, endpoints):
         if not any(str(params.get("url", "")).startswith(endpoint) for endpoint in endpoints):
             return
         service, operation, api_params = context[_PARAMS]
-        line = {"actor": actor, "service": service, "operation": operation, "params": api_params}
+        denied = _denial(actor, service, operation, api_params)
+        line = {
+            "actor": actor,
+            "service": service,
+            "operation": operation,
+            "params": api_params,
+            "denied": denied,
+        }
         with open(log_path, "a", encoding="utf-8") as log:
             log.write(json.dumps(line, sort_keys=True) + "\n")
+        if denied:
+            return _access_denied(params["url"], f"rehearsal IAM: {denied}")
+        return None
 
     events.register("before-parameter-build", keep_parameters)
     events.register("before-call", record)
@@ -92,5 +135,7 @@ class _PatchOnImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         sys.meta_path.remove(self)
 
 
-if os.environ.get(ACTOR) and os.environ.get(LOG) and "botocore.session" not in sys.modules:
+if all(os.environ.get(name) for name in (ACTOR, LOG, POLICIES)) and (
+    "botocore.session" not in sys.modules
+):
     sys.meta_path.insert(0, _PatchOnImport())

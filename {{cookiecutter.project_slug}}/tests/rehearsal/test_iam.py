@@ -1,23 +1,32 @@
 """The rehearsal's IAM evaluator: allowed and denied requests, ARNs computed from requests,
 and the policies read from this repository's templates."""
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import botocore.session
 import pytest
+from botocore.stub import Stubber
 from rehearsal.cloudformation import Stack, load_template
 
 from rehearsal.iam import (
     RULES,
     Account,
     Authorization,
+    Build,
     Call,
     Checker,
     IamError,
+    Recorder,
+    StackDeploys,
     authorizations,
     evaluate,
+    hook_environment,
     parse_policy,
     role_policies,
+    write_policies,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -210,10 +219,10 @@ def test_the_checker_counts_calls_and_names_unused_statements():
         " policies allows it"
     )
     assert [statement.sid for statement in checker.unused()] == ["Write"]
-    assert checker.summary() == (
-        "IAM: 3 calls checked (Builder 3); 1 denied; 1 policy statements no rehearsed call"
-        " used: Role/policy/Write"
-    )
+    assert checker.summary() == [
+        "IAM: 3 calls checked (Builder 3); 1 denied; 1 policy statements no rehearsed call used:",
+        "  Role: policy/Write",
+    ]
     with pytest.raises(IamError, match="actor Nobody is not a role"):
         checker.check(Call("Nobody", "s3", "GetObject", {"Bucket": "a", "Key": "b"}))
 
@@ -267,3 +276,143 @@ def _deploy_stack():
     return Stack(
         "deploy", deploy, *LOCATION, parameter_values=values, exports=build.exported_values()
     )
+
+
+def _endpoint_resources(endpoint_name):
+    """What a resolver gives for the endpoint template: (type, properties) by logical id."""
+    return {
+        "Model": (
+            "AWS::SageMaker::Model",
+            {"ExecutionRoleArn": ROLE_ARN, "PrimaryContainer": {"ModelPackageName": "p"}},
+        ),
+        "Endpoint": (
+            "AWS::SageMaker::Endpoint",
+            {"EndpointName": endpoint_name, "EndpointConfigName": "config-1"},
+        ),
+    }
+
+
+def test_cloudformation_runs_the_handlers_a_stack_change_needs_as_the_passed_role():
+    bodies = {"v1": _endpoint_resources("churn-prod"), "v2": _endpoint_resources("churn-next")}
+    deploys = StackDeploys(lambda stack, body, parameters: bodies[body])
+
+    def change_set(body):
+        """The calls of one `aws cloudformation deploy --role-arn`."""
+        return [
+            Call(
+                "Caller",
+                "cloudformation",
+                "CreateChangeSet",
+                {"StackName": "prod", "RoleARN": ROLE_ARN, "TemplateBody": body},
+            ),
+            Call(
+                "Caller",
+                "cloudformation",
+                "ExecuteChangeSet",
+                {"StackName": "prod", "ChangeSetName": "c"},
+            ),
+        ]
+
+    created = deploys.authorizations(change_set("v1"), ACCOUNT, {ROLE_ARN: "Deployer"})
+    assert {actor for actor, _ in created} == {"Deployer"}
+    actions = [request.action for _, request in created]
+    assert "sagemaker:CreateModel" in actions and "sagemaker:CreateEndpoint" in actions
+    passed = next(request for _, request in created if request.action == "iam:PassRole")
+    assert passed.resource == ROLE_ARN
+    assert passed.context["iam:PassedToService"] == "sagemaker.amazonaws.com"
+    endpoint = next(r for _, r in created if r.action == "sagemaker:CreateEndpoint")
+    assert endpoint.resource == "arn:aws:sagemaker:eu-west-1:123456789012:endpoint/churn-prod"
+    model = next(r for _, r in created if r.action == "sagemaker:CreateModel")
+    assert model.resource == "arn:aws:sagemaker:eu-west-1:123456789012:model/prod-Model-*"
+    # The same template again changes nothing; a new endpoint name replaces the endpoint
+    # (EndpointName is create-only in the resource type's schema).
+    assert deploys.authorizations(change_set("v1"), ACCOUNT, {ROLE_ARN: "Deployer"}) == []
+    replaced = deploys.authorizations(change_set("v2"), ACCOUNT, {ROLE_ARN: "Deployer"})
+    assert {(r.action, r.resource.rsplit("/", 1)[1]) for _, r in replaced} >= {
+        ("sagemaker:CreateEndpoint", "churn-next"),
+        ("sagemaker:DeleteEndpoint", "churn-prod"),
+    }
+    # A change set never executed deploys nothing; a role no template declares is refused.
+    assert deploys.authorizations(change_set("v2")[:1], ACCOUNT, {ROLE_ARN: "Deployer"}) == []
+    with pytest.raises(IamError, match="which no template declares"):
+        deploys.authorizations(change_set("v1"), ACCOUNT, {})
+
+
+def test_a_build_writes_its_logs_reports_artifacts_and_cache_with_its_role():
+    account = Account("123456789012", "eu-west-1", bucket_keys={"artifacts": KEY_ARN})
+    build = Build(
+        log_group="/aws/codebuild/churn-build",
+        build_id="0b1c",
+        report_groups=("churn-build-junit",),
+        inputs=(("artifacts", "pipe/Source/abc"),),
+        outputs=(("artifacts", "pipe/Config/def"),),
+        cache=("artifacts", "codebuild-cache/build"),
+    )
+    requests = {(r.action, r.resource) for r in build.authorizations(account)}
+    logs = "arn:aws:logs:eu-west-1:123456789012:log-group:/aws/codebuild/churn-build"
+    assert ("logs:PutLogEvents", f"{logs}:log-stream:0b1c") in requests
+    group = "arn:aws:codebuild:eu-west-1:123456789012:report-group/churn-build-junit"
+    assert ("codebuild:BatchPutTestCases", group) in requests
+    assert ("s3:GetObject", f"{BUCKET_ARN}/pipe/Source/abc") in requests
+    assert ("s3:PutObject", f"{BUCKET_ARN}/pipe/Config/def") in requests
+    assert ("s3:PutObject", f"{BUCKET_ARN}/codebuild-cache/build/0b1c") in requests
+    assert ("kms:Decrypt", KEY_ARN) in requests and ("kms:GenerateDataKey", KEY_ARN) in requests
+
+
+def test_this_process_records_calls_only_while_acting_for_an_actor():
+    recorder = Recorder()
+    recorder.install()
+    try:
+        client = botocore.session.get_session().create_client(
+            "s3", region_name="eu-west-1", aws_access_key_id="a", aws_secret_access_key="b"
+        )
+        with Stubber(client) as stub:
+            stub.add_response("list_objects_v2", {})
+            stub.add_response("list_objects_v2", {})
+            client.list_objects_v2(Bucket="not-recorded")
+            with recorder.acting_as("Builder", "Build") as calls:
+                client.list_objects_v2(Bucket="artifacts")
+    finally:
+        recorder.uninstall()
+    assert [(call.actor, call.name, call.params["Bucket"], call.where) for call in calls] == [
+        ("Builder", "s3:ListObjectsV2", "artifacts", "Build")
+    ]
+
+
+def test_a_build_process_is_answered_access_denied_for_what_its_role_may_not_do(tmp_path):
+    # A moto server in this test: the hook checks calls sent to it, from another process.
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        policy = statements(allow("s3:ListBucket", "arn:aws:s3:::artifacts"))
+        write_policies(tmp_path / "policies.json", {"Builder": policy}, ACCOUNT)
+        environment = hook_environment(
+            {
+                "PATH": os.environ.get("PATH", ""),
+                "AWS_ENDPOINT_URL": endpoint,
+                "AWS_ACCESS_KEY_ID": "a",
+                "AWS_SECRET_ACCESS_KEY": "b",
+                "AWS_DEFAULT_REGION": "eu-west-1",
+                "AWS_CONFIG_FILE": os.devnull,
+                "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            },
+            "Builder",
+            tmp_path / "Builder.jsonl",
+            tmp_path / "policies.json",
+            [endpoint],
+        )
+        script = "import boto3; boto3.client('s3').put_object(Bucket='artifacts', Key='k')"
+        result = subprocess.run(
+            [sys.executable, "-c", script], env=environment, capture_output=True, text=True
+        )
+    finally:
+        server.stop()
+    assert result.returncode != 0
+    assert "AccessDenied" in result.stderr
+    assert "Builder may not s3:PutObject on arn:aws:s3:::artifacts/k" in result.stderr
+    (line,) = (tmp_path / "Builder.jsonl").read_text().splitlines()
+    assert '"operation": "PutObject"' in line

@@ -1,0 +1,63 @@
+"""Where moto answers a call of the AWS CLI differently from AWS: the narrowest patch each,
+inside the moto server the rehearsal runs in its own process.
+
+CreateChangeSet with nothing to change. CloudFormation creates the change set and fails it
+with "The submitted information didn't contain changes..."; `aws cloudformation deploy
+--no-fail-on-empty-changeset` reads that reason and exits 0 (awscli
+customizations/cloudformation/deployer.py, wait_for_changeset). moto's CreateChangeSet
+response refuses the request instead ("No updates are to be performed", the UpdateStack
+check in moto/cloudformation/responses.py), which the CLI reports as a failed deploy. The
+patch skips that check for CreateChangeSet only; moto's own backend then fails the change
+set with CloudFormation's reason.
+
+ExecuteChangeSet and the stack's outputs. CloudFormation gives a stack its template's
+outputs once a change set executes (`aws cloudformation describe-stacks` then reads them);
+moto's change set updates the stack's resources but keeps the outputs of the stack's
+previous template (none for a stack the change set created). The patch rebuilds them from
+the executed template, as moto's UpdateStack does.
+
+AWS::SageMaker::Endpoint's EndpointName. CloudFormation names the endpoint with it (the
+resource type's schema); moto's CloudFormation ignores it and generates a name, so the
+stack's EndpointName output would not be the endpoint the templates' policies name. The
+patch gives moto the name property of that one resource type.
+"""
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+
+@contextlib.contextmanager
+def moto_as_aws() -> Iterator[None]:
+    """moto's answers patched as above while the block runs."""
+    from moto.cloudformation import parsing
+    from moto.cloudformation.models import ChangeSet
+    from moto.cloudformation.responses import CloudFormationResponse
+    from moto.sagemaker.models import FakeEndpoint
+
+    original = CloudFormationResponse.create_change_set
+    original_apply = ChangeSet.apply
+    original_name_type = FakeEndpoint.__dict__["cloudformation_name_type"]
+
+    def create_change_set(self: Any) -> Any:
+        # moto makes one response object per request: the patch stays with this request.
+        self._validate_different_update = lambda *args, **kwargs: None
+        return original(self)
+
+    def apply(self: Any) -> None:
+        original_apply(self)
+        self.stack.template = self.template
+        self.stack._parse_template()
+        self.stack.output_map = self.stack._create_output_map()
+
+    CloudFormationResponse.create_change_set = create_change_set  # type: ignore[method-assign]
+    ChangeSet.apply = apply  # type: ignore[method-assign]
+    FakeEndpoint.cloudformation_name_type = staticmethod(lambda: "EndpointName")  # type: ignore[method-assign]
+    parsing.get_name_type_map.cache_clear()
+    try:
+        yield
+    finally:
+        CloudFormationResponse.create_change_set = original  # type: ignore[method-assign]
+        ChangeSet.apply = original_apply  # type: ignore[method-assign]
+        FakeEndpoint.cloudformation_name_type = original_name_type  # type: ignore[method-assign]
+        parsing.get_name_type_map.cache_clear()
