@@ -475,6 +475,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("cloudformation", "DescribeStackEvents"): _rule(
         "cloudformation:DescribeStackEvents", _stack, "StackName"
     ),
+    ("cloudformation", "GetTemplate"): _rule("cloudformation:GetTemplate", _stack, "StackName"),
     ("cloudformation", "GetTemplateSummary"): _rule(
         "cloudformation:GetTemplateSummary", _stack, "StackName"
     ),
@@ -993,9 +994,11 @@ class StackDeploys:
 
     resources: Callable[[str, str, Mapping[str, str]], Resources]
     deployed: dict[str, Resources] = field(default_factory=dict)
+    stack_roles: dict[str, str] = field(default_factory=dict)
 
     def operations(self, calls: list[Call]) -> list[tuple[str, str, str, dict[str, str]]]:
-        """(stack, role ARN, template body, parameters) of every stack write among calls."""
+        """(stack, role ARN, template body, parameters) of every stack write among calls;
+        a deleted stack has an empty body (CloudFormation keeps the role it last used)."""
         pending: dict[str, tuple[str, str, dict[str, str]]] = {}
         found = []
         for call in calls:
@@ -1017,6 +1020,8 @@ class StackDeploys:
                 found.append((stack, *request))
             elif call.operation == "ExecuteChangeSet" and stack in pending:
                 found.append((stack, *pending.pop(stack)))
+            elif call.operation == "DeleteStack":
+                found.append((stack, request[0] or self.stack_roles.get(stack, ""), "", {}))
         return found
 
     def authorizations(
@@ -1025,13 +1030,14 @@ class StackDeploys:
         """(actor, authorization) for every handler CloudFormation runs for these calls."""
         found = []
         for stack, role_arn, body, parameters in self.operations(calls):
-            if not role_arn or not body:
+            before = self.deployed.get(stack, {})
+            now = self.resources(stack, body, parameters) if body else {}
+            self.deployed[stack] = now
+            if not role_arn:
                 continue  # CloudFormation acts with the caller's own permissions
             if role_arn not in roles:
                 raise IamError(f"stack {stack} runs as {role_arn}, which no template declares")
-            now = self.resources(stack, body, parameters)
-            before = self.deployed.get(stack, {})
-            self.deployed[stack] = now
+            self.stack_roles[stack] = role_arn
             for logical_id, handler, resource_type, properties in _handlers(before, now, account):
                 name = _physical_name(stack, logical_id, resource_type, properties)
                 found.extend(

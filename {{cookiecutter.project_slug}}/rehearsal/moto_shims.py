@@ -8,7 +8,11 @@ customizations/cloudformation/deployer.py, wait_for_changeset). moto's CreateCha
 response refuses the request instead ("No updates are to be performed", the UpdateStack
 check in moto/cloudformation/responses.py), which the CLI reports as a failed deploy. The
 patch skips that check for CreateChangeSet only; moto's own backend then fails the change
-set with CloudFormation's reason.
+set with CloudFormation's reason. That backend compares the parameters as given: the
+overrides the stack was created with against the full list the CLI sends for an update
+(every parameter it does not override as UsePreviousValue, which moto fills in with typed
+values), so an unchanged stack looks changed. CloudFormation compares the values in effect;
+the patch compares them too: each parameter's value or default, as text.
 
 ExecuteChangeSet and the stack's outputs. CloudFormation gives a stack its template's
 outputs once a change set executes (`aws cloudformation describe-stacks` then reads them);
@@ -31,12 +35,13 @@ from typing import Any
 def moto_as_aws() -> Iterator[None]:
     """moto's answers patched as above while the block runs."""
     from moto.cloudformation import parsing
-    from moto.cloudformation.models import ChangeSet
+    from moto.cloudformation.models import ChangeSet, Stack
     from moto.cloudformation.responses import CloudFormationResponse
     from moto.sagemaker.models import FakeEndpoint
 
     original = CloudFormationResponse.create_change_set
     original_apply = ChangeSet.apply
+    original_has_parameters = Stack.has_parameters
     original_name_type = FakeEndpoint.__dict__["cloudformation_name_type"]
 
     def create_change_set(self: Any) -> Any:
@@ -50,8 +55,27 @@ def moto_as_aws() -> Iterator[None]:
         self.stack._parse_template()
         self.stack.output_map = self.stack._create_output_map()
 
+    def has_parameters(self: Any, other: dict[str, Any]) -> bool:
+        declared = self.template_dict.get("Parameters", {})
+        defaults = {name: spec.get("Default") for name, spec in declared.items()}
+
+        def in_effect(values: dict[str, Any]) -> dict[str, str | None]:
+            """Each parameter's value or default, as text."""
+            merged = {**defaults, **values}
+            return {
+                name: None
+                if value is None
+                else ",".join(map(str, value))
+                if isinstance(value, list)
+                else str(value)
+                for name, value in merged.items()
+            }
+
+        return in_effect(self.stack_parameters) == in_effect(other)
+
     CloudFormationResponse.create_change_set = create_change_set  # type: ignore[method-assign]
     ChangeSet.apply = apply  # type: ignore[method-assign]
+    Stack.has_parameters = has_parameters  # type: ignore[method-assign]
     FakeEndpoint.cloudformation_name_type = staticmethod(lambda: "EndpointName")  # type: ignore[method-assign]
     parsing.get_name_type_map.cache_clear()
     try:
@@ -59,5 +83,6 @@ def moto_as_aws() -> Iterator[None]:
     finally:
         CloudFormationResponse.create_change_set = original  # type: ignore[method-assign]
         ChangeSet.apply = original_apply  # type: ignore[method-assign]
+        Stack.has_parameters = original_has_parameters  # type: ignore[method-assign]
         FakeEndpoint.cloudformation_name_type = original_name_type  # type: ignore[method-assign]
         parsing.get_name_type_map.cache_clear()

@@ -334,6 +334,13 @@ def test_cloudformation_runs_the_handlers_a_stack_change_needs_as_the_passed_rol
     }
     # A change set never executed deploys nothing; a role no template declares is refused.
     assert deploys.authorizations(change_set("v2")[:1], ACCOUNT, {ROLE_ARN: "Deployer"}) == []
+    # Deleting the stack runs every delete handler, as the role the stack last used.
+    delete = Call("Caller", "cloudformation", "DeleteStack", {"StackName": "prod"})
+    deleted = deploys.authorizations([delete], ACCOUNT, {ROLE_ARN: "Deployer"})
+    assert {(actor, r.action) for actor, r in deleted} >= {
+        ("Deployer", "sagemaker:DeleteModel"),
+        ("Deployer", "sagemaker:DeleteEndpoint"),
+    }
     with pytest.raises(IamError, match="which no template declares"):
         deploys.authorizations(change_set("v1"), ACCOUNT, {})
 
