@@ -31,13 +31,15 @@ rehearsal/__init__.py
 rehearsal/__main__.py
 rehearsal/actions.py
 rehearsal/approval.py
-rehearsal/awscli.py
 rehearsal/bootstrap.py
 rehearsal/buildspec.py
 rehearsal/cloudformation.py
 rehearsal/environment.py
 rehearsal/flow.py
+rehearsal/hook/sitecustomize.py
+rehearsal/iam.py
 rehearsal/merge.py
+rehearsal/moto_shims.py
 rehearsal/retraining.py
 rehearsal/sagemaker_pipeline.py
 rehearsal/settings.py
@@ -75,6 +77,7 @@ tests/integration/test_sagemaker_moto.py
 tests/integration/test_step_cache.py
 tests/rehearsal/test_boundary.py
 tests/rehearsal/test_buildspec.py
+tests/rehearsal/test_iam.py
 tests/rehearsal/test_rehearse.py
 tests/unit/merge_lambda_support.py
 tests/unit/ml_support.py

@@ -9,8 +9,8 @@ from pathlib import Path
 import botocore.session
 import pytest
 from botocore.stub import Stubber
-from rehearsal.cloudformation import Stack, load_template
 
+from rehearsal.cloudformation import Stack, load_template
 from rehearsal.iam import (
     RULES,
     Account,
