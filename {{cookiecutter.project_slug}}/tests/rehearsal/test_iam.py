@@ -423,3 +423,16 @@ def test_a_build_process_is_answered_access_denied_for_what_its_role_may_not_do(
     assert "Builder may not s3:PutObject on arn:aws:s3:::artifacts/k" in result.stderr
     (line,) = (tmp_path / "Builder.jsonl").read_text().splitlines()
     assert '"operation": "PutObject"' in line
+
+
+def test_a_denial_the_calling_code_handles_is_listed_not_failed():
+    checker = Checker({"Trainer": statements(allow("s3:ListBucket", BUCKET_ARN))}, ACCOUNT)
+    listing = Call("Trainer", "s3", "ListBuckets", {})
+    assert checker.check_all([listing]) == []
+    (handled,) = checker.handled
+    assert handled.request.action == "s3:ListAllMyBuckets"
+    assert checker.denied == []
+    assert checker.summary()[0].startswith(
+        "IAM: 1 calls checked (Trainer 1); 0 denied (1 more answered AccessDenied and handled"
+        " by the caller: s3:ListAllMyBuckets by Trainer)"
+    )
