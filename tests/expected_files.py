@@ -31,7 +31,6 @@ rehearsal/__init__.py
 rehearsal/__main__.py
 rehearsal/actions.py
 rehearsal/approval.py
-rehearsal/awscli.py
 rehearsal/bootstrap.py
 rehearsal/buildspec.py
 rehearsal/cloudformation.py

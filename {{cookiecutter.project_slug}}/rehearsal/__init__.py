@@ -9,7 +9,8 @@ cloudformation  templates, intrinsic functions, parameter checks, deploys into m
 sagemaker_pipeline  plays a SageMaker pipeline execution from its definition
 standins      container credentials, the SageMaker runtime, the GitHub API, on 127.0.0.1
 merge         runs a Lambda action's handler with Stubber-checked AWS clients
-awscli        the `aws` commands the deploy targets run, against moto
+iam           every AWS call checked against the policies of the role making it in AWS
+moto_shims    where moto answers the AWS CLI differently from AWS, patched in the server
 settings      the project's names, from [tool.rehearsal] of pyproject.toml
 flow          the four stages, their timing lines and the summary table
 """

@@ -7,6 +7,7 @@ stubbed clients. Artifacts are folders, `#{Namespace.Variable}` references are r
 the variables earlier actions set, and a missing one fails like CodePipeline would.
 """
 
+import contextlib
 import json
 import re
 import shutil
@@ -29,6 +30,7 @@ from .buildspec import (
     run_buildspec,
 )
 from .cloudformation import Stack, TemplateError, deploy_stack, resources_of_type
+from .iam import Build, IamDenied, RehearsalIam
 from .merge import (
     CodePipelineJobs,
     GitCodeCommit,
@@ -75,6 +77,28 @@ class Workspace:
     clients: dict[str, Any]
     base_env: dict[str, str]
     github_token: str
+    iam: RehearsalIam | None = None
+
+    def check_iam(
+        self,
+        calls: list[Any],
+        where: str,
+        log_path: Path | None = None,
+        platform: tuple[str, list[Any]] | None = None,
+    ) -> None:
+        """ActionFailed naming every call the actor's policies would refuse."""
+        if self.iam is None:
+            return
+        try:
+            self.iam.check(calls, where, platform)
+        except IamDenied as denied:
+            raise ActionFailed("; ".join(denied.lines), log_path) from None
+
+    def acting_as(self, role_arn: str, where: str) -> Any:
+        """Record this process's AWS calls inside the block as the role's."""
+        if self.iam is None:
+            return contextlib.nullcontext([])
+        return self.iam.recorder.acting_as(self.iam.actor(role_arn), where)
 
     def run_python(
         self, args: list[str], log_path: Path, cwd: Path | None = None
@@ -305,11 +329,16 @@ class PipelinePlayer:
             variables[item["name"]] = self._variable(item["name"], value, item.get("type"))
         log_path = workspace.log_dir / slug(self.name) / f"{slug(action.name)}.log"
         minutes = int(properties.get("TimeoutInMinutes", DEFAULT_BUILD_MINUTES))
+        environment = self._codebuild_environment(project_name, action, properties)
+        actor = ""
+        if workspace.iam is not None:
+            actor = workspace.iam.actor(str(properties["ServiceRole"]))
+            environment = workspace.iam.environment(environment, actor)
         run = run_buildspec(
             buildspec,
             build_dir,
             log_path,
-            self._codebuild_environment(project_name, action, properties),
+            environment,
             variables,
             skip_phases=SKIPPED_PHASES,
             parameter_store=self._parameter,
@@ -322,6 +351,12 @@ class PipelinePlayer:
         self.runtimes.update(
             f"{name} {version}" for name, version in buildspec.runtime_versions().items()
         )
+        if workspace.iam is not None:
+            where = action.name
+            build = self._build_work(project_name, action, properties, environment, buildspec)
+            platform = (actor, build.authorizations(workspace.iam.checker.account))
+            calls = workspace.iam.recorded(actor, where)
+            workspace.check_iam(calls, where, log_path, platform)
         failure = run.first_failure
         if failure is not None:
             how = "timed out" if failure.timed_out else f"exited with status {failure.exit_status}"
@@ -342,6 +377,49 @@ class PipelinePlayer:
             ran += f" (MAKE_TARGETS={variables['MAKE_TARGETS']})"
         tests = junit_test_count(report_files(buildspec, build_dir))
         return ran + (f", {tests} JUnit tests" if tests else "")
+
+    def _build_work(
+        self,
+        project_name: str,
+        action: PipelineAction,
+        properties: dict[str, Any],
+        environment: dict[str, str],
+        buildspec: Any,
+    ) -> Build:
+        """What CodeBuild itself does for this build with the project's role: its log
+        stream, its reports, the pipeline's artifacts and the project's cache."""
+        logs = properties.get("LogsConfig", {}).get("CloudWatchLogs", {})
+        log_group = None
+        if logs.get("Status", "ENABLED") == "ENABLED":
+            # Without a group name CodeBuild logs to /aws/codebuild/<project>.
+            log_group = str(logs.get("GroupName") or f"/aws/codebuild/{project_name}")
+        build_dir = self.workspace.work_dir / slug(self.name) / slug(action.name)
+        reports = report_files(buildspec, build_dir)
+        # A report named by a buildspec goes to the group <project>-<report name>.
+        groups = tuple(
+            name.rsplit("/", 1)[-1] if name.startswith("arn:") else f"{project_name}-{name}"
+            for name, files in reports.items()
+            if files
+        )
+        source = environment["CODEBUILD_SOURCE_VERSION"].removeprefix("arn:aws:s3:::")
+        bucket, _, key = source.partition("/")
+        outputs = tuple(
+            (bucket, f"{self.name[:20]}/{name[:20]}/{uuid.uuid4().hex[:7]}")
+            for name in action.output_artifacts
+        )
+        cache = properties.get("Cache", {})
+        cache_location = None
+        if cache.get("Type") == "S3":
+            cache_bucket, _, prefix = str(cache["Location"]).partition("/")
+            cache_location = (cache_bucket, prefix)
+        return Build(
+            log_group=log_group,
+            build_id=environment["CODEBUILD_BUILD_ID"].split(":", 1)[1],
+            report_groups=groups,
+            inputs=((bucket, key),) if action.input_artifacts else (),
+            outputs=outputs,
+            cache=cache_location,
+        )
 
     def _codebuild_project(self, action: PipelineAction) -> tuple[str, dict[str, Any]]:
         projects = resources_of_type(self.stack.template, "AWS::CodeBuild::Project")
@@ -437,15 +515,21 @@ class PipelinePlayer:
         capabilities = tuple(
             item for item in str(configuration.get("Capabilities", "")).split(",") if item
         )
-        outputs = deploy_stack(
-            self.workspace.clients["cloudformation"],
-            configuration["StackName"],
-            template,
-            parameters,
-            tags,
-            configuration.get("RoleArn"),
-            capabilities,
-        )
+        # CodePipeline runs the action with the pipeline's role.
+        where = action.name
+        pipeline = self.stack.resolve(pipeline_resource(self.stack)[1]["Properties"])
+        pipeline_role = str(pipeline["RoleArn"])
+        with self.workspace.acting_as(pipeline_role, where) as calls:
+            outputs = deploy_stack(
+                self.workspace.clients["cloudformation"],
+                configuration["StackName"],
+                template,
+                parameters,
+                tags,
+                configuration.get("RoleArn"),
+                capabilities,
+            )
+        self.workspace.check_iam(calls, where)
         if action.namespace:
             self.variables[action.namespace] = outputs
         if configuration.get("OutputFileName") and action.output_artifacts:
@@ -494,20 +578,23 @@ class PipelinePlayer:
         event = codepipeline_job_event(
             str(uuid.uuid4()), workspace.account_id, function_name, user_parameters
         )
+        where = action.name
         try:
-            result = invoke_pipeline_lambda(
-                code_dir,
-                function["Handler"],
-                environment,
-                event,
-                LambdaContext(function_name, int(function.get("Timeout", 3))),
-                services,
-                workspace.region,
-                CodePipelineJobs(),
-            )
+            with workspace.acting_as(str(function["Role"]), where) as aws_calls:
+                result = invoke_pipeline_lambda(
+                    code_dir,
+                    function["Handler"],
+                    environment,
+                    event,
+                    LambdaContext(function_name, int(function.get("Timeout", 3))),
+                    services,
+                    workspace.region,
+                    CodePipelineJobs(),
+                )
         finally:
             if github is not None:
                 github.stop()
+        workspace.check_iam(aws_calls, where)
         calls = result.calls + (
             [f"github:{request}" for request in github.requests] if github else []
         )

@@ -119,6 +119,16 @@ def _receive(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
     return messages
 
 
+def rule_target_role(stack: Stack, rule_id: str) -> str:
+    """The role ARN of the function the rule's first target is (what its calls run as)."""
+    targets = stack.resource(rule_id)["Properties"].get("Targets", [])
+    arn = targets[0].get("Arn") if targets else None
+    function_id = arn["Fn::GetAtt"][0] if isinstance(arn, dict) and "Fn::GetAtt" in arn else ""
+    if stack.template["Resources"].get(function_id, {}).get("Type") != "AWS::Lambda::Function":
+        raise ApprovalFailed(f"rule {rule_id}'s target is not a Lambda function of the template")
+    return str(stack.resolve(stack.resource(function_id)["Properties"]["Role"]))
+
+
 def start_deploy(
     stack: Stack, rule_id: str, event: dict[str, Any], pipeline_name: str, region: str
 ) -> tuple[list[dict[str, Any]], str]:

@@ -9,12 +9,21 @@ The two stacks then resolve every reference (Ref, GetAtt, ImportValue) to those 
 
 import json
 import uuid
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .actions import Workspace
-from .cloudformation import Stack, check_parameters, load_template, resources_of_type
+from .cloudformation import (
+    CloudFormationLoader,
+    Stack,
+    TemplateError,
+    check_parameters,
+    load_template,
+    resources_of_type,
+)
+from .iam import Account, Checker, Recorder, RehearsalIam, StackDeploys, role_policies
 
 BUILD_TEMPLATE = Path("infra", "model-build-pipeline.yml")
 DEPLOY_TEMPLATE = Path("infra", "model-deploy-pipeline.yml")
@@ -167,3 +176,70 @@ def upload_merge_function(workspace: Workspace, build: Stack) -> str:
     bucket = build.physical_id(next(iter(buckets)))
     workspace.clients["s3"].upload_file(str(output_dir / key.rsplit("/", 1)[-1]), bucket, key)
     return key
+
+
+def rehearsal_iam(
+    stacks: Stacks,
+    workspace: Workspace,
+    recorder: Recorder,
+    log_dir: Path,
+    endpoints: Iterable[str],
+) -> RehearsalIam:
+    """The IAM check of a rehearsal: every role both templates declare, with its policies
+    as the templates give them, and what S3 and CloudFormation call for the caller."""
+    policies = {}
+    roles = {}
+    bucket_keys = {}
+    for stack in (stacks.build, stacks.deploy):
+        policies.update(role_policies(stack.template, stack.resolve))
+        for logical_id in resources_of_type(stack.template, "AWS::IAM::Role"):
+            roles[stack.attribute(logical_id, "Arn")] = logical_id
+        for logical_id, bucket in resources_of_type(stack.template, "AWS::S3::Bucket").items():
+            rules = stack.resolve(bucket["Properties"].get("BucketEncryption", {})).get(
+                "ServerSideEncryptionConfiguration", []
+            )
+            for rule in rules:
+                key = rule.get("ServerSideEncryptionByDefault", {}).get("KMSMasterKeyID")
+                if key:
+                    bucket_keys[stack.physical_id(logical_id)] = str(key)
+    account = Account(workspace.account_id, workspace.region, bucket_keys=bucket_keys)
+    iam = RehearsalIam(
+        Checker(policies, account),
+        log_dir,
+        tuple(endpoints),
+        roles,
+        recorder=recorder,
+        stacks=StackDeploys(_template_resources(workspace)),
+    )
+    iam.start()
+    return iam
+
+
+def _template_resources(
+    workspace: Workspace,
+) -> Callable[[str, str, Mapping[str, str]], dict[str, tuple[str, dict[str, Any]]]]:
+    """The resources a template body creates with these parameters: type and properties,
+    resolved (conditions applied; a property that needs a deployed value is left out)."""
+    import yaml
+
+    def resources(
+        name: str, body: str, parameters: Mapping[str, str]
+    ) -> dict[str, tuple[str, dict[str, Any]]]:
+        template = yaml.load(body, Loader=CloudFormationLoader)
+        stack = Stack(
+            name, template, workspace.account_id, workspace.region, parameter_values=parameters
+        )
+        found = {}
+        for logical_id, resource in template.get("Resources", {}).items():
+            if "Condition" in resource and not stack.condition(resource["Condition"]):
+                continue
+            properties = {}
+            for key, value in resource.get("Properties", {}).items():
+                try:
+                    properties[key] = stack.resolve(value)
+                except TemplateError:
+                    continue
+            found[logical_id] = (resource["Type"], properties)
+        return found
+
+    return resources

@@ -11,8 +11,6 @@ SDK_CONFIG_TELEMETRY_OPT_OUT = (
     "SchemaVersion: '1.0'\nSageMaker:\n  PythonSDK:\n    Modules:\n      TelemetryOptOut: true\n"
 )
 
-# The folder this package is in: the `aws` stand-in imports the engine from there.
-ENGINE_PARENT = Path(__file__).resolve().parent.parent
 # Variables of the caller's environment a build keeps; everything else is CodeBuild's.
 PASSED_THROUGH = ("HOME", "USER", "LOGNAME", "TMPDIR", "LANG", "LC_ALL", "LC_CTYPE", "TZ")
 # What a rehearsal changes in a build's environment compared with CodeBuild's, and why.
@@ -23,7 +21,8 @@ DIFFERENCES_FROM_CODEBUILD = (
     "SAGEMAKER_USER_CONFIG_OVERRIDE: SageMaker SDK telemetry off (offline)",
     "SAGEMAKER_VALIDATE_ROLE=false: moto has no iam:SimulatePrincipalPolicy",
     "BC_SKIP_MAPPING, CKV_SKIP_PACKAGE_UPDATE_CHECK: checkov downloads nothing",
-    "PATH: an `aws` stand-in first (cloudformation deploy and describe-stacks, against moto)",
+    "PATH: `aws` runs the AWS CLI (awscli) with PYTHON, against moto",
+    "PYTHONPATH: a hook that checks and records each AWS call against the build's role",
 )
 # Credentials of this process: every client it makes talks to moto or is stubbed.
 PROCESS_KEY = "rehearsal"
@@ -92,15 +91,11 @@ def build_environment(
     return env
 
 
-def write_aws_stand_in(bin_dir: Path, python: str) -> Path:
-    """An `aws` script for the builds' PATH that runs the rehearsal's AWS CLI stand-in (this
-    package, from where it runs now)."""
+def write_aws_cli(bin_dir: Path, python: str) -> Path:
+    """An `aws` script for the builds' PATH: the AWS CLI (the awscli package) run by python,
+    which talks to moto through AWS_ENDPOINT_URL."""
     bin_dir.mkdir(parents=True, exist_ok=True)
     script = bin_dir / "aws"
-    script.write_text(
-        "#!/bin/sh\n"
-        "# The rehearsal's AWS CLI stand-in: see the rehearsal.awscli module.\n"
-        f'PYTHONPATH="{ENGINE_PARENT}" exec "{python}" -m {__package__}.awscli "$@"\n'
-    )
+    script.write_text(f'#!/bin/sh\nexec "{python}" -m awscli "$@"\n')
     script.chmod(0o755)
     return script

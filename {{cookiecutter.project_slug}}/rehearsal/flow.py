@@ -49,18 +49,28 @@ from .approval import (
     approval_rule,
     approve,
     deliver_state_change,
+    rule_target_role,
     start_deploy,
     started_commit,
 )
-from .bootstrap import BUILD_TEMPLATE, DEPLOY_TEMPLATE, BootstrapError, Stacks, bootstrap
+from .bootstrap import (
+    BUILD_TEMPLATE,
+    DEPLOY_TEMPLATE,
+    BootstrapError,
+    Stacks,
+    bootstrap,
+    rehearsal_iam,
+)
 from .buildspec import BuildspecError
 from .cloudformation import TemplateError, resources_of_type
 from .environment import (
     DIFFERENCES_FROM_CODEBUILD,
     build_environment,
     process_environment,
-    write_aws_stand_in,
+    write_aws_cli,
 )
+from .iam import Call, IamError, Recorder, RehearsalIam
+from .moto_shims import moto_as_aws
 from .retraining import (
     RetrainingFailed,
     action_execution_event,
@@ -120,6 +130,7 @@ EXPECTED_FAILURES = (
     SourceError,
     StandInError,
     TemplateError,
+    IamError,
     ClientError,
     BotoCoreError,
 )
@@ -178,6 +189,7 @@ class Rehearsal:
         self.new_data_queue = ""
         self.new_data_url = ""
         self.new_data_start: dict[str, Any] = {}
+        self.iam: RehearsalIam | None = None
         self.settings: Settings | None = None
 
     # ------------------------------------------------------------------ run
@@ -303,6 +315,11 @@ class Rehearsal:
             )
         from moto.server import ThreadedMotoServer
 
+        # Every botocore session made from here on records the calls made for an actor.
+        recorder = Recorder()
+        recorder.install()
+        cleanup.callback(recorder.uninstall)
+        cleanup.enter_context(moto_as_aws())
         moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         moto.start()
         cleanup.callback(moto.stop)
@@ -344,7 +361,7 @@ class Rehearsal:
         self.runtime.serve_environment = {**base_env, "PYTHONPATH": str(source_dir / "src")}
         self.runtime.start()
         cleanup.callback(self.runtime.stop)
-        write_aws_stand_in(bin_dir, self.python)
+        write_aws_cli(bin_dir, self.python)
         self.workspace = Workspace(
             git=self.git,
             commit=commit,
@@ -365,6 +382,14 @@ class Rehearsal:
             settings.deploy_stack,
             settings.github_token_secret,
         )
+        self.iam = rehearsal_iam(
+            self.stacks,
+            self.workspace,
+            recorder,
+            self.log_dir / "iam",
+            (self.moto_url, self.runtime.url),
+        )
+        self.workspace.iam = self.iam
         ran = f"{count} source files; bucket, key, roles, model package group; merge function zip"
         self.rows.append(Row("Bootstrap", "moto", time.perf_counter() - started, "ok", ran))
 
@@ -402,13 +427,24 @@ class Rehearsal:
 
         # Each played execution downloads its own input: never another execution's files.
         workdir = self.work_dir / workdir_name
+        workdir = self.work_dir / "sagemaker-pipeline"
+        # SageMaker runs the pipeline's jobs and its registration with the pipeline's role.
+        role_arn = clients["sagemaker"].describe_pipeline(PipelineName=pipeline_name)["RoleArn"]
         try:
             player = ExecutionPlayer(
                 clients["sagemaker"], clients["s3"], execution_arn, workdir, run_local
             )
-            played = player.play()
+            with self.workspace.acting_as(role_arn, "SageMaker pipeline") as calls:
+                played = player.play()
         except PipelineExecutionError as error:
             raise StageFailed(f"{pipeline_name}: {error}", log_path) from error
+        if self.iam is not None:
+            actor = self.iam.actor(role_arn)
+            calls.extend(
+                Call(actor, "sagemaker", operation, params, "SageMaker pipeline")
+                for operation, params in player.job_requests()
+            )
+        self.workspace.check_iam(calls, "SageMaker pipeline")
         if played.model_package_arn is None:
             raise StageFailed(f"{pipeline_name} registered no model package")
         package = clients["sagemaker"].describe_model_package(
@@ -467,13 +503,16 @@ class Rehearsal:
 
     def _start_deploy(self) -> str:
         """The rule's target starts the deploy pipeline at the commit that built the package."""
-        starts, output = start_deploy(
-            self.stacks.deploy,
-            self.approval_rule_id,
-            self.approval_event,
-            self.deploy.name,
-            self.settings.region,
-        )
+        role_arn = rule_target_role(self.stacks.deploy, self.approval_rule_id)
+        with self.workspace.acting_as(role_arn, "StartDeploy") as calls:
+            starts, output = start_deploy(
+                self.stacks.deploy,
+                self.approval_rule_id,
+                self.approval_event,
+                self.deploy.name,
+                self.settings.region,
+            )
+        self.workspace.check_iam(calls, "StartDeploy")
         (self.log_dir / "start-deploy.log").write_text(output)
         commit = started_commit(starts[0])
         if commit != self.workspace.commit:
@@ -486,9 +525,14 @@ class Rehearsal:
 
     def _model_deploy(self) -> None:
         stage = STAGES[2]
-        for action in self.deploy.actions():
-            if action.provider != "Lambda":
-                self._timed(stage, action.name, lambda action=action: self.deploy.play(action))
+        actions = [action for action in self.deploy.actions() if action.provider != "Lambda"]
+        for action in actions:
+            self._timed(stage, action.name, lambda action=action: self.deploy.play(action))
+        # Every release after the first finds the production stack in place: the last
+        # build of the deploy pipeline (the production deploy) runs once more, as the next
+        # release would, against the stack it made.
+        last = [action for action in actions if action.provider == "CodeBuild"][-1]
+        self._timed(stage, f"{last.name} again", lambda: self.deploy.play(last))
         self._timed(stage, "Endpoints", self._check_endpoints)
 
     def _check_endpoints(self) -> str:
@@ -764,6 +808,8 @@ class Rehearsal:
         for *cells, ran in table:
             padded = "  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True))
             lines.append(f"  {padded}  {ran}".rstrip())
+        if self.iam is not None:
+            lines.extend(self.iam.checker.summary())
         lines.extend(self._footnotes())
         lines.append(f"Logs: {self._shown(self.log_dir)}/")
         text = "\n".join(lines)

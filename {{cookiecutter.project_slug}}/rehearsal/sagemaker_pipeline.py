@@ -153,6 +153,21 @@ class ExecutionPlayer:
                 self._control(step)
         return self.played
 
+    def job_requests(self) -> list[tuple[str, dict[str, Any]]]:
+        """The CreateProcessingJob and CreateTrainingJob requests SageMaker made for the
+        played job steps (name and role; the jobs themselves ran locally)."""
+        requests = []
+        for step in self.definition.get("Steps", []):
+            if step["Type"] not in JOB_STEP_TYPES:
+                continue
+            kind = "Processing" if step["Type"] == "Processing" else "Training"
+            params = {
+                f"{kind}JobName": f"pipelines-{self.execution_id}-{step['Name']}",
+                "RoleArn": str(self.resolve(step["Arguments"]["RoleArn"])),
+            }
+            requests.append((f"Create{kind}Job", params))
+        return requests
+
     # ------------------------------------------------------------------ jobs
 
     def _run_jobs(self, steps: list[dict[str, Any]]) -> int:

@@ -39,6 +39,7 @@ SUMMARY_ROWS = (
     "DeployStaging",
     "TestStaging",
     "DeployProd",
+    "DeployProd again",
     "Endpoints",
     "MergeDevToMaster",
     "NewData",
@@ -144,6 +145,7 @@ def test_the_summary_lists_every_action_and_what_was_skipped(passing_rehearsal):
         row = rf"\s{re.escape(action)}\s+[0-9.]+ s\s+ok\s"
         assert re.search(row, summary), f"no passing row for {action}:\n{summary}"
     assert "FAILED" not in summary
+    assert re.search(r"\nIAM: \d+ calls checked \(.*DeployProdRole \d+.*\); 0 denied", summary)
     assert "Skipped: the install phase of buildspecs/build.yml" in summary
     assert f"PYTHON={sys.executable}" in summary
 
@@ -151,7 +153,7 @@ def test_the_summary_lists_every_action_and_what_was_skipped(passing_rehearsal):
 def test_a_passing_rehearsal_is_quiet_and_leaves_its_logs(passing_rehearsal):
     repository, result = passing_rehearsal
     assert result.stderr.strip() == ""
-    assert len(result.stdout.splitlines()) < 45, result.stdout
+    assert len(result.stdout.splitlines()) < 60, result.stdout
     logs = repository / "build" / "rehearsal"
     assert (logs / "summary.txt").read_text().startswith("Rehearsal summary")
     build_log = next(logs.glob("*-model-build/Build.log"))
@@ -255,3 +257,26 @@ def test_moto_and_the_stand_ins_are_stopped_when_a_stage_fails(tmp_path):
     ), report["output"]
     assert len(report["addresses"]) == 3
     assert report["still_listening"] == []
+
+
+def test_a_permission_the_aws_cli_needs_removed_fails_naming_the_action(tmp_path):
+    # `aws cloudformation deploy` calls GetTemplateSummary when the stack exists, which it
+    # does for every production deploy after the first (the rehearsal plays that one too).
+    repository = repository_copy(tmp_path / "repository")
+    template = repository / "infra" / "model-deploy-pipeline.yml"
+    text = template.read_text()
+    role = re.search(r"\n  DeployProdRole:\n.*?(?=\n  [A-Za-z0-9]+:\n    Type: )", text, re.DOTALL)
+    assert role is not None
+    granted = re.compile(r"\n *- cloudformation:GetTemplateSummary(?=\n)")
+    assert len(granted.findall(role.group(0))) == 1, role.group(0)
+    template.write_text(text[: role.start()] + granted.sub("", role.group(0)) + text[role.end() :])
+
+    result = rehearse(repository)
+
+    assert result.returncode != 0
+    failure = next(line for line in result.stdout.splitlines() if " failed: " in line)
+    assert failure.startswith(
+        "rehearse: Model deploy failed: DeployProd again: IAM: DeployProdRole"
+    )
+    assert " may not cloudformation:GetTemplateSummary on arn:aws:cloudformation:" in failure
+    assert re.search(r"IAM: \d+ calls checked .*; [1-9]\d* denied", result.stdout)
