@@ -236,6 +236,7 @@ def test_deploy_pipeline_stage_order_and_providers() -> None:
     expected_providers = [
         SOURCE_PROVIDER_ACTION[SOURCE_PROVIDER],
         "CodeBuild",
+        "Lambda",
         "CloudFormation",
         "CodeBuild",
     ]
@@ -311,6 +312,22 @@ def test_merge_action_passes_the_deployed_commit() -> None:
     document = template("model-deploy-pipeline.yml")
     assert default(document, "DevBranch") == config.DEV_BRANCH
     assert default(document, "MainBranch") == config.MAIN_BRANCH
+
+
+def test_build_stage_checks_the_commit_descends_from_production_before_any_deploy() -> None:
+    stage_names = list(stages(deploy_pipeline()))
+    build = stages(deploy_pipeline())["Build"]
+    (check,) = [action for action in build if action["ActionTypeId"]["Provider"] == "Lambda"]
+    assert stage_names.index("Build") < stage_names.index("DeployStaging")
+    assert check["Configuration"]["FunctionName"] == {"Ref": "MergeFunction"}
+    text = check["Configuration"]["UserParameters"]["Fn::Sub"]
+    parameters = json.loads(text.replace("${DevBranch}", "d").replace("${MainBranch}", "m"))
+    assert parameters == {
+        "source_branch": "d",
+        "destination_branch": "m",
+        "commit_id": "#{% raw %}{SourceVariables.CommitId}{% endraw %}",
+        "mode": "check",
+    }
 
 
 def test_merge_function_matches_the_lambda_contract() -> None:

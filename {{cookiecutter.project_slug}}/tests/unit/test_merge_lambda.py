@@ -151,6 +151,7 @@ def test_uppercase_commit_id_is_normalised(
             {"source_branch": DEV_BRANCH, "destination_branch": DEV_BRANCH, "commit_id": "a" * 40},
             "they must differ",
         ),
+        ({**merge_parameters(), "mode": "dry-run"}, "mode 'dry-run' is not one of merge, check"),
     ],
     ids=[
         "not-json",
@@ -161,6 +162,7 @@ def test_uppercase_commit_id_is_normalised(
         "short-commit",
         "bad-branch",
         "same-branch",
+        "unknown-mode",
     ],
 )
 def test_bad_user_parameters_fail_the_job_once_without_merging(
