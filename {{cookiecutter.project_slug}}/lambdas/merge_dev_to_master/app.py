@@ -253,8 +253,9 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
         outcome, failed = "failed", failure
     except Exception as error:
         # Reported rather than raised: an escaped exception leaves the action hanging until
-        # its timeout. The message names the type only; the log has the detail.
-        log("ERROR", "unexpected error", error_type=type(error).__name__, error=str(error)[:500])
+        # its timeout. The message names the type only.
+        # The type only: an error's text can quote a request, with its headers and token.
+        log("ERROR", "unexpected error", error_type=type(error).__name__)
         outcome = "failed"
         failed = MergeFailed(
             f"Unexpected {type(error).__name__} while merging: see the function's log for "
