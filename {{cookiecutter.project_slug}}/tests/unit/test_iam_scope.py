@@ -173,9 +173,16 @@ DEPLOY_PROD_CALLS = {
     ("cloudformation:DeleteStack", stack_arn(PROD_STACK)),
     ("iam:PassRole", ENDPOINT_DEPLOY_ROLE),
     ("sagemaker:InvokeEndpoint", endpoint_arn(config.PROD_ENDPOINT_NAME)),
+    # CodeBuild restores and saves the project's S3 cache with the project's role.
+    ("s3:GetObject", object_arn("codebuild-cache/deploy-prod/cache.zip")),
+    ("s3:PutObject", object_arn("codebuild-cache/deploy-prod/cache.zip")),
 }
 # make test-endpoint against staging.
-TEST_STAGING_CALLS = {("sagemaker:InvokeEndpoint", endpoint_arn(config.STAGING_ENDPOINT_NAME))}
+TEST_STAGING_CALLS = {
+    ("sagemaker:InvokeEndpoint", endpoint_arn(config.STAGING_ENDPOINT_NAME)),
+    ("s3:GetObject", object_arn("codebuild-cache/test-staging/cache.zip")),
+    ("s3:PutObject", object_arn("codebuild-cache/test-staging/cache.zip")),
+}
 
 
 @pytest.mark.parametrize(
@@ -214,3 +221,89 @@ def test_sagemaker_role_holds_no_grant_or_delete_rights() -> None:
     key = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/ArtifactKey"
     assert not allows(document, role, "kms:CreateGrant", key)
     assert allows(document, role, "s3:PutObject", object_arn("data-capture/prod/x"))
+
+
+# ---------------------------------------------------------------- artifact bucket prefixes
+
+BUILD = "model-build-pipeline.yml"
+# What no build role may read or overwrite: captured requests, registered model files,
+# the SageMaker pipeline's job outputs, other builds' caches.
+GUARDED_KEYS = (
+    "data-capture/prod/AllTraffic/2024/01/01/00/capture.jsonl",
+    f"{config.SAGEMAKER_PIPELINE_NAME}/models/pipelines-abc-Train/output/model.tar.gz",
+    f"{config.SAGEMAKER_PIPELINE_NAME}/execution-1/Evaluate/evaluation/evaluation.json",
+    "lambda/merge_dev_to_master-0123456789abcdef.zip",
+)
+BUILD_ROLES = {
+    BUILD: {
+        "BuildProjectRole": ("build", BUILD_PIPELINE_NAME),
+        "TrainProjectRole": ("train", BUILD_PIPELINE_NAME),
+    },
+    DEPLOY: {
+        "StageConfigRole": ("stage-config", DEPLOY_PIPELINE_NAME),
+        "TestStagingRole": ("test-staging", DEPLOY_PIPELINE_NAME),
+        "DeployProdRole": ("deploy-prod", DEPLOY_PIPELINE_NAME),
+    },
+}
+ALL_BUILD_ROLES = [(name, role) for name, roles in BUILD_ROLES.items() for role in roles]
+
+
+@pytest.mark.parametrize(("name", "role_id"), ALL_BUILD_ROLES)
+def test_build_roles_neither_read_nor_write_models_or_captured_data(
+    name: str, role_id: str
+) -> None:
+    document = template(name)
+    for key in GUARDED_KEYS:
+        for action in ("s3:GetObject", "s3:PutObject", "s3:DeleteObject"):
+            assert not allows(document, role_id, action, object_arn(key)), (action, key)
+
+
+@pytest.mark.parametrize(("name", "role_id"), ALL_BUILD_ROLES)
+def test_build_roles_write_only_their_own_cache_and_read_their_pipelines_artifacts(
+    name: str, role_id: str
+) -> None:
+    document = template(name)
+    cache, pipeline = BUILD_ROLES[name][role_id]
+    own = object_arn(f"codebuild-cache/{cache}/cache.zip")
+    assert allows(document, role_id, "s3:GetObject", own)
+    assert allows(document, role_id, "s3:PutObject", own)
+    artifact = object_arn(f"{pipeline[:20]}/SourceArti/a1b2c3d")
+    assert allows(document, role_id, "s3:GetObject", artifact)
+    # Only the Build stage's project produces an artifact of the deploy pipeline.
+    assert allows(document, role_id, "s3:PutObject", artifact) == (role_id == "StageConfigRole")
+    for _, (other, _) in BUILD_ROLES[name].items():
+        if other != cache:
+            key = object_arn(f"codebuild-cache/{other}/cache.zip")
+            assert not allows(document, role_id, "s3:PutObject", key), other
+
+
+def test_train_role_uploads_only_the_pipelines_code_and_data_set() -> None:
+    document = template(BUILD)
+    prefix = config.SAGEMAKER_PIPELINE_NAME
+    for key in (f"{prefix}/code/0a1b/sourcedir.tar.gz", f"{prefix}/input/0a1b/data.csv"):
+        assert allows(document, "TrainProjectRole", "s3:PutObject", object_arn(key))
+    assert not allows(document, "BuildProjectRole", "s3:PutObject", object_arn(f"{prefix}/code/x"))
+
+
+# ---------------------------------------------------------------- endpoint stacks
+
+SAGEMAKER = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}"
+
+
+@pytest.mark.parametrize(
+    ("action", "kind"),
+    [
+        ("sagemaker:CreateModel", "model"),
+        ("sagemaker:DeleteModel", "model"),
+        ("sagemaker:CreateEndpointConfig", "endpoint-config"),
+        ("sagemaker:DeleteEndpointConfig", "endpoint-config"),
+    ],
+)
+def test_endpoint_deploy_role_creates_and_deletes_only_the_projects_names(
+    action: str, kind: str
+) -> None:
+    document = template(DEPLOY)
+    for endpoint in (config.STAGING_ENDPOINT_NAME, config.PROD_ENDPOINT_NAME):
+        assert allows(document, "EndpointDeployRole", action, f"{SAGEMAKER}:{kind}/{endpoint}-12")
+    for other in ("another-team-model", "Model-a1B2c3D4e5F6", f"x{config.PROD_ENDPOINT_NAME}-1"):
+        assert not allows(document, "EndpointDeployRole", action, f"{SAGEMAKER}:{kind}/{other}")

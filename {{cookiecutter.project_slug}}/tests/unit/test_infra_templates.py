@@ -572,6 +572,27 @@ def test_rollback_window_fits_the_deployment_timeout() -> None:
         assert int(stage_config(stage)["Parameters"]["RollbackWindowSeconds"]) <= window["MaxValue"]
 
 
+def test_model_and_endpoint_config_are_named_endpoint_and_package_version() -> None:
+    """Names the deploy role can be scoped to; every package version still fits."""
+    shapes = botocore.session.get_session().get_service_model("sagemaker")
+    document = template("endpoint.yml")
+    version = {"Fn::Select": [2, {"Fn::Split": ["/", {"Ref": "ModelPackageArn"}]}]}
+    expected = {"Fn::Join": ["-", [{"Ref": "EndpointName"}, version]]}
+    model = only_resource(document, "AWS::SageMaker::Model")
+    endpoint_config = only_resource(document, "AWS::SageMaker::EndpointConfig")
+    assert model["ModelName"] == expected
+    assert endpoint_config["EndpointConfigName"] == expected
+    pattern = document["Parameters"]["ModelPackageArn"]["AllowedPattern"]
+    assert re.fullmatch(pattern, PACKAGE_ARN)
+    max_version_digits = 10
+    assert re.fullmatch(pattern, PACKAGE_ARN[:-1] + "9" * max_version_digits)
+    assert not re.fullmatch(pattern, PACKAGE_ARN[: PACKAGE_ARN.rindex("/")])
+    for shape in ("ModelName", "EndpointConfigName"):
+        limit = shapes.shape_for(shape).metadata["max"]
+        for endpoint in (config.STAGING_ENDPOINT_NAME, config.PROD_ENDPOINT_NAME):
+            assert len(endpoint) + 1 + max_version_digits <= limit, (shape, endpoint)
+
+
 def test_artifact_key_outlives_its_stack() -> None:
     """Model artifacts and captured data encrypted with the key stay readable."""
     key = template("model-build-pipeline.yml")["Resources"]["ArtifactKey"]
