@@ -185,9 +185,27 @@ TEST_STAGING_CALLS = {
 }
 
 
+# make stage-config: the approved packages of the group (ListModelPackages has no resource),
+# the package of the commit; its output artifact and cache.
+STAGE_CONFIG_CALLS = {
+    ("sagemaker:ListModelPackages", "*"),
+    (
+        "sagemaker:DescribeModelPackage",
+        f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/{config.MODEL_PACKAGE_GROUP_NAME}/3",
+    ),
+    ("s3:GetObject", object_arn("codebuild-cache/stage-config/cache.zip")),
+    ("s3:PutObject", object_arn("codebuild-cache/stage-config/cache.zip")),
+    ("s3:PutObject", object_arn(f"{DEPLOY_PIPELINE_NAME[:20]}/StageConfi/a1b2c3d")),
+}
+
+
 @pytest.mark.parametrize(
     ("role_id", "calls"),
-    [("DeployProdRole", DEPLOY_PROD_CALLS), ("TestStagingRole", TEST_STAGING_CALLS)],
+    [
+        ("DeployProdRole", DEPLOY_PROD_CALLS),
+        ("TestStagingRole", TEST_STAGING_CALLS),
+        ("StageConfigRole", STAGE_CONFIG_CALLS),
+    ],
 )
 def test_build_role_allows_every_call_of_its_make_target_and_no_other(
     role_id: str, calls: set[tuple[str, str]]
