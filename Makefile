@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DEMO := build/demo
 
-.PHONY: help venv test demo lint bench lock clean
+.PHONY: help venv test demo lint bench lock regions clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -36,6 +36,9 @@ bench: venv ## Measure bake time, the baked suites and the local pipeline agains
 
 lock: venv ## Regenerate the generated repo's uv.lock from its pyproject.toml (UPGRADE=1: newest versions)
 	$(PY) scripts/lock.py $(if $(UPGRADE),--upgrade)
+
+regions: venv ## Regenerate the regions the pre-gen hook accepts (cfn-lint's region schemas)
+	$(PY) scripts/regions.py
 
 clean: ## Remove the venv and build outputs
 	rm -rf $(VENV) build .pytest_cache .ruff_cache

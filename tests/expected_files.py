@@ -86,6 +86,7 @@ tests/unit/test_buildspecs.py
 tests/unit/test_cli.py
 tests/unit/test_data.py
 tests/unit/test_deploy.py
+tests/unit/test_iam_scope.py
 tests/unit/test_infra_templates.py
 tests/unit/test_merge_lambda.py
 tests/unit/test_new_data_trigger.py

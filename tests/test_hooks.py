@@ -206,7 +206,7 @@ def test_invalid_notification_emails(defaults, value):
 
 def test_codecommit_region_must_offer_codecommit(defaults):
     [problem] = pre_gen.check_region({**defaults, "aws_region": "eu-south-2"})
-    assert "CodeCommit is not available" in problem
+    assert "AWS::CodeCommit::Repository (used with codecommit) does not exist" in problem
     github = {**defaults, "aws_region": "eu-south-2", "source_provider": "github"}
     assert pre_gen.check_region(github) == []
 

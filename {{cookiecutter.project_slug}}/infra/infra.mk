@@ -37,15 +37,32 @@ ci-build: lint test-unit pipeline-definition ## The model build pipeline's Build
 stage-config: $(NEEDS_VENV) ## Resolve this commit's approved model package; write build/deploy/<stage>.json
 	$(PY) -m $(PKG).deploy stage-config --config-dir infra/config --output-dir $(DEPLOY_DIR)
 
-deploy-prod: $(NEEDS_VENV) ## Deploy the prod endpoint from build/deploy/prod.json (blue/green), then smoke-test it
-	@echo "==> Deploying $(PROD_STACK) (infra/endpoint.yml, $(DEPLOY_DIR)/prod.json)"
-	parameters="$$($(PY) -m $(PKG).deploy overrides --stage prod --config-dir $(DEPLOY_DIR))"; \
-	tags="$$($(PY) -m $(PKG).deploy overrides --stage prod --config-dir $(DEPLOY_DIR) --tags)"; \
-	$(AWS) cloudformation deploy --stack-name $(PROD_STACK) --template-file infra/endpoint.yml \
+# $(call deploy_endpoint,<template file>,<stage file name>): `aws cloudformation deploy` of
+# the production endpoint stack with build/deploy/<stage file name>.json.
+deploy_endpoint = parameters="$$($(PY) -m $(PKG).deploy overrides --stage $(2) --config-dir $(DEPLOY_DIR))"; \
+	tags="$$($(PY) -m $(PKG).deploy overrides --stage $(2) --config-dir $(DEPLOY_DIR) --tags)"; \
+	$(AWS) cloudformation deploy --stack-name $(PROD_STACK) --template-file $(1) \
 		--no-fail-on-empty-changeset $(if $(CLOUDFORMATION_ROLE_ARN),--role-arn $(CLOUDFORMATION_ROLE_ARN)) \
 		--parameter-overrides $$parameters --tags $$tags
+
+deploy-prod: $(NEEDS_VENV) ## Deploy the prod endpoint from build/deploy/prod.json (blue/green), smoke-test it, restore the previous model if the test fails
+	@echo "==> Preparing $(PROD_STACK): save what it serves, or clear a failed first creation"
+	$(PY) -m $(PKG).deploy prepare-stack --stack $(PROD_STACK) --name prod --output-dir $(DEPLOY_DIR)
+	@echo "==> Deploying $(PROD_STACK) (infra/endpoint.yml, $(DEPLOY_DIR)/prod.json)"
+	$(call deploy_endpoint,infra/endpoint.yml,prod)
 	@echo "==> Smoke-testing the production endpoint"
-	ENDPOINT_NAME="$$($(call stack_output,$(PROD_STACK),EndpointName))" $(MAKE) test-endpoint
+	@# The blue/green window has closed once the deploy returns: a failed smoke test
+	@# redeploys what production served before (blue/green again), then fails the action.
+	if ! ENDPOINT_NAME="$$($(call stack_output,$(PROD_STACK),EndpointName))" $(MAKE) test-endpoint; then \
+		if [ -f $(DEPLOY_DIR)/prod-previous.json ]; then \
+			echo "==> The smoke test failed: restoring the previous production model" >&2; \
+			$(call deploy_endpoint,$(DEPLOY_DIR)/prod-previous.yml,prod-previous); \
+			echo "deploy-prod: the smoke test failed; production serves the previous model again" >&2; \
+		else \
+			echo "deploy-prod: the smoke test failed on the first production model (there is no previous one to restore)" >&2; \
+		fi; \
+		exit 1; \
+	fi
 
 bootstrap: $(NEEDS_VENV) ## Deploy both pipeline stacks and push {{ cookiecutter.main_branch }} and {{ cookiecutter.dev_branch }} (needs AWS credentials)
 	@echo "==> AWS identity"

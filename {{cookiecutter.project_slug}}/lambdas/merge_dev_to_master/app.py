@@ -2,6 +2,10 @@
 
 Invoked by a CodePipeline Invoke action (Lambda) whose UserParameters is JSON:
 {"source_branch": "...", "destination_branch": "...", "commit_id": "<the deployed commit>"}.
+With "mode": "check" (the deploy pipeline's Build stage, before anything is deployed) it
+only checks, writing nothing, that the commit is the destination's head or descends from
+it: a commit the destination already contains is an older build than production, refused
+with how to roll back instead (revert on the source branch).
 It moves destination_branch to exactly commit_id, so that the branch equals production:
 already there or already contained → success, nothing written; an ancestor → fast-forward;
 diverged → the action fails and nothing is written (MERGE_STRATEGY=three-way opts in to a
@@ -62,6 +66,9 @@ from merge_common import (
 
 MERGE_STRATEGY_ENV = "MERGE_STRATEGY"
 USER_PARAMETER_KEYS = ("source_branch", "destination_branch", "commit_id")
+# Optional "mode": "merge" moves the branch; "check" (before anything is deployed) only
+# verifies that the commit is production's or descends from it, and writes nothing.
+MODES = ("merge", "check")
 EXAMPLE_USER_PARAMETERS = json.dumps(
     {
         "source_branch": {{ cookiecutter.dev_branch | tojson }},
@@ -148,13 +155,20 @@ def merge_request_of(event: dict[str, Any], environ: dict[str, str]) -> MergeReq
             f"source_branch and destination_branch are both {source!r}: they must differ.",
             CONFIGURATION_ERROR,
         )
+    mode = parameters.get("mode", "merge")
+    if mode not in MODES:
+        raise MergeFailed(
+            f"The action's UserParameters mode {str(mode)[:40]!r} is not one of "
+            f"{', '.join(MODES)}.",
+            CONFIGURATION_ERROR,
+        )
     strategy = environ.get(MERGE_STRATEGY_ENV, "").strip() or FAST_FORWARD
     if strategy not in MERGE_STRATEGIES:
         raise MergeFailed(
             f"{MERGE_STRATEGY_ENV}={strategy[:40]!r} is not one of {', '.join(MERGE_STRATEGIES)}.",
             CONFIGURATION_ERROR,
         )
-    return MergeRequest(source, destination, commit_id, strategy)
+    return MergeRequest(source, destination, commit_id, strategy, check_only=mode == "check")
 
 
 def report_success(job_id: str, result: MergeResult, deadline: float) -> None:
@@ -231,6 +245,7 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
             destination_branch=request.destination_branch,
             commit_id=request.commit_id,
             strategy=request.strategy,
+            mode="check" if request.check_only else "merge",
         )
         log("INFO", "merge started")
         result = provider.merge(request, dict(os.environ), aws_client, deadline)
@@ -238,8 +253,9 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
         outcome, failed = "failed", failure
     except Exception as error:
         # Reported rather than raised: an escaped exception leaves the action hanging until
-        # its timeout. The message names the type only; the log has the detail.
-        log("ERROR", "unexpected error", error_type=type(error).__name__, error=str(error)[:500])
+        # its timeout. The message names the type only.
+        # The type only: an error's text can quote a request, with its headers and token.
+        log("ERROR", "unexpected error", error_type=type(error).__name__)
         outcome = "failed"
         failed = MergeFailed(
             f"Unexpected {type(error).__name__} while merging: see the function's log for "

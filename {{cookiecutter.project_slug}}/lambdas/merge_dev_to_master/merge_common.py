@@ -18,6 +18,8 @@ MERGE_STRATEGIES = (FAST_FORWARD, THREE_WAY)
 ALREADY_MERGED = "already-merged"
 FAST_FORWARDED = "fast-forwarded"
 MERGED = "merged"
+# Outcomes of a check (UserParameters "mode": "check"), which writes nothing.
+DESCENDS = "descends-from-production"
 
 # CodePipeline FailureDetails types: the console shows them next to the message.
 JOB_FAILED = "JobFailed"
@@ -66,6 +68,8 @@ class MergeRequest:
     destination_branch: str
     commit_id: str
     strategy: str = FAST_FORWARD
+    # Check only: may this commit be deployed (see stale_commit)? Nothing is written.
+    check_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,28 @@ class MergeResult:
     outcome: str
     head_commit_id: str
     summary: str
+
+
+def stale_commit(request: "MergeRequest", destination_head: str) -> MergeFailed:
+    """The refusal of a commit the destination branch (production) already contains."""
+    branch, source = request.destination_branch, request.source_branch
+    return MergeFailed(
+        f"Commit {short(request.commit_id)} is older than production: {branch} "
+        f"({short(destination_head)}, what production runs) already contains it, so its model "
+        f"package is refused and nothing was deployed. To roll back, revert on {source} "
+        f"(git revert <commits>, then push): the build pipeline rebuilds the revert (cached "
+        "steps make it fast) and its approved package deploys like any change."
+    )
+
+
+def check_result(request: "MergeRequest", destination_head: str) -> "MergeResult":
+    """A passed check: the commit is production's commit or descends from it."""
+    return MergeResult(
+        DESCENDS,
+        destination_head,
+        f"{short(request.commit_id)} is {request.destination_branch} "
+        f"({short(destination_head)}) or descends from it: it may be deployed.",
+    )
 
 
 def short(commit_id: str) -> str:

@@ -5,6 +5,9 @@ stage-config           resolve the Approved model package of the commit being de
                        configuration: infra/config/<stage>.json plus the package ARN)
 overrides              print a stage file's parameters (or tags) as Key=Value words for
                        `aws cloudformation deploy`
+prepare-stack          before deploying a stack: save the template and parameters in
+                       service (to restore them if the smoke test fails), or delete a stack
+                       whose first creation failed (ROLLBACK_COMPLETE), which cannot be updated
 package-lambda         zip a Lambda folder reproducibly; print its S3 key
 empty-bucket           delete every object version of a bucket (teardown)
 delete-model-packages  delete every package of the model package group (teardown)
@@ -39,6 +42,11 @@ COMMIT_ENV_VARS = ("COMMIT_ID", "CODEBUILD_RESOLVED_SOURCE_VERSION")
 # Fixed zip entry time, so that the same sources always give the same zip and S3 key.
 ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)
 ENV_REFERENCE = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
+# A stack whose first creation failed and rolled back: it serves nothing, and CloudFormation
+# refuses to update it; it can only be deleted.
+FAILED_FIRST_CREATE = "ROLLBACK_COMPLETE"
+# What a stack in service had before this deploy: prepare-stack writes, deploy-prod restores.
+PREVIOUS_SUFFIX = "-previous"
 
 
 class DeployError(Exception):
@@ -183,6 +191,66 @@ def delete_model_packages(sagemaker_client: Any, group_name: str) -> int:
     return len(arns)
 
 
+def describe_stack(cloudformation: Any, stack_name: str) -> dict[str, Any] | None:
+    """The stack, or None when it does not exist."""
+    try:
+        (stack,) = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
+    except ClientError as error:
+        message = error.response.get("Error", {}).get("Message", "")
+        if error.response.get("Error", {}).get("Code") == "ValidationError" and (
+            "does not exist" in message
+        ):
+            return None
+        raise
+    return stack
+
+
+def prepare_stack(
+    cloudformation: Any, stack_name: str, output_dir: Path, name: str
+) -> tuple[str, Path | None]:
+    """Get a stack ready for `aws cloudformation deploy`; (what was done, saved file or None).
+
+    A stack in service has its template and parameters saved as <name>-previous.yml/.json
+    (the restore point); a stack whose first creation failed is deleted, so that the deploy
+    creates it again instead of failing; no stack needs nothing.
+    """
+    template_path = output_dir / f"{name}{PREVIOUS_SUFFIX}.yml"
+    config_path = output_dir / f"{name}{PREVIOUS_SUFFIX}.json"
+    for path in (template_path, config_path):
+        path.unlink(missing_ok=True)
+    stack = describe_stack(cloudformation, stack_name)
+    if stack is None:
+        return f"{stack_name} does not exist yet: the deploy creates it", None
+    status = stack["StackStatus"]
+    if status == FAILED_FIRST_CREATE:
+        cloudformation.delete_stack(StackName=stack_name)
+        cloudformation.get_waiter("stack_delete_complete").wait(StackName=stack_name)
+        return (
+            f"{stack_name} was {status} (its first creation failed; it served nothing):"
+            " deleted, the deploy creates it again",
+            None,
+        )
+    if not status.endswith("_COMPLETE"):
+        raise DeployError(
+            f"{stack_name} is {status}: wait until CloudFormation is done with it (or resolve"
+            " the failure in the console), then rerun the action"
+        )
+    body = cloudformation.get_template(StackName=stack_name, TemplateStage="Original")[
+        "TemplateBody"
+    ]
+    output_dir.mkdir(parents=True, exist_ok=True)
+    # botocore hands back a JSON template already parsed; YAML stays text.
+    template_path.write_text(body if isinstance(body, str) else json.dumps(body, indent=2))
+    document = {
+        "Parameters": {
+            item["ParameterKey"]: item["ParameterValue"] for item in stack.get("Parameters", [])
+        },
+        "Tags": {tag["Key"]: tag["Value"] for tag in stack.get("Tags", [])},
+    }
+    config_path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    return f"{stack_name} is {status}: its template and parameters saved to restore", config_path
+
+
 def sagemaker_client() -> Any:
     """A SageMaker client in the project's region."""
     return boto3.client("sagemaker", region_name=config.AWS_REGION)
@@ -198,6 +266,10 @@ def run(args: argparse.Namespace) -> None:
         for stage, path in written.items():
             arn = json.loads(path.read_text())["Parameters"]["ModelPackageArn"]
             print(f"{stage}: {arn} (commit {commit_id}) -> {path}")
+    elif args.command == "prepare-stack":
+        cloudformation = boto3.client("cloudformation", region_name=config.AWS_REGION)
+        done, _ = prepare_stack(cloudformation, args.stack, args.output_dir, args.name)
+        print(done)
     elif args.command == "overrides":
         document = load_stage_config(args.config_dir, args.stage)
         print(key_value_words(document.get("Tags", {}) if args.tags else document["Parameters"]))
@@ -226,8 +298,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     stage.add_argument("--config-dir", type=Path, default=CONFIG_DIR)
     stage.add_argument("--output-dir", type=Path, default=DEPLOY_DIR)
 
+    prepare = commands.add_parser("prepare-stack", help="save or recover a stack before a deploy")
+    prepare.add_argument("--stack", required=True, help="the stack's name")
+    prepare.add_argument(
+        "--name", choices=STAGES, required=True, help="the stage: names the saved files"
+    )
+    prepare.add_argument("--output-dir", type=Path, default=DEPLOY_DIR)
+
     overrides = commands.add_parser("overrides", help="print a stage's Key=Value words")
-    overrides.add_argument("--stage", choices=STAGES, required=True)
+    overrides.add_argument(
+        "--stage",
+        choices=[*STAGES, *(stage + PREVIOUS_SUFFIX for stage in STAGES)],
+        required=True,
+        help="<stage> or <stage>-previous (written by prepare-stack)",
+    )
     overrides.add_argument("--config-dir", type=Path, default=DEPLOY_DIR)
     overrides.add_argument(
         "--tags", action="store_true", help="print the tags instead of the parameters"

@@ -80,6 +80,11 @@ def merge_parameters(commit_id: str = DEPLOYED_COMMIT) -> dict[str, str]:
     return {"source_branch": DEV_BRANCH, "destination_branch": MAIN_BRANCH, "commit_id": commit_id}
 
 
+def check_parameters(commit_id: str = DEPLOYED_COMMIT) -> dict[str, str]:
+    """The UserParameters of the deploy pipeline's check before anything is deployed."""
+    return {**merge_parameters(commit_id), "mode": "check"}
+
+
 class LambdaContext:
     """The two attributes of the Lambda context the handler reads."""
 

@@ -22,6 +22,7 @@ COMMIT_ID = "c0ffee" + "0" * 34
 ROLE_ARN = "arn:aws:iam::123456789012:role/{{ cookiecutter.__sagemaker_role_name }}"
 KEY_ARN = "arn:aws:kms:us-east-1:123456789012:key/0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"
 BUCKET = "{{ cookiecutter.__artifact_bucket_prefix }}-123456789012"
+PROD_STACK = "{{ cookiecutter.__prod_stack_name }}"
 PIPELINE_ENVIRONMENT = {
     "SAGEMAKER_ROLE_ARN": ROLE_ARN,
     "ARTIFACT_KEY_ARN": KEY_ARN,
@@ -245,3 +246,184 @@ def test_module_runs_as_a_command() -> None:
     )
     assert result.returncode == 0
     assert "stage-config" in result.stdout
+
+
+# ---------------------------------------------------------------- production deploy
+
+
+@pytest.fixture
+def cloudformation(pipeline_environment: None) -> Iterator[Any]:
+    """A CloudFormation client on moto."""
+    with mock_aws():
+        yield boto3.client("cloudformation")
+
+
+def prod_stack(cloudformation: Any, version: int) -> dict[str, str]:
+    """Create the production endpoint stack on moto with package version; its parameters."""
+    source = ROOT / "infra" / "config" / "prod.json"
+    package_arn = (
+        f"arn:aws:sagemaker:{config.AWS_REGION}:123456789012:model-package/"
+        f"{config.MODEL_PACKAGE_GROUP_NAME}/{version}"
+    )
+    document = deploy.stage_template_configuration(
+        deploy.load_stage_config(source.parent, "prod"), source, package_arn, COMMIT_ID
+    )
+    cloudformation.create_stack(
+        StackName=PROD_STACK,
+        TemplateBody=(ROOT / "infra" / "endpoint.yml").read_text(),
+        Parameters=[
+            {"ParameterKey": key, "ParameterValue": value}
+            for key, value in document["Parameters"].items()
+        ],
+        Tags=[{"Key": key, "Value": value} for key, value in document["Tags"].items()],
+    )
+    return document["Parameters"]
+
+
+@pytest.mark.filterwarnings("ignore:Tried to parse AWS..CloudWatch..Alarm:UserWarning")
+def test_prepare_saves_the_template_and_parameters_production_serves(
+    cloudformation: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    served = prod_stack(cloudformation, version=4)
+    done, saved = deploy.prepare_stack(cloudformation, PROD_STACK, tmp_path, "prod")
+    assert "saved to restore" in done
+    assert saved == tmp_path / "prod-previous.json"
+    document = json.loads(saved.read_text())
+    assert document["Parameters"]["ModelPackageArn"] == served["ModelPackageArn"]
+    # DescribeStacks lists the defaulted parameters too: the restore pins them.
+    assert served.items() <= document["Parameters"].items()
+    assert document["Tags"]["commit"] == COMMIT_ID
+    template = (tmp_path / "prod-previous.yml").read_text()
+    assert template == (ROOT / "infra" / "endpoint.yml").read_text()
+    # The restore deploys exactly those values with the AWS CLI.
+    overrides = ["overrides", "--stage", "prod-previous", "--config-dir", str(tmp_path)]
+    assert deploy.main(overrides) == 0
+    words = capsys.readouterr().out.split()
+    assert f"ModelPackageArn={served['ModelPackageArn']}" in words
+
+
+def test_prepare_without_a_stack_saves_nothing_and_clears_an_old_save(
+    cloudformation: Any, tmp_path: Path
+) -> None:
+    stale = tmp_path / "prod-previous.json"
+    stale.write_text("{}")
+    done, saved = deploy.prepare_stack(cloudformation, PROD_STACK, tmp_path, "prod")
+    assert saved is None and "does not exist yet" in done
+    assert not stale.exists()
+
+
+def stack_description(status: str) -> dict[str, Any]:
+    """A DescribeStacks response for the production stack in a status."""
+    return {
+        "Stacks": [
+            {
+                "StackName": PROD_STACK,
+                "StackId": f"arn:aws:cloudformation:us-east-1:123456789012:stack/{PROD_STACK}/1",
+                "CreationTime": "2024-01-01T00:00:00Z",
+                "StackStatus": status,
+            }
+        ]
+    }
+
+
+def test_a_failed_first_creation_is_deleted_so_the_deploy_creates_it_again(
+    tmp_path: Path,
+) -> None:
+    """ROLLBACK_COMPLETE: CloudFormation can only delete the stack; it served nothing."""
+    client = boto3.client("cloudformation", region_name="us-east-1")
+    with Stubber(client) as stubber:
+        stubber.add_response(
+            "describe_stacks", stack_description("ROLLBACK_COMPLETE"), {"StackName": PROD_STACK}
+        )
+        stubber.add_response("delete_stack", {}, {"StackName": PROD_STACK})
+        # The stack_delete_complete waiter: a deleted stack is no longer found.
+        stubber.add_client_error(
+            "describe_stacks",
+            service_error_code="ValidationError",
+            service_message=f"Stack with id {PROD_STACK} does not exist",
+            expected_params={"StackName": PROD_STACK},
+        )
+        done, saved = deploy.prepare_stack(client, PROD_STACK, tmp_path, "prod")
+        stubber.assert_no_pending_responses()
+    assert saved is None
+    assert "ROLLBACK_COMPLETE" in done and "deleted" in done
+
+
+def test_a_stack_still_changing_is_left_alone_with_one_line(tmp_path: Path) -> None:
+    client = boto3.client("cloudformation", region_name="us-east-1")
+    with Stubber(client) as stubber:
+        stubber.add_response("describe_stacks", stack_description("UPDATE_IN_PROGRESS"))
+        with pytest.raises(deploy.DeployError, match="is UPDATE_IN_PROGRESS: wait until"):
+            deploy.prepare_stack(client, PROD_STACK, tmp_path, "prod")
+
+
+FAKE_AWS = """#!/bin/sh
+echo "aws $*" >> "$CALLS"
+case "$*" in *describe-stacks*) echo "{{ cookiecutter.__prod_endpoint_name }}";; esac
+"""
+# Stands in for the interpreter: records each command; the smoke test exits with SMOKE.
+FAKE_PYTHON = """#!/bin/sh
+echo "python $*" >> "$CALLS"
+case "$*" in
+  *prepare-stack*) [ -z "$PREVIOUS" ] || echo '{}' > build/deploy/prod-previous.json;;
+  *overrides*) echo "Key=value";;
+  *pytest*) exit "$SMOKE";;
+esac
+"""
+
+
+def run_deploy_prod(tmp_path: Path, smoke_status: int, previous: bool) -> tuple[int, list[str]]:
+    """`make deploy-prod` with stand-ins for aws and the interpreter; (status, calls)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, text in (("aws", FAKE_AWS), ("python", FAKE_PYTHON)):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    calls = tmp_path / "calls.log"
+    (ROOT / "build" / "deploy").mkdir(parents=True, exist_ok=True)
+    (ROOT / "build" / "deploy" / "prod-previous.json").unlink(missing_ok=True)
+    result = subprocess.run(
+        [
+            "make",
+            "--no-print-directory",
+            "deploy-prod",
+            f"PYTHON={bin_dir / 'python'}",
+            f"AWS={bin_dir / 'aws'}",
+        ],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "CALLS": str(calls),
+            "SMOKE": str(smoke_status),
+            "PREVIOUS": "yes" if previous else "",
+        },
+        capture_output=True,
+        text=True,
+    )
+    (ROOT / "build" / "deploy" / "prod-previous.json").unlink(missing_ok=True)
+    return result.returncode, calls.read_text().splitlines()
+
+
+def deploys(calls: list[str]) -> list[str]:
+    """The template file of each `cloudformation deploy` call."""
+    return [call.split("--template-file ")[1].split()[0] for call in calls if " deploy " in call]
+
+
+def test_deploy_prod_restores_the_previous_model_when_the_smoke_test_fails(
+    tmp_path: Path,
+) -> None:
+    status, calls = run_deploy_prod(tmp_path, smoke_status=1, previous=True)
+    assert status != 0
+    assert deploys(calls) == ["infra/endpoint.yml", "build/deploy/prod-previous.yml"]
+    smoke = next(index for index, call in enumerate(calls) if "pytest" in call)
+    assert "prepare-stack" in calls[0]
+    assert calls.index(next(c for c in calls if "prod-previous.yml" in c)) > smoke
+
+
+@pytest.mark.parametrize(("smoke_status", "expected_status"), [(0, 0), (1, 2)])
+def test_deploy_prod_without_a_failed_smoke_test_or_a_previous_model_deploys_once(
+    tmp_path: Path, smoke_status: int, expected_status: int
+) -> None:
+    status, calls = run_deploy_prod(tmp_path, smoke_status, previous=smoke_status == 0)
+    assert status == expected_status
+    assert deploys(calls) == ["infra/endpoint.yml"]

@@ -12,6 +12,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import botocore.session
 import pytest
 from botocore.stub import ANY, Stubber
 from cfnlint.decode import decode
@@ -42,6 +43,8 @@ RESOURCE_STAR_ACTIONS = {
 }
 PACKAGE_ARN = "arn:aws:sagemaker:us-east-1:123456789012:model-package/group/3"
 COMMIT_ID = "0123456789abcdef0123456789abcdef01234567"
+# Time an instance endpoint's new fleet may take to come up during a blue/green update.
+PROVISIONING_SECONDS = 20 * 60
 
 
 @cache
@@ -233,6 +236,7 @@ def test_deploy_pipeline_stage_order_and_providers() -> None:
     expected_providers = [
         SOURCE_PROVIDER_ACTION[SOURCE_PROVIDER],
         "CodeBuild",
+        "Lambda",
         "CloudFormation",
         "CodeBuild",
     ]
@@ -308,6 +312,22 @@ def test_merge_action_passes_the_deployed_commit() -> None:
     document = template("model-deploy-pipeline.yml")
     assert default(document, "DevBranch") == config.DEV_BRANCH
     assert default(document, "MainBranch") == config.MAIN_BRANCH
+
+
+def test_build_stage_checks_the_commit_descends_from_production_before_any_deploy() -> None:
+    stage_names = list(stages(deploy_pipeline()))
+    build = stages(deploy_pipeline())["Build"]
+    (check,) = [action for action in build if action["ActionTypeId"]["Provider"] == "Lambda"]
+    assert stage_names.index("Build") < stage_names.index("DeployStaging")
+    assert check["Configuration"]["FunctionName"] == {"Ref": "MergeFunction"}
+    text = check["Configuration"]["UserParameters"]["Fn::Sub"]
+    parameters = json.loads(text.replace("${DevBranch}", "d").replace("${MainBranch}", "m"))
+    assert parameters == {
+        "source_branch": "d",
+        "destination_branch": "m",
+        "commit_id": "#{% raw %}{SourceVariables.CommitId}{% endraw %}",
+        "mode": "check",
+    }
 
 
 def test_merge_function_matches_the_lambda_contract() -> None:
@@ -451,6 +471,27 @@ def test_starter_refuses_a_package_without_its_commit(start_deploy: Any) -> None
     assert start_deploy.codepipeline.requests == []
 
 
+@pytest.mark.parametrize(
+    "recorded",
+    [
+        "0123abc",
+        COMMIT_ID + "0",
+        "main",
+        COMMIT_ID[:-1] + "g",
+        COMMIT_ID[:20] + " " + COMMIT_ID[21:],
+    ],
+)
+def test_starter_refuses_a_commit_id_that_is_not_40_hex_digits(
+    start_deploy: Any, recorded: str
+) -> None:
+    start_deploy.codepipeline = RecordingCodePipeline()
+    with Stubber(start_deploy.sagemaker) as sagemaker:
+        sagemaker.add_response("describe_model_package", described("Approved", recorded))
+        with pytest.raises(ValueError, match="not a 40-hex-digit git commit id"):
+            start_deploy.handler(approved_event(), None)
+    assert start_deploy.codepipeline.requests == []
+
+
 def test_starter_skips_a_package_no_longer_approved(start_deploy: Any) -> None:
     start_deploy.codepipeline = RecordingCodePipeline()
     with Stubber(start_deploy.sagemaker) as sagemaker:
@@ -501,6 +542,62 @@ def test_endpoint_rolls_back_on_its_alarms_blue_green() -> None:
     assert variant["VariantName"] == "AllTraffic"
     model = only_resource(document, "AWS::SageMaker::Model")
     assert model["PrimaryContainer"] == {"ModelPackageName": {"Ref": "ModelPackageArn"}}
+
+
+def test_rollback_window_fits_the_deployment_timeout() -> None:
+    """SageMaker's API model: MaximumExecutionTimeoutInSeconds must exceed the termination
+    wait plus the traffic-shift interval; the largest window leaves time to provision."""
+    shapes = botocore.session.get_session().get_service_model("sagemaker")
+    policy_shape = shapes.shape_for("BlueGreenUpdatePolicy").members
+    routing_shape = shapes.shape_for("TrafficRoutingConfig").members
+    document = template("endpoint.yml")
+    window = document["Parameters"]["RollbackWindowSeconds"]
+    policy = only_resource(document, "AWS::SageMaker::Endpoint")["DeploymentConfig"][
+        "BlueGreenUpdatePolicy"
+    ]
+    timeout = policy["MaximumExecutionTimeoutInSeconds"]
+    interval = policy["TrafficRoutingConfiguration"]["WaitIntervalInSeconds"]
+    for name, value, shape in (
+        ("MaximumExecutionTimeoutInSeconds", timeout, policy_shape),
+        ("TerminationWaitInSeconds", window["MaxValue"], policy_shape),
+        ("TerminationWaitInSeconds", window["MinValue"], policy_shape),
+        ("WaitIntervalInSeconds", interval, routing_shape),
+    ):
+        bounds = shape[name].metadata
+        assert bounds["min"] <= value <= bounds["max"], (name, value, bounds)
+    assert window["MaxValue"] + interval < timeout
+    # The new fleet is provisioned inside the same timeout.
+    assert timeout - window["MaxValue"] - interval >= PROVISIONING_SECONDS
+    for stage in ("staging", "prod"):
+        assert int(stage_config(stage)["Parameters"]["RollbackWindowSeconds"]) <= window["MaxValue"]
+
+
+def test_model_and_endpoint_config_are_named_endpoint_and_package_version() -> None:
+    """Names the deploy role can be scoped to; every package version still fits."""
+    shapes = botocore.session.get_session().get_service_model("sagemaker")
+    document = template("endpoint.yml")
+    version = {"Fn::Select": [2, {"Fn::Split": ["/", {"Ref": "ModelPackageArn"}]}]}
+    expected = {"Fn::Join": ["-", [{"Ref": "EndpointName"}, version]]}
+    model = only_resource(document, "AWS::SageMaker::Model")
+    endpoint_config = only_resource(document, "AWS::SageMaker::EndpointConfig")
+    assert model["ModelName"] == expected
+    assert endpoint_config["EndpointConfigName"] == expected
+    pattern = document["Parameters"]["ModelPackageArn"]["AllowedPattern"]
+    assert re.fullmatch(pattern, PACKAGE_ARN)
+    max_version_digits = 10
+    assert re.fullmatch(pattern, PACKAGE_ARN[:-1] + "9" * max_version_digits)
+    assert not re.fullmatch(pattern, PACKAGE_ARN[: PACKAGE_ARN.rindex("/")])
+    for shape in ("ModelName", "EndpointConfigName"):
+        limit = shapes.shape_for(shape).metadata["max"]
+        for endpoint in (config.STAGING_ENDPOINT_NAME, config.PROD_ENDPOINT_NAME):
+            assert len(endpoint) + 1 + max_version_digits <= limit, (shape, endpoint)
+
+
+def test_artifact_key_outlives_its_stack() -> None:
+    """Model artifacts and captured data encrypted with the key stay readable."""
+    key = template("model-build-pipeline.yml")["Resources"]["ArtifactKey"]
+    assert key["DeletionPolicy"] == "Retain"
+    assert key["UpdateReplacePolicy"] == "Retain"
 
 
 def stage_config(stage: str) -> dict[str, Any]:

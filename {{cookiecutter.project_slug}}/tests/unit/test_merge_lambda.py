@@ -151,6 +151,7 @@ def test_uppercase_commit_id_is_normalised(
             {"source_branch": DEV_BRANCH, "destination_branch": DEV_BRANCH, "commit_id": "a" * 40},
             "they must differ",
         ),
+        ({**merge_parameters(), "mode": "dry-run"}, "mode 'dry-run' is not one of merge, check"),
     ],
     ids=[
         "not-json",
@@ -161,6 +162,7 @@ def test_uppercase_commit_id_is_normalised(
         "short-commit",
         "bad-branch",
         "same-branch",
+        "unknown-mode",
     ],
 )
 def test_bad_user_parameters_fail_the_job_once_without_merging(
@@ -205,15 +207,18 @@ def test_provider_failure_is_reported_with_its_type(
 def test_unexpected_exception_is_reported_not_raised(
     harness: MergeLambdaHarness, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    fake_provider(monkeypatch, KeyError("sha"))
+    # A request error's text can quote the request's headers: it is never logged.
+    fake_provider(monkeypatch, ValueError("Invalid header value b'Bearer ghp_secret\\n'"))
     harness.expect_failure()
     response = harness.invoke()
     failure_type, message = harness.failure()
     assert failure_type == "JobFailed"
-    assert message.startswith("Unexpected KeyError while merging")
+    assert message.startswith("Unexpected ValueError while merging")
     assert harness.job_id in message
     assert response["failureType"] == "JobFailed"
-    assert any(r["message"] == "unexpected error" for r in log_records(capsys.readouterr().out))
+    output = capsys.readouterr().out
+    assert any(r["message"] == "unexpected error" for r in log_records(output))
+    assert "ghp_secret" not in output and "ghp_secret" not in message
 
 
 def test_long_failure_message_is_cut_under_the_api_limit(
