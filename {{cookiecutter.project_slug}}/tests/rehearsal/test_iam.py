@@ -243,10 +243,20 @@ def test_the_deploy_template_roles_are_read_with_their_managed_policies():
         f"IAM: DeployProdRole may not cloudformation:DescribeStacks on"
         f" arn:aws:cloudformation:eu-west-1:123456789012:stack/{staging_stack}/*"
     )
-    # The artifact policy is a managed policy of the same template, attached to every build.
+    # The artifact policy is a managed policy of the same template, attached to every build:
+    # it reads the deploy pipeline's artifacts (CodePipeline keys them under the first 20
+    # characters of the pipeline name) and nothing else in the bucket.
     bucket = stack.exports[f"{stack.parameter('BuildStackName')}-ArtifactBucketName"]
-    artifacts = Call("StageConfigRole", "s3", "GetObject", {"Bucket": bucket, "Key": "x/y.zip"})
+    prefix = stack.parameter("DeployPipelineName")[:20]
+    artifacts = Call(
+        "StageConfigRole", "s3", "GetObject", {"Bucket": bucket, "Key": f"{prefix}/Source/y.zip"}
+    )
     assert checker.check_all([artifacts]) == []
+    elsewhere = Call(
+        "StageConfigRole", "s3", "GetObject", {"Bucket": bucket, "Key": "data-capture/y.jsonl"}
+    )
+    (refused,) = checker.check_all([elsewhere])
+    assert not refused.allowed
 
 
 def test_a_managed_policy_from_outside_the_templates_cannot_be_evaluated():
