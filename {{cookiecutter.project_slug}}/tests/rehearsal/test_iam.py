@@ -35,6 +35,9 @@ BUCKET_ARN = "arn:aws:s3:::artifacts"
 KEY_ARN = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 ROLE_ARN = "arn:aws:iam::123456789012:role/deploy"
 SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:github-token-AbCdEf"
+CONNECTION_ARN = (
+    "arn:aws:codeconnections:eu-west-1:123456789012:connection/0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"
+)
 LOCATION = (ACCOUNT.account_id, ACCOUNT.region)
 
 
@@ -282,7 +285,12 @@ def _deploy_stack():
     for logical_id, resource in build.template["Resources"].items():
         if resource["Type"] == "AWS::KMS::Key":
             build.attributes[(logical_id, "Arn")] = KEY_ARN
-    values = {"MergeFunctionCodeKey": "lambda/merge.zip", "GitHubTokenSecretArn": SECRET_ARN}
+    # GitHub bakes without a connection ARN take the one `make bootstrap` finds or creates.
+    values = {
+        "MergeFunctionCodeKey": "lambda/merge.zip",
+        "GitHubTokenSecretArn": SECRET_ARN,
+        "ConnectionArn": CONNECTION_ARN,
+    }
     return Stack(
         "deploy", deploy, *LOCATION, parameter_values=values, exports=build.exported_values()
     )
