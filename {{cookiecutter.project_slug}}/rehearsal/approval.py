@@ -18,14 +18,13 @@ import botocore.session
 
 from .cloudformation import Stack, resources_of_type
 from .merge import LambdaContext, StubbedClient
+from .retraining import receive
 
 EVENT_SOURCE = "aws.sagemaker"
 EVENT_DETAIL_TYPE = "SageMaker Model Package State Change"
 APPROVED = "Approved"
 REJECTED = "Rejected"
 PENDING_MANUAL_APPROVAL = "PendingManualApproval"
-SQS_WAIT_SECONDS = 5.0
-SQS_POLL_SECONDS = 0.1
 
 
 class ApprovalFailed(Exception):
@@ -95,7 +94,7 @@ def deliver_state_change(
             "EventBusName": bus,
         }
         events.put_events(Entries=[entry])
-    delivered = [json.loads(message["Body"]) for message in _receive(sqs, queue_url)]
+    delivered = [json.loads(message["Body"]) for message in receive(sqs, queue_url)]
     statuses = [event["detail"]["ModelApprovalStatus"] for event in delivered]
     if statuses != [APPROVED]:
         raise ApprovalFailed(
@@ -103,20 +102,6 @@ def deliver_state_change(
             " changes: it must pass the Approved one only"
         )
     return delivered[0]
-
-
-def _receive(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
-    """The messages that arrive in the queue within a short wait."""
-    messages: list[dict[str, Any]] = []
-    deadline = time.monotonic() + SQS_WAIT_SECONDS
-    while time.monotonic() < deadline:
-        batch = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
-        messages.extend(batch)
-        if messages and not batch:
-            break
-        if not batch:
-            time.sleep(SQS_POLL_SECONDS)
-    return messages
 
 
 def rule_target_role(stack: Stack, rule_id: str) -> str:
