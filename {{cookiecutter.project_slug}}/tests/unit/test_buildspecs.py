@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
-from cfnlint.decode import decode
+from infra_support import template
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILDSPECS = ("build.yml", "test.yml", "deploy.yml")
@@ -44,8 +44,7 @@ def resources_of_type(resource_type: str) -> tuple[dict[str, Any], ...]:
     """The properties of every resource of a type in the pipeline templates."""
     found = []
     for name in TEMPLATES:
-        document, problems = decode(str(ROOT / "infra" / name))
-        assert not problems, problems
+        document = template(name)
         found.extend(
             resource["Properties"]
             for resource in document["Resources"].values()
@@ -194,9 +193,15 @@ def test_every_codebuild_target_has_its_dependency_groups() -> None:
         assert set(groups) <= set(declared)
 
 
+@cache
+def uv_lock() -> dict[str, Any]:
+    """uv.lock, parsed (a large file: once per test process)."""
+    return tomllib.loads((ROOT / "uv.lock").read_text())
+
+
 def locked_closure(groups: tuple[str, ...]) -> set[str]:
     """Every package uv.lock installs for the project with these dependency groups."""
-    lock = tomllib.loads((ROOT / "uv.lock").read_text())
+    lock = uv_lock()
     packages = {package["name"]: package for package in lock["package"]}
     (project,) = [p for p in lock["package"] if p.get("source", {}).get("editable") == "."]
     wanted = list(project.get("dependencies", []))

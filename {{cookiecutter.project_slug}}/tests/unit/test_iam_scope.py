@@ -10,12 +10,11 @@ Policies are evaluated here as IAM does for Allow statements: action and resourc
 
 import re
 from fnmatch import fnmatchcase
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cfnlint.decode import decode
+from infra_support import template
 
 from {{ cookiecutter.package_name }} import config
 
@@ -28,14 +27,6 @@ BUCKET = f"{config.ARTIFACT_BUCKET_PREFIX}-{ACCOUNT}"
 PROD_STACK = "{{ cookiecutter.__prod_stack_name }}"
 STAGING_STACK = "{{ cookiecutter.__staging_stack_name }}"
 SUB_VARIABLE = re.compile(r"\$\{([^}]+)\}")
-
-
-@cache
-def template(name: str) -> dict[str, Any]:
-    """A template of infra/, decoded with its CloudFormation tags."""
-    document, problems = decode(str(INFRA / name))
-    assert not problems, problems
-    return document
 
 
 def resolve(document: dict[str, Any], value: Any) -> str:

@@ -8,14 +8,13 @@ and the inline function that starts the deploy pipeline (run here with botocore 
 import importlib.util
 import json
 import re
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import botocore.session
 import pytest
 from botocore.stub import ANY, Stubber
-from cfnlint.decode import decode
+from infra_support import template
 
 from {{ cookiecutter.package_name }} import config
 
@@ -45,14 +44,6 @@ PACKAGE_ARN = "arn:aws:sagemaker:us-east-1:123456789012:model-package/group/3"
 COMMIT_ID = "0123456789abcdef0123456789abcdef01234567"
 # Time an instance endpoint's new fleet may take to come up during a blue/green update.
 PROVISIONING_SECONDS = 20 * 60
-
-
-@cache
-def template(name: str) -> dict[str, Any]:
-    """A template of infra/, decoded with its CloudFormation tags as Ref/Fn:: keys."""
-    document, problems = decode(str(INFRA / name))
-    assert not problems, problems
-    return document
 
 
 def resources_of_type(document: dict[str, Any], resource_type: str) -> dict[str, Any]:

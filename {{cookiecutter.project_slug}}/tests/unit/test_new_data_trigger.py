@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from botocore.stub import ANY, Stubber
-from cfnlint.decode import decode
+from infra_support import template
 
 from {{ cookiecutter.package_name }} import aws, config
 
@@ -19,9 +19,7 @@ BUCKET = f"{config.ARTIFACT_BUCKET_PREFIX}-123456789012"
 
 def build_template() -> dict[str, Any]:
     """infra/model-build-pipeline.yml, decoded with its CloudFormation tags."""
-    document, problems = decode(str(ROOT / "infra" / "model-build-pipeline.yml"))
-    assert not problems, problems
-    return document
+    return template("model-build-pipeline.yml")
 
 
 def build_pipeline_name() -> str:

@@ -9,6 +9,8 @@ import http.client
 import json
 import tarfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from ml_support import FEATURES, csv_lines, tiny_table, train_tiny_model
@@ -25,17 +27,26 @@ def archive(tmp_path_factory):
     return train_tiny_model(tmp_path_factory.mktemp("tiny")).model_archive
 
 
-@pytest.fixture(scope="module")
-def address(archive):
-    """host, port of a server for the tiny model, running in a thread."""
-    httpd = server.make_server(archive, port=0)
+@contextmanager
+def serving(httpd) -> Iterator[tuple[str, int]]:
+    """host, port of the server, running in a thread until the block ends."""
+    # shutdown() waits for the loop's next poll: 0.5 s a server with the default interval.
     thread = threading.Thread(
-        target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        target=httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
     )
     thread.start()
-    yield httpd.server_address[:2]
-    httpd.shutdown()
-    httpd.server_close()
+    try:
+        yield httpd.server_address[:2]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def address(archive):
+    """host, port of a server for the tiny model."""
+    with serving(server.make_server(archive, port=0)) as address:
+        yield address
 
 
 def request(address, method: str, path: str, body: str | bytes | None = None, headers=None):
@@ -88,13 +99,8 @@ def test_the_contenttype_header_counts_too(address):
 
 def test_the_default_accept_follows_the_serving_variable(archive, monkeypatch):
     monkeypatch.setenv(server.DEFAULT_ACCEPT_VARIABLE, "text/csv")
-    httpd = server.make_server(archive, port=0)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        status, content_type, _ = invoke(httpd.server_address[:2], CSV_BODY, accept="*/*")
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with serving(server.make_server(archive, port=0)) as address:
+        status, content_type, _ = invoke(address, CSV_BODY, accept="*/*")
     assert (status, content_type) == (200, "text/csv; charset=utf-8")
 
 
@@ -145,12 +151,8 @@ def test_other_paths_are_404_and_other_methods_405(address):
 def test_an_error_in_the_inference_module_is_a_500(archive, monkeypatch):
     httpd = server.make_server(archive, port=0)
     monkeypatch.setattr(httpd.loaded, "model", None)  # predict_fn now fails
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        status, _, _ = invoke(httpd.server_address[:2], CSV_BODY)
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with serving(httpd) as address:
+        status, _, _ = invoke(address, CSV_BODY)
     assert status == 500
 
 
