@@ -7,6 +7,11 @@ from collections.abc import Iterator
 
 import pytest
 
+# The suites import large libraries (pandas, scikit-learn, the SageMaker SDK): hundreds of
+# thousands of objects that live until the end. With the default threshold (700 new objects)
+# the collector runs thousands of times during those imports and finds nothing to free.
+gc.set_threshold(50_000, 20, 20)
+
 FAKE_AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
