@@ -79,6 +79,7 @@ tests/rehearsal/test_boundary.py
 tests/rehearsal/test_buildspec.py
 tests/rehearsal/test_iam.py
 tests/rehearsal/test_rehearse.py
+tests/unit/infra_support.py
 tests/unit/merge_lambda_support.py
 tests/unit/ml_support.py
 tests/unit/registry_support.py
