@@ -46,12 +46,10 @@ def commit(repo: Path, message: str, **files: str) -> str:
     return git(repo, "rev-parse", "HEAD")
 
 
-@pytest.fixture
-def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+@pytest.fixture(scope="module")
+def history(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Production on the main branch; dev three commits ahead (one a merged branch)."""
-    for name, value in GIT_IDENTITY.items():
-        monkeypatch.setenv(name, value)
-    repo = tmp_path / "project"
+    repo = tmp_path_factory.mktemp("rollback") / "project"
     repo.mkdir()
     git(repo, "init", "--quiet", "--initial-branch", MAIN)
     commit(repo, "Initial model", **{"params.txt": "depth=4\n", "src__train.py": "v1\n"})
@@ -63,6 +61,14 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     git(repo, "switch", "--quiet", DEV)
     git(repo, "merge", "--quiet", "--no-ff", "-m", "Merge feature", TOPIC)
     return repo
+
+
+@pytest.fixture
+def repo(history: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of that history for one test to change (made once: a dozen git commands)."""
+    for name, value in GIT_IDENTITY.items():
+        monkeypatch.setenv(name, value)
+    return Path(shutil.copytree(history, tmp_path / "project", symlinks=True))
 
 
 def run(capsys: pytest.CaptureFixture, repo: Path, *args: str) -> tuple[int, str, str]:
