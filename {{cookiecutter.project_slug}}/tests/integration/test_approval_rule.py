@@ -5,6 +5,7 @@ Rejected one nor an approval in another group.
 """
 
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,8 @@ def rule_queue(moto_endpoint: str) -> dict[str, Any]:
     """The rule on a fresh moto event bus, delivering to an SQS queue."""
     events = boto3.client("events", endpoint_url=moto_endpoint)
     sqs = boto3.client("sqs", endpoint_url=moto_endpoint)
-    name = f"approval-rule-test-{id(events)}"
+    # Unique on the shared moto server (an id() is reused once its object is freed).
+    name = f"approval-rule-test-{uuid.uuid4().hex[:8]}"
     queue_url = sqs.create_queue(QueueName=name)["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
         "Attributes"
