@@ -5,7 +5,6 @@ templates themselves: stage order, action providers, triggers, the approval rule
 and the inline function that starts the deploy pipeline (run here with botocore Stubbers).
 """
 
-import importlib.util
 import json
 import re
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any
 import botocore.session
 import pytest
 from botocore.stub import ANY, Stubber
-from infra_support import template
+from infra_support import RecordingCodePipeline, inline_function, template
 
 from {{ cookiecutter.package_name }} import config
 
@@ -287,12 +286,17 @@ def test_buildspec_of_each_deploy_pipeline_project() -> None:
     }
 
 
+def user_parameters(action: dict[str, Any]) -> dict[str, Any]:
+    """An Invoke action's UserParameters, with DevBranch as "d" and MainBranch as "m"."""
+    text = action["Configuration"]["UserParameters"]["Fn::Sub"]
+    return json.loads(text.replace("${DevBranch}", "d").replace("${MainBranch}", "m"))
+
+
 def test_merge_action_passes_the_deployed_commit() -> None:
     (merge,) = stages(deploy_pipeline())["MergeDevToMaster"]
     assert merge["ActionTypeId"]["Category"] == "Invoke"
     assert merge["Configuration"]["FunctionName"] == {"Ref": "MergeFunction"}
-    text = merge["Configuration"]["UserParameters"]["Fn::Sub"]
-    parameters = json.loads(text.replace("${DevBranch}", "d").replace("${MainBranch}", "m"))
+    parameters = user_parameters(merge)
     assert parameters == {
         "source_branch": "d",
         "destination_branch": "m",
@@ -311,8 +315,7 @@ def test_build_stage_checks_the_commit_descends_from_production_before_any_deplo
     (check,) = [action for action in build if action["ActionTypeId"]["Provider"] == "Lambda"]
     assert stage_names.index("Build") < stage_names.index("DeployStaging")
     assert check["Configuration"]["FunctionName"] == {"Ref": "MergeFunction"}
-    text = check["Configuration"]["UserParameters"]["Fn::Sub"]
-    parameters = json.loads(text.replace("${DevBranch}", "d").replace("${MainBranch}", "m"))
+    parameters = user_parameters(check)
     assert parameters == {
         "source_branch": "d",
         "destination_branch": "m",
@@ -374,29 +377,9 @@ def test_approval_rule_matches_approved_packages_of_this_group() -> None:
 @pytest.fixture
 def start_deploy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     """The inline StartDeployFunction imported as a module, with its environment."""
-    document = template("model-deploy-pipeline.yml")
-    function = document["Resources"]["StartDeployFunction"]["Properties"]
-    for name, value in function["Environment"]["Variables"].items():
-        monkeypatch.setenv(
-            name, default(document, value["Ref"]) if isinstance(value, dict) else value
-        )
-    (tmp_path / "index.py").write_text(function["Code"]["ZipFile"])
-    spec = importlib.util.spec_from_file_location("start_deploy_index", tmp_path / "index.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-class RecordingCodePipeline:
-    """Stands in for the CodePipeline client and records each start request."""
-
-    def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-
-    def start_pipeline_execution(self, **request: Any) -> dict[str, str]:
-        """Record the request; answer like CodePipeline."""
-        self.requests.append(request)
-        return {"pipelineExecutionId": f"execution-{len(self.requests)}"}
+    return inline_function(
+        "model-deploy-pipeline.yml", "StartDeployFunction", tmp_path, monkeypatch
+    )
 
 
 def approved_event(package_arn: str = PACKAGE_ARN) -> dict[str, Any]:

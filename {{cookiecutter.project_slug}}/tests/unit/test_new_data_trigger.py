@@ -1,7 +1,6 @@
 """New data starts a build: the build pipeline's variable, the Train action's environment and
 the inline StartBuildFunction (run here with a botocore Stubber: real request shapes)."""
 
-import importlib.util
 import json
 import re
 from pathlib import Path
@@ -9,7 +8,7 @@ from typing import Any
 
 import pytest
 from botocore.stub import ANY, Stubber
-from infra_support import template
+from infra_support import RecordingCodePipeline, inline_function, template
 
 from {{ cookiecutter.package_name }} import aws, config
 
@@ -29,17 +28,7 @@ def build_pipeline_name() -> str:
 @pytest.fixture
 def start_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     """The inline StartBuildFunction imported as a module, with its environment."""
-    document = build_template()
-    function = document["Resources"]["StartBuildFunction"]["Properties"]
-    for name, value in function["Environment"]["Variables"].items():
-        if isinstance(value, dict):
-            value = document["Parameters"][value["Ref"]]["Default"]
-        monkeypatch.setenv(name, value)
-    (tmp_path / "index.py").write_text(function["Code"]["ZipFile"])
-    spec = importlib.util.spec_from_file_location("start_build_index", tmp_path / "index.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return inline_function("model-build-pipeline.yml", "StartBuildFunction", tmp_path, monkeypatch)
 
 
 def object_created(key: str, sequencer: str = "0064D3901D00059242") -> dict[str, Any]:
@@ -131,17 +120,6 @@ def test_anything_else_starts_nothing(start_build: Any, capsys: Any, key: str) -
         assert start_build.handler(object_created(key), None) == {"started": False}
         codepipeline.assert_no_pending_responses()
     assert "error" in json.loads(capsys.readouterr().out)
-
-
-class RecordingCodePipeline:
-    """Stands in for the CodePipeline client and records each start request."""
-
-    def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-
-    def start_pipeline_execution(self, **request: Any) -> dict[str, str]:
-        self.requests.append(request)
-        return {"pipelineExecutionId": f"execution-{len(self.requests)}"}
 
 
 def test_one_request_token_per_marker_upload(start_build: Any) -> None:
