@@ -156,7 +156,7 @@ def test_a_passing_rehearsal_is_quiet_and_leaves_its_logs(passing_rehearsal):
     assert len(result.stdout.splitlines()) < 60, result.stdout
     logs = repository / "build" / "rehearsal"
     assert (logs / "summary.txt").read_text().startswith("Rehearsal summary")
-    build_log = next(logs.glob("*-model-build/Build.log"))
+    build_log = next(logs.glob("model-build-*/Build.log"))
     assert "Running command make ${MAKE_TARGETS}" in build_log.read_text()
 
 
@@ -228,7 +228,7 @@ def test_a_broken_buildspec_command_fails_naming_the_stage_and_the_command(
     assert f"command `{broken_command}` exited with status" in failure
     assert expected_in_log in result.stdout
     assert f"2/{len(STAGES)} Approval" not in result.stdout
-    log = next((repository / "build" / "rehearsal").glob("*-model-build/Build.log"))
+    log = next((repository / "build" / "rehearsal").glob("model-build-*/Build.log"))
     assert expected_in_log in log.read_text()
 
 

@@ -286,6 +286,24 @@ def test_build_roles_write_only_their_own_cache_and_read_their_pipelines_artifac
             assert not allows(document, role_id, "s3:PutObject", key), other
 
 
+PIPELINE_ROLES = {BUILD: "BuildPipelineRole", DEPLOY: "DeployPipelineRole"}
+
+
+def test_the_two_pipelines_artifact_prefixes_differ() -> None:
+    """CodePipeline names an artifact folder after the first 20 characters of the pipeline
+    name: the build role, which runs unreviewed code, must not reach the deploy pipeline's."""
+    assert BUILD_PIPELINE_NAME[:20] != DEPLOY_PIPELINE_NAME[:20]
+
+
+@pytest.mark.parametrize(("name", "role_id"), [*ALL_BUILD_ROLES, *PIPELINE_ROLES.items()])
+def test_no_role_reaches_the_other_pipelines_artifacts(name: str, role_id: str) -> None:
+    document = template(name)
+    other = DEPLOY_PIPELINE_NAME if name == BUILD else BUILD_PIPELINE_NAME
+    artifact = object_arn(f"{other[:20]}/SourceArti/a1b2c3d")
+    for action in ("s3:GetObject", "s3:PutObject"):
+        assert not allows(document, role_id, action, artifact), (action, other[:20])
+
+
 def test_train_role_uploads_only_the_pipelines_code_and_data_set() -> None:
     document = template(BUILD)
     prefix = config.SAGEMAKER_PIPELINE_NAME
