@@ -7,6 +7,7 @@ and the inline function that starts the deploy pipeline (run here with botocore 
 
 import json
 import re
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
@@ -574,6 +575,36 @@ def test_artifact_key_outlives_its_stack() -> None:
     assert key["UpdateReplacePolicy"] == "Retain"
 
 
+LOG_GROUP_ARN = "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:"
+
+
+def test_endpoint_log_groups_are_made_ahead_with_retention_and_the_key() -> None:
+    """SageMaker makes /aws/sagemaker/Endpoints/<endpoint> without retention or a key when
+    the group is missing; the deploy stack makes both first, and the key lets Logs use it."""
+    groups = resources_of_type(template("model-deploy-pipeline.yml"), "AWS::Logs::LogGroup")
+    made = {
+        json.dumps(group["Properties"]["LogGroupName"]): group["Properties"]
+        for group in groups.values()
+    }
+    for parameter in ("StagingEndpointName", "ProdEndpointName"):
+        name = json.dumps({"Fn::Sub": "/aws/sagemaker/Endpoints/${" + parameter + "}"})
+        assert name in made, parameter
+        assert made[name]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+        assert "KmsKeyId" in made[name]
+    key = template("model-build-pipeline.yml")["Resources"]["ArtifactKey"]["Properties"]
+    [logs] = [
+        statement
+        for statement in key["KeyPolicy"]["Statement"]
+        if statement["Principal"].get("Service") == {"Fn::Sub": "logs.${AWS::Region}.amazonaws.com"}
+    ]
+    allowed = [
+        arn["Fn::Sub"] for arn in logs["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"]
+    ]
+    for endpoint in (config.STAGING_ENDPOINT_NAME, config.PROD_ENDPOINT_NAME):
+        group = LOG_GROUP_ARN + "/aws/sagemaker/Endpoints/" + endpoint
+        assert any(fnmatchcase(group, pattern) for pattern in allowed), endpoint
+
+
 def stage_config(stage: str) -> dict[str, Any]:
     """infra/config/<stage>.json."""
     return json.loads((INFRA / "config" / f"{stage}.json").read_text())
@@ -598,3 +629,78 @@ def test_stage_configs_name_the_projects_endpoints() -> None:
     assert staging["EndpointType"] == STAGING_ENDPOINT_TYPE
     assert prod["EndpointType"] == "instance"
     assert prod["InstanceType"] == config.ENDPOINT_INSTANCE_TYPE
+
+
+def test_captured_data_expires() -> None:
+    """Production captures a share of its requests, and the bucket expires them."""
+    prod = stage_config("prod")["Parameters"]
+    assert 1 <= int(prod["DataCaptureSamplingPercentage"]) <= 100
+    capture_prefix = prod["DataCaptureS3Uri"].split("/", 3)[3] + "/"
+    document = template("model-build-pipeline.yml")
+    rules = only_resource(document, "AWS::S3::Bucket")["LifecycleConfiguration"]["Rules"]
+    expiring = [
+        rule
+        for rule in rules
+        if "ExpirationInDays" in rule and capture_prefix.startswith(rule.get("Prefix", ""))
+    ]
+    assert [rule["ExpirationInDays"] for rule in expiring] == [{"Ref": "DataCaptureRetentionDays"}]
+    assert default(document, "DataCaptureRetentionDays") >= 1
+
+
+def condition(document: dict[str, Any], name: str, parameters: dict[str, str]) -> bool:
+    """A condition of the template evaluated for these parameter values (and defaults)."""
+    values = {key: str(spec.get("Default", "")) for key, spec in document["Parameters"].items()}
+    values.update(parameters)
+
+    def value(node: Any) -> Any:
+        if not isinstance(node, dict):
+            return node
+        ((function, argument),) = node.items()
+        if function == "Ref":
+            return values[argument]
+        if function == "Condition":
+            return condition(document, argument, parameters)
+        if function == "Fn::Split":
+            return str(value(argument[1])).split(argument[0])
+        if function == "Fn::Select":
+            return value(argument[1])[int(argument[0])]
+        if function == "Fn::Equals":
+            return str(value(argument[0])) == str(value(argument[1]))
+        if function == "Fn::Not":
+            return not value(argument[0])
+        if function == "Fn::And":
+            return all(value(item) for item in argument)
+        if function == "Fn::Or":
+            return any(value(item) for item in argument)
+        raise AssertionError(f"{function} is not evaluated here")
+
+    return bool(value(document["Conditions"][name]))
+
+
+# SageMaker rejects a KMS key for the storage volume of an instance type with local NVMe
+# storage (botocore's CreateEndpointConfig KmsKeyId documentation); the captured data is
+# still encrypted with it.
+@pytest.mark.parametrize(
+    ("instance_type", "local_storage"),
+    [
+        ("ml.m5.large", False),
+        ("ml.c5.xlarge", False),
+        ("ml.m5d.large", True),
+        ("ml.c5d.2xlarge", True),
+        ("ml.g4dn.xlarge", True),
+    ],
+)
+def test_volume_key_is_left_out_for_instance_storage(
+    instance_type: str, local_storage: bool
+) -> None:
+    document = template("endpoint.yml")
+    parameters = {
+        **stage_config("prod")["Parameters"],
+        "InstanceType": instance_type,
+        "KmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/0b1c2d3e",
+    }
+    assert condition(document, "EncryptVolume", parameters) is not local_storage
+    assert condition(document, "EncryptCapture", parameters) is True
+    serverless = {**parameters, "EndpointType": "serverless"}
+    assert not condition(document, "EncryptVolume", serverless)
+    assert not condition(document, "EncryptCapture", serverless)
