@@ -3,8 +3,10 @@
 Plain boto3 calls on a SageMaker client, so they can be tested against a Stubber or moto.
 """
 
+import datetime
+import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from . import config
 
@@ -15,6 +17,16 @@ ACCESS_DENIED_CODES = {"AccessDenied", "AccessDeniedException"}
 DEFAULT_POLL_SECONDS = 30.0
 # The SageMaker pipeline parameter holding the S3 URI of the training data.
 INPUT_DATA_PARAMETER = "InputDataUrl"
+SUCCEEDED = "Succeeded"
+# How far back a push looks for the data of a successful run: the newest 1,000 executions
+# (10 ListPipelineExecutions calls of 100, the most one returns), and the parameters of the
+# newest 10 successes (one ListPipelineParametersForExecution call each). Past that it
+# trains on the pipeline's default data set; `make retrain INPUT_DATA_URL=...` names data.
+EXECUTIONS_PAGE_SIZE = 100
+MAX_EXECUTIONS_SCANNED = 1000
+MAX_SUCCEEDED_READ = 10
+# An execution summary without a StartTime sorts last.
+EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 
 
 class ExecutionFailedError(Exception):
@@ -77,29 +89,58 @@ def start_execution(
     return response["PipelineExecutionArn"]
 
 
-def previous_input_data_url(sagemaker_client, pipeline_name: str) -> str | None:
-    """The InputDataUrl the newest execution of the pipeline was started with, if any.
+def succeeded_executions(sagemaker_client, pipeline_name: str) -> Iterator[str]:
+    """The ARNs of the pipeline's Succeeded executions, newest first, among its newest
+    MAX_EXECUTIONS_SCANNED executions.
 
-    A push to the dev branch trains on this data: the data a new-data run brought in stays
-    in use until other data lands. None when no execution passed one (first run).
+    ListPipelineExecutions filters by creation time and version alias, not by status, so the
+    status is checked here; pages are fetched as they are read, so a recent success costs one call.
     """
     paginator = sagemaker_client.get_paginator("list_pipeline_executions")
-    summaries = [
-        summary
-        for page in paginator.paginate(
-            PipelineName=pipeline_name, SortBy="CreationTime", SortOrder="Descending"
+    pages = paginator.paginate(
+        PipelineName=pipeline_name,
+        SortBy="CreationTime",
+        SortOrder="Descending",
+        PaginationConfig={"PageSize": EXECUTIONS_PAGE_SIZE, "MaxItems": MAX_EXECUTIONS_SCANNED},
+    )
+    for page in pages:
+        # Sorted within the page as well: moto ignores SortOrder and answers oldest first.
+        summaries = sorted(
+            page["PipelineExecutionSummaries"],
+            key=lambda summary: summary.get("StartTime", EPOCH),
+            reverse=True,
         )
-        for summary in page["PipelineExecutionSummaries"]
-    ]
-    # Sorted here as well: the newest first, whatever order the pages came in.
-    summaries.sort(key=lambda summary: summary["StartTime"], reverse=True)
-    for summary in summaries:
-        parameters = sagemaker_client.list_pipeline_parameters_for_execution(
-            PipelineExecutionArn=summary["PipelineExecutionArn"]
-        )["PipelineParameters"]
-        for parameter in parameters:
+        for summary in summaries:
+            if summary.get("PipelineExecutionStatus") == SUCCEEDED:
+                yield summary["PipelineExecutionArn"]
+
+
+def input_data_url(sagemaker_client, execution_arn: str) -> str | None:
+    """The InputDataUrl an execution was started with; None if it was started without one."""
+    paginator = sagemaker_client.get_paginator("list_pipeline_parameters_for_execution")
+    for page in paginator.paginate(PipelineExecutionArn=execution_arn):
+        for parameter in page["PipelineParameters"]:
             if parameter["Name"] == INPUT_DATA_PARAMETER:
                 return parameter["Value"]
+    return None
+
+
+def previous_input_data_url(sagemaker_client, pipeline_name: str) -> str | None:
+    """The InputDataUrl of the newest Succeeded execution that was started with one, if any.
+
+    A push to the dev branch trains on this data: the data a new-data run brought in stays
+    in use until other data lands, and a batch whose run failed (or is still running) is
+    never reused, so one broken batch does not fail every later push. Executions started
+    without a data URI are skipped. None (the pipeline's default data set) when none of the
+    newest MAX_EXECUTIONS_SCANNED executions succeeded with one, or when the newest
+    MAX_SUCCEEDED_READ successes were all started without one: at most
+    MAX_EXECUTIONS_SCANNED / EXECUTIONS_PAGE_SIZE + MAX_SUCCEEDED_READ calls, however long
+    the pipeline's history.
+    """
+    successes = succeeded_executions(sagemaker_client, pipeline_name)
+    for execution_arn in itertools.islice(successes, MAX_SUCCEEDED_READ):
+        if (url := input_data_url(sagemaker_client, execution_arn)) is not None:
+            return url
     return None
 
 

@@ -81,51 +81,115 @@ def test_start_passes_the_data_uri_when_given(client):
     assert arn == EXECUTION_ARN
 
 
-def expect_executions(client, executions: list[tuple[str, datetime.datetime, list]]) -> None:
-    """One list-executions page, then the parameters of each execution, newest first."""
+LISTING = {
+    "PipelineName": config.SAGEMAKER_PIPELINE_NAME,
+    "SortBy": "CreationTime",
+    "SortOrder": "Descending",
+    "MaxResults": pipeline_service.EXECUTIONS_PAGE_SIZE,
+}
+
+
+def summary(arn: str, hours_ago: float, status: str = "Succeeded") -> dict:
+    """One ListPipelineExecutions summary."""
+    started = NOW - datetime.timedelta(hours=hours_ago)
+    return {"PipelineExecutionArn": arn, "StartTime": started, "PipelineExecutionStatus": status}
+
+
+def expect_pages(client, *pages: list[dict], more: bool = False) -> None:
+    """The list-executions pages, each but the last (unless more) with a token to the next."""
+    for number, summaries in enumerate(pages):
+        request = dict(LISTING, NextToken=f"page-{number}") if number else LISTING
+        response = {"PipelineExecutionSummaries": summaries}
+        if more or number < len(pages) - 1:
+            response["NextToken"] = f"page-{number + 1}"
+        client.stubber.add_response("list_pipeline_executions", response, request)
+
+
+def expect_parameters(client, arn: str, *parameters: dict) -> None:
+    """The parameters one execution was started with (the only execution read next)."""
     client.stubber.add_response(
-        "list_pipeline_executions",
-        {
-            "PipelineExecutionSummaries": [
-                {"PipelineExecutionArn": arn, "StartTime": started}
-                for arn, started, _ in executions
-            ]
-        },
-        {
-            "PipelineName": config.SAGEMAKER_PIPELINE_NAME,
-            "SortBy": "CreationTime",
-            "SortOrder": "Descending",
-        },
+        "list_pipeline_parameters_for_execution",
+        {"PipelineParameters": list(parameters)},
+        {"PipelineExecutionArn": arn},
     )
-    for arn, _, parameters in sorted(executions, key=lambda item: item[1], reverse=True):
-        client.stubber.add_response(
-            "list_pipeline_parameters_for_execution",
-            {"PipelineParameters": parameters},
-            {"PipelineExecutionArn": arn},
-        )
-        if any(parameter["Name"] == "InputDataUrl" for parameter in parameters):
-            break
 
 
-def test_previous_data_is_the_newest_executions_data_uri(client):
-    older = ("arn:older", NOW - datetime.timedelta(hours=1), [_data("s3://b/old/")])
-    newer = ("arn:newer", NOW, [{"Name": "CommitId", "Value": COMMIT_ID}, _data("s3://b/new/")])
-    expect_executions(client, [older, newer])
-    previous = pipeline_service.previous_input_data_url(client, config.SAGEMAKER_PIPELINE_NAME)
-    assert previous == "s3://b/new/"
+def previous(client) -> str | None:
+    return pipeline_service.previous_input_data_url(client, config.SAGEMAKER_PIPELINE_NAME)
+
+
+def test_previous_data_is_the_newest_succeeded_executions_data_uri(client):
+    # Oldest first, as moto answers: the newest is found whatever the page's order.
+    expect_pages(client, [summary("arn:older", 1), summary("arn:newer", 0)])
+    expect_parameters(client, "arn:newer", _commit(), _data("s3://b/new/"))
+    assert previous(client) == "s3://b/new/"
+
+
+def test_a_failed_batch_is_not_reused(client):
+    # The newest run trained on a broken batch and failed: the push before it succeeded.
+    expect_pages(
+        client,
+        [
+            summary("arn:broken", 0, "Failed"),
+            summary("arn:stopped", 1, "Stopped"),
+            summary("arn:good", 2),
+        ],
+    )
+    expect_parameters(client, "arn:good", _commit(), _data("s3://b/good/"))
+    assert previous(client) == "s3://b/good/"
 
 
 def test_previous_data_skips_executions_started_without_one(client):
-    with_data = ("arn:with-data", NOW - datetime.timedelta(hours=1), [_data("s3://b/landed/")])
-    without = ("arn:without", NOW, [{"Name": "CommitId", "Value": COMMIT_ID}])
-    expect_executions(client, [without, with_data])
-    previous = pipeline_service.previous_input_data_url(client, config.SAGEMAKER_PIPELINE_NAME)
-    assert previous == "s3://b/landed/"
+    expect_pages(client, [summary("arn:without", 0), summary("arn:with-data", 1)])
+    expect_parameters(client, "arn:without", _commit())
+    expect_parameters(client, "arn:with-data", _data("s3://b/landed/"))
+    assert previous(client) == "s3://b/landed/"
+
+
+def test_no_succeeded_execution_means_no_previous_data(client):
+    statuses = ["Executing", "Stopping", "Stopped", "Failed", "CompletedWithFailures"]
+    summaries = [summary(f"arn:{name}", hours, name) for hours, name in enumerate(statuses)]
+    expect_pages(client, summaries)
+    assert previous(client) is None
 
 
 def test_no_previous_execution_means_no_previous_data(client):
-    expect_executions(client, [])
-    assert pipeline_service.previous_input_data_url(client, config.SAGEMAKER_PIPELINE_NAME) is None
+    expect_pages(client, [])
+    assert previous(client) is None
+
+
+def test_the_success_can_be_on_a_later_page(client):
+    expect_pages(
+        client,
+        [summary(f"arn:failed-{hours}", hours, "Failed") for hours in range(3)],
+        [summary("arn:failed-3", 3, "Failed"), summary("arn:good", 4)],
+    )
+    expect_parameters(client, "arn:good", _data("s3://b/good/"))
+    assert previous(client) == "s3://b/good/"
+
+
+def test_a_long_failing_history_costs_a_bounded_number_of_calls(client):
+    size = pipeline_service.EXECUTIONS_PAGE_SIZE
+    pages = pipeline_service.MAX_EXECUTIONS_SCANNED // size
+    failed = [
+        [summary(f"arn:failed-{page}-{item}", page * size + item, "Failed") for item in range(size)]
+        for page in range(pages)
+    ]
+    # The last page read still has a token to older executions: they are not listed.
+    expect_pages(client, *failed, more=True)
+    assert previous(client) is None
+
+
+def test_at_most_a_bounded_number_of_successes_are_read(client):
+    count = pipeline_service.MAX_SUCCEEDED_READ
+    expect_pages(client, [summary(f"arn:sample-{hours}", hours) for hours in range(count + 1)])
+    for hours in range(count):
+        expect_parameters(client, f"arn:sample-{hours}", _commit())
+    assert previous(client) is None
+
+
+def _commit() -> dict:
+    return {"Name": "CommitId", "Value": COMMIT_ID}
 
 
 def _data(url: str) -> dict:
