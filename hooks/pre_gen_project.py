@@ -112,6 +112,7 @@ AWS_NAME_LIMITS = {
     "__sagemaker_role_name": ("IAM SageMaker execution role", 64, 0),
     "__start_deploy_function_name": ("Lambda deploy starter function", 64, 0),
     "__dead_letter_queue_name": ("SQS dead-letter queue", 80, 0),
+    "__deploy_starts_table_name": ("DynamoDB table of started deploys", 255, 0),
     "__github_token_secret_name": ("Secrets Manager token secret", 512, 0),
     "__new_data_rule_name": ("EventBridge new-data rule", 64, 0),
     "__start_build_function_name": ("Lambda build starter function", 64, 0),
