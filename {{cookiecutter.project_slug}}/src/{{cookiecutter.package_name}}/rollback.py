@@ -11,6 +11,7 @@ it writes the commit on the checked-out dev branch (it never pushes).
 """
 
 import argparse
+import shlex
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -21,6 +22,9 @@ from {{ cookiecutter.package_name }} import config
 
 # A --confirm value must name the production commit by at least this many hex digits.
 MIN_CONFIRM_LENGTH = 7
+# The make variables of `make rollback` for --production-ref and --dev-branch.
+PRODUCTION_REF_VARIABLE = "PRODUCTION_REF"
+DEV_BRANCH_VARIABLE = "DEV_BRANCH"
 
 
 class RollbackError(Exception):
@@ -35,7 +39,15 @@ class Plan:
     production_subject: str
     dev: str
     commits: list[tuple[str, str]]
-    changed_files: list[str]
+    # What the rollback commit does to each file that differs, production against dev:
+    restored: list[str]  # changed on dev: production's version comes back
+    re_added: list[str]  # deleted on dev: production's file comes back
+    removed: list[str]  # added on dev: production has no such file
+
+    @property
+    def changed_files(self) -> list[str]:
+        """Every file the rollback commit changes."""
+        return [*self.restored, *self.re_added, *self.removed]
 
 
 def git(repo: Path, *args: str) -> str:
@@ -54,21 +66,37 @@ def git(repo: Path, *args: str) -> str:
     return result.stdout.rstrip("\n")
 
 
-def resolve(repo: Path, ref: str, what: str) -> str:
-    """The commit a ref names, or a RollbackError saying which ref is missing."""
+def resolve(repo: Path, ref: str, what: str, variable: str) -> str:
+    """The commit a ref names, or a RollbackError naming the ref and how to name another."""
     try:
         return git(repo, "rev-parse", "--verify", "--quiet", ref + "^{commit}")
     except RollbackError as error:
         raise RollbackError(
-            f"no {what} {ref!r} in {repo}: fetch it first (git fetch), or name it with"
-            " PRODUCTION_REF / DEV_BRANCH"
+            f"no {what} {ref!r} in {repo}: fetch it first (git fetch), or name another one"
+            f" (make rollback {variable}=<name>)"
         ) from error
+
+
+def file_changes(repo: Path, dev: str, production: str) -> tuple[list[str], list[str], list[str]]:
+    """The files production's tree restores, re-adds and removes, compared to dev's."""
+    # -z: paths verbatim (no quoting); --no-renames: a rename is a removal and a re-add.
+    output = git(repo, "diff", "--name-status", "-z", "--no-renames", dev, production)
+    fields = output.split("\0")[:-1]  # each field ends in a NUL
+    restored, re_added, removed = [], [], []
+    for status, path in zip(fields[0::2], fields[1::2], strict=True):
+        if status == "A":  # in production's tree, not in dev's
+            re_added.append(path)
+        elif status == "D":  # in dev's tree, not in production's
+            removed.append(path)
+        else:  # M, or T (a type change): production's version comes back
+            restored.append(path)
+    return restored, re_added, removed
 
 
 def plan(repo: Path, production_ref: str, dev_branch: str) -> Plan:
     """The commits on the dev branch since the production commit, oldest first."""
-    production = resolve(repo, production_ref, "production ref")
-    dev = resolve(repo, dev_branch, "dev branch")
+    production = resolve(repo, production_ref, "production ref", PRODUCTION_REF_VARIABLE)
+    dev = resolve(repo, dev_branch, "dev branch", DEV_BRANCH_VARIABLE)
     ancestor = subprocess.run(
         ["git", "-C", str(repo), "merge-base", "--is-ancestor", production, dev],
         capture_output=True,
@@ -84,14 +112,27 @@ def plan(repo: Path, production_ref: str, dev_branch: str) -> Plan:
     for line in log.splitlines():
         sha, _, subject = line.partition("\t")
         commits.append((sha, subject))
-    changed = git(repo, "diff", "--name-only", dev, production).splitlines()
+    restored, re_added, removed = file_changes(repo, dev, production)
     return Plan(
         production=production,
         production_subject=git(repo, "log", "-1", "--format=%s", production),
         dev=dev,
         commits=commits,
-        changed_files=changed,
+        restored=restored,
+        re_added=re_added,
+        removed=removed,
     )
+
+
+def confirm_command(rollback: Plan, production_ref: str, dev_branch: str) -> str:
+    """The make command that writes this rollback, with the refs the dry run was given."""
+    words = ["make", "rollback"]
+    if production_ref != config.MAIN_BRANCH:
+        words.append(f"{PRODUCTION_REF_VARIABLE}={production_ref}")
+    if dev_branch != config.DEV_BRANCH:
+        words.append(f"{DEV_BRANCH_VARIABLE}={dev_branch}")
+    words.append(f"CONFIRM={rollback.production[:MIN_CONFIRM_LENGTH]}")
+    return shlex.join(words)
 
 
 def describe(rollback: Plan, production_ref: str, dev_branch: str) -> str:
@@ -111,9 +152,15 @@ def describe(rollback: Plan, production_ref: str, dev_branch: str) -> str:
         f" {len(rollback.commits)} commit(s), newest last:"
     )
     lines += [f"  {sha[:12]} {subject}" for sha, subject in rollback.commits]
-    lines.append(f"Files it restores to production's version ({len(rollback.changed_files)}):")
-    lines += [f"  {path}" for path in rollback.changed_files]
-    lines.append(f"To write it: make rollback CONFIRM={rollback.production[:MIN_CONFIRM_LENGTH]}")
+    for heading, paths in (
+        ("Files it restores to production's version", rollback.restored),
+        (f"Files it re-adds (deleted on {dev_branch} since production)", rollback.re_added),
+        (f"Files it removes (added on {dev_branch} since production)", rollback.removed),
+    ):
+        if paths:
+            lines.append(f"{heading} ({len(paths)}):")
+            lines += [f"  {path}" for path in paths]
+    lines.append(f"To write it: {confirm_command(rollback, production_ref, dev_branch)}")
     return "\n".join(lines)
 
 

@@ -1,6 +1,7 @@
 """`make rollback` on a real git repository with a few commits since production."""
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -154,31 +155,87 @@ def test_a_missing_production_ref_says_how_to_get_it(capsys, repo):
     status, _, err = run(capsys, repo, "--production-ref", "origin/missing")
     assert status == 1
     assert "no production ref 'origin/missing'" in err and "git fetch" in err
+    assert "make rollback PRODUCTION_REF=<name>" in err
 
 
-@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
-def test_make_rollback_dry_run_then_confirm(repo):
-    # The project's Makefile and its includes, committed into the test repository.
-    shutil.copy(ROOT / "Makefile", repo / "Makefile")
-    shutil.copytree(ROOT / "infra", repo / "infra", ignore=shutil.ignore_patterns("*.yml"))
-    commit(repo, "Add the Makefile")
+def test_dry_run_says_what_happens_to_each_file(capsys, repo):
+    # Since production, dev changed params.txt, added src/features.py and now deletes
+    # src/train.py.
+    git(repo, "rm", "--quiet", "src/train.py")
+    git(repo, "commit", "--quiet", "-m", "Drop the old trainer")
+    status, out, _ = run(capsys, repo)
+    assert status == 0
+    assert (
+        "Files it restores to production's version (1):\n  params.txt\n"
+        f"Files it re-adds (deleted on {DEV} since production) (1):\n  src/train.py\n"
+        f"Files it removes (added on {DEV} since production) (1):\n  src/features.py\n"
+    ) in out
     production = git(repo, "rev-parse", MAIN)
-    environment = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    command = [
-        "make",
-        "--no-print-directory",
-        "-C",
-        str(repo),
-        "rollback",
-        f"PYTHON={sys.executable}",
-    ]
-    dry = subprocess.run(command, capture_output=True, text=True, env=environment, check=True)
-    assert f"make rollback CONFIRM={production[:7]}" in dry.stdout
-    subprocess.run(
-        [*command, f"CONFIRM={production[:7]}"],
+    assert run(capsys, repo, "--confirm", production)[0] == 0
+    assert (repo / "params.txt").read_text() == "depth=4\n"
+    assert (repo / "src" / "train.py").read_text() == "v1\n"
+    assert not (repo / "src" / "features.py").exists()
+
+
+def test_the_confirm_command_keeps_the_refs_the_dry_run_was_given(capsys, repo):
+    production = git(repo, "rev-parse", MAIN)
+    git(repo, "branch", "hotfix-base", DEV)
+    git(repo, "switch", "--quiet", "hotfix-base")
+    ref = f"refs/heads/{MAIN}"
+    status, out, _ = run(capsys, repo, "--production-ref", ref, "--dev-branch", "hotfix-base")
+    assert status == 0
+    command = f"make rollback PRODUCTION_REF={ref} DEV_BRANCH=hotfix-base CONFIRM={production[:7]}"
+    assert out.splitlines()[-1] == f"To write it: {command}"
+
+
+needs_make = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+
+
+def make_rollback(repo: Path, *variables: str) -> subprocess.CompletedProcess:
+    """`make rollback` with the project's Makefile, committed into the test repository."""
+    if not (repo / "Makefile").exists():
+        shutil.copy(ROOT / "Makefile", repo / "Makefile")
+        shutil.copytree(ROOT / "infra", repo / "infra", ignore=shutil.ignore_patterns("*.yml"))
+        commit(repo, "Add the Makefile")
+    command = ["make", "--no-print-directory", "-C", str(repo), "rollback"]
+    return subprocess.run(
+        [*command, f"PYTHON={sys.executable}", *variables],
         capture_output=True,
         text=True,
-        env=environment,
-        check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        check=False,
     )
+
+
+@needs_make
+def test_make_rollback_dry_run_then_confirm(repo):
+    dry = make_rollback(repo)
+    assert dry.returncode == 0, dry.stderr
+    production = git(repo, "rev-parse", MAIN)
+    # The command make echoes is whole: it can be copied and run again.
+    echoed = dry.stdout.splitlines()[0]
+    assert not echoed.endswith("\\")
+    assert shlex.split(echoed) == [
+        sys.executable,
+        "-m",
+        f"{rollback.__package__}.rollback",
+        "--production-ref",
+        MAIN,
+        "--dev-branch",
+        DEV,
+    ]
+    assert f"make rollback CONFIRM={production[:7]}" in dry.stdout
+    confirmed = make_rollback(repo, f"CONFIRM={production[:7]}")
+    assert confirmed.returncode == 0, confirmed.stderr
     assert (repo / "params.txt").read_text() == "depth=4\n"
+
+
+@needs_make
+def test_make_rollback_takes_the_variables_its_errors_name(repo):
+    missing = make_rollback(repo, "DEV_BRANCH=no-such-branch")
+    assert missing.returncode != 0
+    assert "no dev branch 'no-such-branch'" in missing.stderr
+    assert "make rollback DEV_BRANCH=<name>" in missing.stderr
+    missing = make_rollback(repo, "PRODUCTION_REF=origin/missing")
+    assert missing.returncode != 0
+    assert "make rollback PRODUCTION_REF=<name>" in missing.stderr
