@@ -115,12 +115,18 @@ def rule_target_role(stack: Stack, rule_id: str) -> str:
 
 
 def start_deploy(
-    stack: Stack, rule_id: str, event: dict[str, Any], pipeline_name: str, region: str
+    stack: Stack,
+    rule_id: str,
+    event: dict[str, Any],
+    pipeline_name: str,
+    region: str,
+    expected_starts: int = 1,
 ) -> tuple[list[dict[str, Any]], str]:
     """Run the rule's target (an inline Lambda function of the template) on the event.
 
-    Its SageMaker calls go to moto; its CodePipeline client is stubbed and records the
-    requests. Returns (StartPipelineExecution requests, the function's output).
+    Its SageMaker and DynamoDB calls go to moto; its CodePipeline client is stubbed and
+    records the requests. Returns (StartPipelineExecution requests, the function's output);
+    ApprovalFailed unless it made expected_starts of them.
     """
     targets = stack.resource(rule_id)["Properties"].get("Targets", [])
     arn = targets[0].get("Arn") if targets else None
@@ -168,10 +174,10 @@ def start_deploy(
         for request in requests
         if request["operation"] == "StartPipelineExecution" and request.get("name") == pipeline_name
     ]
-    if len(starts) != 1:
+    if len(starts) != expected_starts:
         raise ApprovalFailed(
             f"{function_id} made {len(starts)} StartPipelineExecution calls for {pipeline_name},"
-            " not one"
+            f" not {expected_starts}"
         )
     return starts, output.getvalue()
 

@@ -111,6 +111,14 @@ def bootstrap(
         parameter_values=parameters,
         exports=exports,
     )
+    for logical_id, resource in resources_of_type(deploy_template, "AWS::DynamoDB::Table").items():
+        properties = deploy.resolve(resource["Properties"])
+        clients["dynamodb"].create_table(
+            TableName=deploy.physical_id(logical_id),
+            AttributeDefinitions=properties["AttributeDefinitions"],
+            KeySchema=properties["KeySchema"],
+            BillingMode=properties.get("BillingMode", "PAY_PER_REQUEST"),
+        )
     return Stacks(build=build, deploy=deploy)
 
 

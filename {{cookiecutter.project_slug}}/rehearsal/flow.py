@@ -11,7 +11,8 @@ would do with this commit, reading both pipelines from infra/*.yml:
    jobs through the local runner, outputs to S3, the quality gate, the registration.
 2. Approval: the package is approved (model_approval manual); the deploy pipeline's approval
    rule must pass its state-change event on a moto event bus with an SQS target, and the
-   rule's starter function must start the deploy pipeline at the commit that built it.
+   rule's starter function must start the deploy pipeline at the commit that built it; the
+   same state change again (what an edit of the Approved package sends) must start nothing.
 3. Model deploy: the deploy pipeline's actions: buildspecs as above, CloudFormation deploys
    into moto, manual approvals approved; endpoint tests are answered by the local inference
    server serving the deployed package's artifact.
@@ -112,6 +113,7 @@ MOTO_CLIENTS = (
     "ssm",
     "secretsmanager",
     "cloudwatch",
+    "dynamodb",
 )
 STAGES = ("Model build", "Approval", "Model deploy", "Merge", "Retraining")
 # The batches the Retraining stage lands: the sample data set in parts, and a broken one.
@@ -481,6 +483,7 @@ class Rehearsal:
         self.players.append(self.deploy)
         self._timed(stage, "ApprovalRule", self._deliver_approval)
         self._timed(stage, "StartDeploy", self._start_deploy)
+        self._timed(stage, "EditApproved", self._edit_approved)
 
     def _deliver_approval(self) -> str:
         """The approval rule passes the package's Approved event, on a moto bus."""
@@ -522,6 +525,35 @@ class Rehearsal:
             )
         self.deploy.commit = commit
         return f"{self.deploy.name} started at {commit[:12]} (COMMIT_ID source revision)"
+
+    def _edit_approved(self) -> str:
+        """An edit of the approved package (its description, say) sends a state change the
+        rule passes as it passed the approval: the starter must start nothing."""
+        clients = self.workspace.clients
+        package = clients["sagemaker"].describe_model_package(
+            ModelPackageName=self.model_package_arn
+        )
+        event = deliver_state_change(
+            clients["events"],
+            clients["sqs"],
+            self.stacks.deploy,
+            self.approval_rule_id,
+            package,
+            f"{self.settings.project}-rehearsal-edit",
+        )
+        role_arn = rule_target_role(self.stacks.deploy, self.approval_rule_id)
+        with self.workspace.acting_as(role_arn, "EditApproved") as calls:
+            _, output = start_deploy(
+                self.stacks.deploy,
+                self.approval_rule_id,
+                event,
+                self.deploy.name,
+                self.settings.region,
+                expected_starts=0,
+            )
+        self.workspace.check_iam(calls, "EditApproved")
+        (self.log_dir / "edit-approved.log").write_text(output)
+        return "the rule passed an edit of the Approved package; the starter started nothing"
 
     def _model_deploy(self) -> None:
         stage = STAGES[2]

@@ -540,6 +540,11 @@ RULES: dict[tuple[str, str], Rule] = {
         _named("secretsmanager:secret:{}", "SecretId"),
         "SecretId",
     ),
+    # Amazon DynamoDB (list_amazondynamodb.html): table
+    # arn:${Partition}:dynamodb:${Region}:${Account}:table/${TableName}.
+    ("dynamodb", "UpdateItem"): _rule(
+        "dynamodb:UpdateItem", _named("dynamodb:table/{}", "TableName"), "TableName"
+    ),
     # AWS KMS (list_awskeymanagementservice.html): key
     # arn:${Partition}:kms:${Region}:${Account}:key/${KeyId}.
     ("kms", "DescribeKey"): _rule("kms:DescribeKey", _kms_key("KeyId"), "KeyId"),

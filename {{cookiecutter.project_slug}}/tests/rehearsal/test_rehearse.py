@@ -35,6 +35,7 @@ SUMMARY_ROWS = (
     "Approve",
     "ApprovalRule",
     "StartDeploy",
+    "EditApproved",
     "StageConfig",
     "DeployStaging",
     "TestStaging",

@@ -25,12 +25,16 @@ def inline_function(
     name: str, logical_id: str, directory: Path, monkeypatch: pytest.MonkeyPatch
 ) -> ModuleType:
     """A template's inline (ZipFile) Lambda function imported as a module, with its
-    environment set (each parameter reference resolved to the parameter's default)."""
+    environment set (a parameter reference resolved to the parameter's default, a resource
+    reference to the resource's name)."""
     document = template(name)
     function = document["Resources"][logical_id]["Properties"]
     for variable, value in function["Environment"]["Variables"].items():
-        if isinstance(value, dict):
+        if isinstance(value, dict) and value["Ref"] in document["Parameters"]:
             value = document["Parameters"][value["Ref"]]["Default"]
+        elif isinstance(value, dict):
+            properties = document["Resources"][value["Ref"]]["Properties"]
+            value = next(v for k, v in properties.items() if k.endswith("Name"))
         monkeypatch.setenv(variable, value)
     (directory / "index.py").write_text(function["Code"]["ZipFile"])
     spec = importlib.util.spec_from_file_location(f"{logical_id}_index", directory / "index.py")

@@ -11,10 +11,12 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
+import boto3
 import botocore.session
 import pytest
 from botocore.stub import ANY, Stubber
 from infra_support import RecordingCodePipeline, inline_function, template
+from moto import mock_aws
 
 from {{ cookiecutter.package_name }} import config
 
@@ -396,6 +398,8 @@ def described(status: str, commit_id: str | None = COMMIT_ID) -> dict[str, Any]:
     """A describe_model_package response."""
     response = {
         "ModelPackageName": "group",
+        "ModelPackageGroupName": "group",
+        "ModelPackageVersion": 3,
         "ModelPackageArn": PACKAGE_ARN,
         "CreationTime": "2024-01-01T00:00:00Z",
         "ModelPackageStatus": "Completed",
@@ -407,15 +411,32 @@ def described(status: str, commit_id: str | None = COMMIT_ID) -> dict[str, Any]:
     return response
 
 
+def starts_table_update(update: str, condition: str, **values: dict[str, str]) -> dict[str, Any]:
+    """The UpdateItem request the starter sends for the group of PACKAGE_ARN."""
+    return {
+        "TableName": "{{ cookiecutter.__deploy_starts_table_name }}",
+        "Key": {"ModelPackageGroupName": {"S": "group"}},
+        "UpdateExpression": update,
+        "ConditionExpression": condition,
+        "ExpressionAttributeValues": {":version": {"N": "3"}, **values},
+    }
+
+
 def test_starter_starts_the_pipeline_at_the_packages_commit(start_deploy: Any) -> None:
     (source,) = stages(deploy_pipeline())["Source"]
     pipeline_name = default(template("model-deploy-pipeline.yml"), "DeployPipelineName")
     with (
         Stubber(start_deploy.sagemaker) as sagemaker,
         Stubber(start_deploy.codepipeline) as codepipeline,
+        Stubber(start_deploy.dynamodb) as dynamodb,
     ):
         sagemaker.add_response(
             "describe_model_package", described("Approved"), {"ModelPackageName": PACKAGE_ARN}
+        )
+        dynamodb.add_response(
+            "update_item",
+            {},
+            starts_table_update("SET PackageVersion = :version", start_deploy.UNSTARTED),
         )
         codepipeline.add_response(
             "start_pipeline_execution",
@@ -432,9 +453,53 @@ def test_starter_starts_the_pipeline_at_the_packages_commit(start_deploy: Any) -
                 ],
             },
         )
+        dynamodb.add_response(
+            "update_item",
+            {},
+            starts_table_update(
+                "SET ExecutionId = :execution",
+                "PackageVersion = :version",
+                **{":execution": {"S": "execution-1"}},
+            ),
+        )
         result = start_deploy.handler(approved_event(), None)
         codepipeline.assert_no_pending_responses()
+        dynamodb.assert_no_pending_responses()
     assert result == {"started": True, "pipelineExecutionId": "execution-1"}
+
+
+def test_starter_starts_nothing_for_an_edit_of_a_started_package(start_deploy: Any) -> None:
+    """A later state change of an Approved package (its description edited, say) passes the
+    rule too: the table says this version, or a later one, already started a deploy."""
+    start_deploy.codepipeline = RecordingCodePipeline()
+    with Stubber(start_deploy.sagemaker) as sagemaker, Stubber(start_deploy.dynamodb) as dynamodb:
+        sagemaker.add_response("describe_model_package", described("Approved"))
+        dynamodb.add_client_error("update_item", "ConditionalCheckFailedException")
+        assert start_deploy.handler(approved_event(), None) == {"started": False}
+    assert start_deploy.codepipeline.requests == []
+
+
+def test_each_version_starts_once_and_never_after_a_later_one(start_deploy: Any) -> None:
+    """The starter's conditional writes, run against moto's DynamoDB: a new version starts,
+    an edit of it does not, an older version approved later does not, a newer one does."""
+    start_deploy.codepipeline = RecordingCodePipeline()
+    with mock_aws():
+        start_deploy.dynamodb = boto3.client("dynamodb")
+        table = only_resource(template("model-deploy-pipeline.yml"), "AWS::DynamoDB::Table")
+        start_deploy.dynamodb.create_table(
+            **{key: table[key] for key in ("TableName", "AttributeDefinitions", "KeySchema")},
+            BillingMode="PAY_PER_REQUEST",
+        )
+        started = []
+        for version in (3, 3, 2, 4):
+            arn = PACKAGE_ARN.rsplit("/", 1)[0] + f"/{version}"
+            with Stubber(start_deploy.sagemaker) as sagemaker:
+                package = {**described("Approved"), "ModelPackageVersion": version}
+                package["ModelPackageArn"] = arn
+                sagemaker.add_response("describe_model_package", package)
+                started.append(start_deploy.handler(approved_event(arn), None)["started"])
+    assert started == [True, False, False, True]
+    assert len(start_deploy.codepipeline.requests) == 2
 
 
 def test_starter_refuses_a_package_without_its_commit(start_deploy: Any) -> None:
@@ -475,27 +540,20 @@ def test_starter_skips_a_package_no_longer_approved(start_deploy: Any) -> None:
     assert start_deploy.codepipeline.requests == []
 
 
-def test_one_request_token_per_approval(start_deploy: Any) -> None:
+def test_one_request_token_per_package(start_deploy: Any) -> None:
+    """A retry after a start whose answer was lost sends the same token, whatever the
+    event: CodePipeline then returns the execution it started."""
     start_deploy.codepipeline = RecordingCodePipeline()
-    events = []
-    # The same approval delivered twice, then a later approval of the same package.
-    for event_id, modified in (
-        ("event-1", 1700000000000),
-        ("event-2", 1700000000000),
-        ("event-3", 1700000999000),
-    ):
-        event = approved_event()
-        event["id"] = event_id
-        event["detail"]["LastModifiedTime"] = modified
-        events.append(event)
-    with Stubber(start_deploy.sagemaker) as sagemaker:
-        for event in events:
+    with Stubber(start_deploy.sagemaker) as sagemaker, Stubber(start_deploy.dynamodb) as dynamodb:
+        for event_id in ("event-1", "event-2"):
+            event = approved_event()
+            event["id"] = event_id
             sagemaker.add_response("describe_model_package", described("Approved"))
+            dynamodb.add_response("update_item", {})
+            dynamodb.add_response("update_item", {})
             start_deploy.handler(event, None)
-    first, repeat, later = (
-        request["clientRequestToken"] for request in start_deploy.codepipeline.requests
-    )
-    assert first == repeat != later
+    first, retry = (request["clientRequestToken"] for request in start_deploy.codepipeline.requests)
+    assert first == retry
     assert re.fullmatch(r"[a-f0-9]{64}", first)
 
 
