@@ -83,6 +83,7 @@ tests/unit/infra_support.py
 tests/unit/merge_lambda_support.py
 tests/unit/ml_support.py
 tests/unit/registry_support.py
+tests/unit/test_aws_cli.py
 tests/unit/test_buildspecs.py
 tests/unit/test_cli.py
 tests/unit/test_data.py

@@ -1,9 +1,14 @@
 # AWS targets: bootstrap, teardown and the deploy pipeline's steps (included by the Makefile).
-# They use the AWS CLI v2 with your credentials, in the project's region unless AWS_REGION
-# says otherwise.
+# They run the `aws` on PATH with your credentials, in the project's region unless AWS_REGION
+# says otherwise: the AWS CLI v2 (CodeBuild's image, a laptop's install) or v1 from 1.42 on
+# (`make install` puts it in .venv/bin; `make rehearse` runs that one). Both take every
+# command and option used here alike: `cloudformation deploy` has the same arguments in both
+# (awscli/customizations/cloudformation/deploy.py), given here as Key=Value words.
 
 AWS_REGION ?= {{ cookiecutter.aws_region }}
 AWS := aws --region $(AWS_REGION)
+# v2 pages its output on a terminal; v1 never does.
+export AWS_PAGER :=
 BUILD_STACK := {{ cookiecutter.__build_stack_name }}
 DEPLOY_STACK := {{ cookiecutter.__deploy_stack_name }}
 STAGING_STACK := {{ cookiecutter.__staging_stack_name }}
@@ -30,7 +35,7 @@ CONFIRM ?=
 # $(call stack_output,<stack>,<output key>): one output value of a deployed stack.
 stack_output = $(AWS) cloudformation describe-stacks --stack-name $(1) --query "Stacks[0].Outputs[?OutputKey=='$(2)'].OutputValue" --output text
 
-.PHONY: ci-build stage-config deploy-prod bootstrap teardown retrain
+.PHONY: ci-build stage-config deploy-prod aws-cli bootstrap teardown retrain
 
 ci-build: lint test-unit pipeline-definition ## The model build pipeline's Build stage: lint, unit tests, templates, definition
 
@@ -64,7 +69,14 @@ deploy-prod: $(NEEDS_VENV) ## Deploy the prod endpoint from build/deploy/prod.js
 		exit 1; \
 	fi
 
-bootstrap: $(NEEDS_VENV) ## Deploy both pipeline stacks and push {{ cookiecutter.main_branch }} and {{ cookiecutter.dev_branch }} (needs AWS credentials)
+aws-cli: ## Check that the AWS CLI on PATH is v2, or v1 from 1.42 on
+	@version="$$(aws --version 2>&1 | head -n 1)"; \
+	case "$$version" in \
+		aws-cli/2.*|aws-cli/1.4[2-9].*|aws-cli/1.[5-9][0-9].*) echo "==> $$version" ;; \
+		*) echo "aws-cli: the AWS targets need the AWS CLI v2, or v1 1.42 or later (make install puts one in .venv/bin: PATH=\"$$PWD/.venv/bin:\$$PATH\"); found: $${version:-no aws on PATH}" >&2; exit 1 ;; \
+	esac
+
+bootstrap: $(NEEDS_VENV) aws-cli ## Deploy both pipeline stacks and push {{ cookiecutter.main_branch }} and {{ cookiecutter.dev_branch }} (needs AWS credentials)
 	@echo "==> AWS identity"
 	$(AWS) sts get-caller-identity --query Arn --output text
 {%- if cookiecutter.source_provider == 'github' %}
