@@ -175,3 +175,5 @@ def test_first_commit_runs_the_hooks_without_an_active_venv(tmp_path):
     assert commit.returncode == 0, commit.stdout[-3000:] + commit.stderr[-2000:]
     hooks = commit.stdout + commit.stderr
     assert re.search(r"^ruff check\.+Passed$", hooks, re.MULTILINE), hooks
+    # So the README does not ask for an activated venv anywhere.
+    assert "activate" not in (project / "README.md").read_text()
