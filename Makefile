@@ -7,10 +7,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DEMO := build/demo
 
-.PHONY: help venv test demo lint bench lock regions clean
+.PHONY: help venv test demo lint bench lock regions instance-types clean
 
 help: ## List the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
 
 venv: $(VENV)/.installed ## Create .venv (stdlib venv, pip install uv, uv installs the dev group, bytecode compiled)
 
@@ -39,6 +39,9 @@ lock: venv ## Regenerate the generated repo's uv.lock from its pyproject.toml (U
 
 regions: venv ## Regenerate the regions the pre-gen hook accepts (cfn-lint's region schemas)
 	$(PY) scripts/regions.py
+
+instance-types: venv ## Regenerate the hook's instance types per use and the endpoint's local-storage families
+	$(PY) scripts/instance_types.py
 
 clean: ## Remove the venv and build outputs
 	rm -rf $(VENV) build .pytest_cache .ruff_cache

@@ -28,6 +28,19 @@ BAD_ANSWERS = [
     ("processing-type", ["processing_instance_type=m5.large"], "processing_instance_type"),
     ("training-type", ["training_instance_type=ml.m5"], "training_instance_type"),
     ("endpoint-type", ["endpoint_instance_type=ML.M5.LARGE"], "endpoint_instance_type"),
+    # Each instance type is checked against its own operation's enum in botocore (issue 18).
+    (
+        "processing-type-hosting-only",
+        ["processing_instance_type=ml.m5d.large"],
+        "processing_instance_type",
+    ),
+    (
+        "training-type-hosting-only",
+        ["training_instance_type=ml.c6g.large"],
+        "training_instance_type",
+    ),
+    ("endpoint-type-jobs-only", ["endpoint_instance_type=ml.t3.medium"], "endpoint_instance_type"),
+    ("endpoint-size-unknown", ["endpoint_instance_type=ml.m5d.foo"], "endpoint_instance_type"),
     ("threshold-zero", ["quality_threshold=0"], "quality_threshold"),
     ("threshold-above-one", ["quality_threshold=1.5"], "quality_threshold"),
     ("threshold-not-number", ["quality_threshold=high"], "quality_threshold"),
