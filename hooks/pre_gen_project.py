@@ -681,9 +681,12 @@ def main(answers=None):
     for problem in problems:
         print(f"ERROR {problem}", file=sys.stderr)
     if problems:
+        # cookiecutter then logs its own FailedHookException with a traceback; a hook cannot
+        # prevent that, so say what it is.
         print(
             f"{len(problems)} invalid answer(s): nothing was generated; fix them and run "
-            "cookiecutter again.",
+            "cookiecutter again (the traceback cookiecutter prints next only reports this "
+            "refusal).",
             file=sys.stderr,
         )
         if from_cookiecutter:

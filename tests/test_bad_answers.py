@@ -1,6 +1,8 @@
 """Bad answers, as a user gives them on the command line: exit non-zero, name the
 variable, and leave nothing behind."""
 
+import json
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -159,5 +161,79 @@ def test_hook_lines_carry_no_traceback(tmp_path):
     assert "Traceback" not in hook_output
     assert hook_output.strip() == (
         "ERROR quality_threshold: 'high' must be a number greater than 0 and at most 1\n"
-        "1 invalid answer(s): nothing was generated; fix them and run cookiecutter again."
+        "1 invalid answer(s): nothing was generated; fix them and run cookiecutter again "
+        "(the traceback cookiecutter prints next only reports this refusal)."
     )
+
+
+# What cookiecutter itself prints, which the template cannot prevent (template README,
+# "What cookiecutter prints itself"). Pinned so that the README changes when cookiecutter does.
+
+
+def test_after_a_refusal_cookiecutter_logs_its_own_traceback(tmp_path):
+    # After the hook has exited, cookiecutter.hooks.run_hook_from_repo_dir logs the
+    # FailedHookException with logger.exception and cookiecutter.cli echoes it, both on
+    # stdout; the hook's own lines are all of stderr.
+    result = bake_cli(["quality_threshold=high"], tmp_path / "out")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[:2] == [
+        "ERROR: Stopping generation because pre_gen_project hook script didn't exit successfully",
+        "Traceback (most recent call last):",
+    ]
+    assert lines[-2:] == [
+        "cookiecutter.exceptions.FailedHookException: Hook script failed (exit status: 1)",
+        "Hook script failed (exit status: 1)",
+    ]
+    assert nothing_left_in(tmp_path / "out")
+
+
+@pytest.mark.parametrize(
+    ("args", "last_line"),
+    [
+        (
+            ["source_provider=svn"],
+            "ValueError: svn provided for choice variable source_provider, but the choices "
+            "are ['codecommit', 'github'].",
+        ),
+        (
+            ["prod_approval=maybe"],
+            "ValueError: maybe provided for variable prod_approval could not be converted to "
+            "a boolean.",
+        ),
+    ],
+    ids=["choice", "boolean"],
+)
+def test_cookiecutter_refuses_a_choice_before_any_hook(args, last_line, tmp_path):
+    # cookiecutter.generate.apply_overwrites_to_context raises while it reads the answers,
+    # before any template code runs; cookiecutter.cli does not catch ValueError.
+    result = bake_cli(args, tmp_path / "out")
+    assert result.returncode == 1
+    assert "Traceback (most recent call last):" in result.stderr
+    assert result.stderr.splitlines()[-1] == last_line
+    assert "ERROR " not in result.stderr  # the hook never ran
+    assert nothing_left_in(tmp_path / "out")
+
+
+@pytest.mark.parametrize(
+    ("slug", "last_line"),
+    [
+        ("churn\0model", r"ValueError: embedded null byte"),
+        ("m" * 256, r"OSError: \[Errno \d+\] File name too long: '.*'"),
+    ],
+    ids=["nul-character", "longer-than-a-file-name"],
+)
+def test_a_slug_the_file_system_refuses_fails_before_the_hook(slug, last_line, tmp_path):
+    # cookiecutter.generate.render_and_create_dir makes the project folder before the
+    # pre-gen hook runs; a NUL (which only a config or replay file can carry) or a name over
+    # the file system's limit fails there, in mkdir.
+    config = tmp_path / "config.yml"
+    config.write_text(f"default_context:\n  project_slug: {json.dumps(slug)}\n")
+    (tmp_path / "out").mkdir()  # as a user runs it, into a folder that exists
+    result = bake_cli(["--config-file", str(config)], tmp_path / "out")
+    assert result.returncode == 1
+    assert "Traceback (most recent call last):" in result.stderr
+    assert re.fullmatch(last_line, result.stderr.splitlines()[-1]), result.stderr[-300:]
+    assert "ERROR " not in result.stderr
+    assert nothing_left_in(tmp_path / "out")
