@@ -17,6 +17,11 @@ buildspecs/build.yml
 buildspecs/deploy.yml
 buildspecs/test.yml
 data/README.md
+docs/installs-and-cloud-time.md
+docs/model.md
+docs/operations.md
+docs/rehearsal.md
+docs/rollback.md
 infra/config/prod.json
 infra/config/staging.json
 infra/endpoint.yml
