@@ -2,6 +2,7 @@
 
 Prints, each beside the figure it replaces (measured before the change that moved it):
 - the bake;
+- a first run: the template's `make demo` from a fresh copy, and a bake's `make install`;
 - `make install FOR=<targets>` for each CodeBuild action: packages, venv and uv cache size,
   time with an empty uv cache (cold: a new CodeBuild cache) and with a filled one (warm),
   beside the old recipe every action used to run, timed the same way (downloads from the
@@ -50,12 +51,17 @@ BEFORE_RECIPE = [
 # (what, make target, target seconds or None, seconds before: without bytecode, with it)
 SUITES = [
     ("make test-unit (2 workers)", "test-unit", 10.0, (25.0, 11.8)),
-    ("make local-pipeline", "local-pipeline", 2.0, (6.2, 2.5)),
+    ("make local-pipeline", "local-pipeline", 3.0, (6.2, 2.5)),
     ("make pipeline-definition", "pipeline-definition", None, (None, None)),
     ("make test-integration (2 workers)", "test-integration", None, (None, None)),
 ]
 BAKE_TARGET, BAKE_BEFORE = 0.5, None
 UNIT_AND_INTEGRATION_TARGET = 45.0
+# A user's first run, with the machine's warm package caches: the template's `make demo` from
+# a fresh copy (its venv included), and a bake's whole `make install` (every group).
+DEMO_TARGET, DEMO_BEFORE = 60.0, 38.9
+INSTALL_TARGET, INSTALL_BEFORE = 45.0, None
+TEMPLATE_IGNORED = shutil.ignore_patterns(".venv", "build", ".git", ".pytest_cache", ".ruff_cache")
 
 
 def run_timed(argv: list[str], cwd: Path, env: dict | None = None) -> tuple[float, str]:
@@ -143,6 +149,20 @@ def measure_installs(root: Path, source: Path, repeat: int) -> Iterator[tuple]:
         )
 
 
+def demo_seconds(root: Path, attempt: int) -> float:
+    """Seconds `make demo` takes in a fresh copy of the template (no venv yet)."""
+    copy = root / f"template-{attempt}"
+    shutil.copytree(TEMPLATE, copy, ignore=TEMPLATE_IGNORED)
+    return timed(["make", "--no-print-directory", "demo"], copy)
+
+
+def install_seconds(root: Path, source: Path, attempt: int) -> float:
+    """Seconds a bake's `make install` (every group, bytecode compiled) takes from scratch."""
+    project = root / f"first-install-{attempt}" / source.name
+    shutil.copytree(source, project, symlinks=True)
+    return timed(["make", "--no-print-directory", "install"], project)
+
+
 def remove_bytecode(project: Path) -> None:
     """Delete every compiled file of the project's .venv and sources."""
     for cache_dir in list(project.rglob("__pycache__")):
@@ -183,6 +203,19 @@ def main(argv: list[str] | None = None) -> int:
             BAKE_BEFORE,
         )
         source = bakes[0][1]
+        print("\nA first run (warm package caches):")
+        report(
+            "make demo (template, fresh copy)",
+            statistics.median(demo_seconds(root, i) for i in range(args.repeat)),
+            DEMO_TARGET,
+            DEMO_BEFORE,
+        )
+        report(
+            "make install (bake, every group)",
+            statistics.median(install_seconds(root, source, i) for i in range(args.repeat)),
+            INSTALL_TARGET,
+            INSTALL_BEFORE,
+        )
 
         if not args.no_install:
             print("\nmake install FOR=<targets> per CodeBuild action (uv, locked, bytecode):")
