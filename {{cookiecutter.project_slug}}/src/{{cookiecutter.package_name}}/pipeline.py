@@ -2,7 +2,8 @@
 
 Built with the SageMaker Python SDK v3 (`sagemaker.mlops.workflow`). Building it uploads the
 step scripts to the artifact bucket, so it needs S3 (moto is enough: `definition --offline`).
-All three jobs run on the SageMaker XGBoost framework image, which also serves the model.
+All three jobs run on the SageMaker framework image that `steps/classifier.py` names, which
+also serves the model.
 
 One function builds each step from the parameters and a StepContext (session, image,
 processor), built once; `get_pipeline` composes them.
@@ -53,7 +54,7 @@ from sagemaker.train import ModelTrainer
 from sagemaker.train.configs import Compute, InputData
 
 from . import config
-from .steps import data_schema, evaluate, inference, preprocess, train
+from .steps import classifier, data_schema, evaluate, inference, preprocess
 
 STEPS_DIR = Path(__file__).resolve().parent / "steps"
 PROCESSING_DIR = "/opt/ml/processing"
@@ -89,9 +90,9 @@ CAPACITY_RETRY = SageMakerJobStepRetryPolicy(
 JOB_RETRIES = [SERVICE_RETRY, CAPACITY_RETRY]
 CONTENT_TYPES = [inference.CSV, inference.JSON]
 RESPONSE_TYPES = [inference.CSV, inference.JSON]
-# The training code archive: the train script and the two files it imports.
-TRAINING_CODE_FILES = ("train.py", "data_schema.py", "inference.py")
-# Script-mode serving on the XGBoost image: the image's model server imports
+# The training code archive: the train script and the files it imports.
+TRAINING_CODE_FILES = ("train.py", "data_schema.py", "inference.py", "classifier.py")
+# Script-mode serving on the framework image: the image's model server imports
 # SAGEMAKER_PROGRAM from SAGEMAKER_SUBMIT_DIRECTORY. The training job leaves the inference
 # module in model.tar.gz under code/, which SageMaker unpacks into /opt/ml/model; these are
 # the values the SDK itself sets for a model repacked with its code.
@@ -238,7 +239,7 @@ def step_context(
 ) -> StepContext:
     """The session, the framework image and the processor, built once for every step."""
     session = PipelineSession(boto_session=boto_session, default_bucket=bucket)
-    image_uri = image_uris.retrieve("xgboost", region, config.XGBOOST_FRAMEWORK_VERSION)
+    image_uri = image_uris.retrieve(classifier.FRAMEWORK, region, classifier.FRAMEWORK_VERSION)
     processor = ScriptProcessor(
         role=role_arn,
         image_uri=image_uri,
@@ -304,14 +305,14 @@ def train_step(
             instance_type=parameters.training_instance_type,
             instance_count=parameters.training_instance_count,
         ),
-        # Script mode of the XGBoost framework image: it fetches the code and runs it. (A
+        # Script mode of the framework image: it fetches the code and runs it. (A
         # ModelTrainer SourceCode would upload the code under a per-build timestamped key,
         # which changes the step's arguments on every build and defeats the step cache.)
         # The image's training toolkit reads every hyperparameter as JSON.
         hyperparameters={
             name: json.dumps(value)
             for name, value in {
-                **train.DEFAULT_HYPERPARAMETERS,
+                **classifier.HYPERPARAMETERS,
                 "sagemaker_program": "train.py",
                 "sagemaker_submit_directory": context.upload(
                     "sourcedir.tar.gz", training_code_archive()
@@ -430,7 +431,7 @@ def register_step(
             # With the commit above, every package maps to (commit, data).
             customer_metadata_properties={"InputDataUrl": parameters.input_data},
             approval_status=parameters.approval_status,
-            description=f"{config.PROJECT_NAME}: XGBoost binary classifier",
+            description=f"{config.PROJECT_NAME}: {classifier.DESCRIPTION}",
         ),
         # Creating a model package runs no job: only the service-side retries apply.
         retry_policies=[SERVICE_RETRY],

@@ -168,8 +168,9 @@ def changed_script(monkeypatch, tmp_path, pipeline, script: str) -> None:
         ("data", {PREPROCESS, TRAIN, EVALUATE}),
         ("preprocess code", {PREPROCESS, TRAIN, EVALUATE}),
         ("training code", {TRAIN, EVALUATE}),
-        # The training job copies the inference module into model.tar.gz.
+        # The training job copies the inference module and the classifier into model.tar.gz.
         ("inference code", {TRAIN, EVALUATE}),
+        ("classifier code", {TRAIN, EVALUATE}),
         ("hyperparameters", {TRAIN, EVALUATE}),
         ("evaluation code", {EVALUATE}),
         ("quality threshold", set()),
@@ -181,7 +182,7 @@ def test_each_change_reruns_only_the_jobs_it_affects(
 ):
     from {{ cookiecutter.package_name }} import pipeline
     from {{ cookiecutter.package_name }}.data import dataset_csv_bytes
-    from {{ cookiecutter.package_name }}.steps import train
+    from {{ cookiecutter.package_name }}.steps import classifier
 
     dataset = None
     if change == "data":
@@ -192,12 +193,14 @@ def test_each_change_reruns_only_the_jobs_it_affects(
         changed_script(monkeypatch, tmp_path, pipeline, "train.py")
     elif change == "inference code":
         changed_script(monkeypatch, tmp_path, pipeline, "inference.py")
+    elif change == "classifier code":
+        changed_script(monkeypatch, tmp_path, pipeline, "classifier.py")
     elif change == "evaluation code":
         changed_script(monkeypatch, tmp_path, pipeline, "evaluate.py")
     elif change == "hyperparameters":
-        name, value = next(iter(train.DEFAULT_HYPERPARAMETERS.items()))
+        name, value = next(iter(classifier.HYPERPARAMETERS.items()))
         changed = value + 1 if isinstance(value, int | float) else f"{value}-changed"
-        monkeypatch.setitem(train.DEFAULT_HYPERPARAMETERS, name, changed)
+        monkeypatch.setitem(classifier.HYPERPARAMETERS, name, changed)
     elif change == "quality threshold":
         monkeypatch.setattr(config, "QUALITY_THRESHOLD", config.QUALITY_THRESHOLD / 2)
     elif change == "training instance type":

@@ -13,7 +13,7 @@ import tarfile
 import pytest
 
 from {{ cookiecutter.package_name }} import cli, config, data
-from {{ cookiecutter.package_name }}.steps import data_schema, preprocess, train
+from {{ cookiecutter.package_name }}.steps import classifier, data_schema, preprocess
 
 COMMIT_ID = "c0ffee" + "0" * 34
 PREPROCESS, TRAIN, EVALUATE = "PreprocessData", "TrainModel", "EvaluateModel"
@@ -103,16 +103,34 @@ def test_training_reads_the_preprocessed_splits(steps):
     }
 
 
-def test_training_runs_the_script_in_the_xgboost_image(steps, pipeline):
+def images(steps) -> set[str]:
+    """The images of the three jobs and of the registered model."""
+    (container,) = steps[REGISTER]["Arguments"]["InferenceSpecification"]["Containers"]
+    return {
+        steps[PREPROCESS]["Arguments"]["AppSpecification"]["ImageUri"],
+        steps[TRAIN]["Arguments"]["AlgorithmSpecification"]["TrainingImage"],
+        steps[EVALUATE]["Arguments"]["AppSpecification"]["ImageUri"],
+        container["Image"],
+    }
+
+
+def test_the_jobs_and_the_model_run_on_the_image_the_classifier_names(steps):
+    from sagemaker.core import image_uris
+
+    (image,) = images(steps)
+    # <account>.dkr.ecr.<region>.amazonaws.com/<repository>:<tag>
+    region = image.split(".")[3]
+    assert image == image_uris.retrieve(classifier.FRAMEWORK, region, classifier.FRAMEWORK_VERSION)
+
+
+def test_training_runs_the_script_in_script_mode(steps, pipeline):
     arguments = steps[TRAIN]["Arguments"]
-    image = arguments["AlgorithmSpecification"]["TrainingImage"]
-    assert image.endswith(f"/sagemaker-xgboost:{config.XGBOOST_FRAMEWORK_VERSION}")
     hyperparameters = arguments["HyperParameters"]
     assert hyperparameters["sagemaker_program"] == '"train.py"'
     code_uri = json.loads(hyperparameters["sagemaker_submit_directory"])
     archive_digest = hashlib.sha256(pipeline.training_code_archive()).hexdigest()
     assert code_uri.endswith(f"/code/{archive_digest}/sourcedir.tar.gz")
-    for name, value in train.DEFAULT_HYPERPARAMETERS.items():
+    for name, value in classifier.HYPERPARAMETERS.items():
         assert json.loads(hyperparameters[name]) == value
     assert arguments["ResourceConfig"]["InstanceType"] == get("TrainingInstanceType")
 
@@ -121,7 +139,7 @@ def test_training_code_archive_is_stable_and_holds_the_script_and_its_imports(pi
     archive = pipeline.training_code_archive()
     assert archive == pipeline.training_code_archive()
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        assert tar.getnames() == ["train.py", "data_schema.py", "inference.py"]
+        assert tar.getnames() == ["train.py", "data_schema.py", "inference.py", "classifier.py"]
         for name in tar.getnames():
             assert tar.extractfile(name).read() == (pipeline.STEPS_DIR / name).read_bytes()
 
@@ -174,6 +192,9 @@ def test_registration_records_metrics_commit_data_and_approval(steps):
     assert arguments["ModelApprovalStatus"] == get("ModelApprovalStatus")
     assert arguments["MetadataProperties"]["CommitId"] == get("CommitId")
     assert arguments["CustomerMetadataProperties"] == {"InputDataUrl": get("InputDataUrl")}
+    assert arguments["ModelPackageDescription"] == (
+        f"{config.PROJECT_NAME}: {classifier.DESCRIPTION}"
+    )
     statistics = arguments["ModelMetrics"]["ModelQuality"]["Statistics"]
     assert statistics["ContentType"] == "application/json"
     assert statistics["S3Uri"]["Std:Join"]["Values"][-1] == "evaluation.json"

@@ -21,6 +21,7 @@ from ml_support import (
 
 from {{ cookiecutter.package_name }} import local
 from {{ cookiecutter.package_name }}.steps import (
+    classifier,
     data_schema,
     evaluate,
     inference,
@@ -30,18 +31,25 @@ from {{ cookiecutter.package_name }}.steps import (
 
 STEPS_DIR = Path(preprocess.__file__).parent
 SCRIPTS = sorted(path.name for path in STEPS_DIR.glob("*.py") if path.name != "__init__.py")
-# What the SageMaker XGBoost image provides besides the standard library.
-CONTAINER_PACKAGES = {"numpy", "pandas", "xgboost", "sklearn"}
-# The files a script may import next to it: the training code archive holds all three.
-SIBLINGS = {"data_schema", "inference"}
-# The XGBoost 3.0-5 image runs Python 3.10.
-CONTAINER_PYTHON = (3, 10)
+# What each SageMaker framework image the classifier may name provides besides the standard
+# library, and its Python: the XGBoost 3.0-5 image (aws/sagemaker-xgboost-container, branch
+# release-3.0.5, requirements.txt) and the scikit-learn 1.9-0 image
+# (aws/deep-learning-containers, docker/sklearn/1.9-0).
+FRAMEWORK_IMAGES = {
+    "xgboost": ({"numpy", "pandas", "scipy", "sklearn", "xgboost"}, (3, 10)),
+    "sklearn": ({"numpy", "pandas", "scipy", "sklearn", "joblib"}, (3, 12)),
+}
+CONTAINER_PACKAGES, CONTAINER_PYTHON = FRAMEWORK_IMAGES[classifier.FRAMEWORK]
+# The files a script may import next to it: the training code archive holds them all.
+SIBLINGS = {"data_schema", "inference", "classifier"}
 LABEL = data_schema.LABEL
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_step_code_imports_only_what_the_container_has(script):
-    tree = ast.parse((STEPS_DIR / script).read_text(), feature_version=CONTAINER_PYTHON)
+    # The syntax of the container's Python (or of this one, if it is older).
+    python = min(CONTAINER_PYTHON, sys.version_info[:2])
+    tree = ast.parse((STEPS_DIR / script).read_text(), feature_version=python)
     imported = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.level:
@@ -161,13 +169,15 @@ def channels(splits, monkeypatch, tmp_path):
     return tmp_path / "model"
 
 
-def test_train_saves_the_booster_the_fitted_transform_and_the_inference_code(channels, splits):
-    assert train.main(["--num_round", "5", "--max_depth", "2"]) == 0
-    assert sorted(path.name for path in channels.iterdir()) == sorted(
-        [inference.MODEL_FILE_NAME, inference.TRANSFORM_FILE_NAME, train.CODE_DIR_NAME]
-    )
-    code = channels / train.CODE_DIR_NAME / "inference.py"
-    assert code.read_bytes() == (STEPS_DIR / "inference.py").read_bytes()
+def test_train_saves_the_classifier_the_fitted_transform_and_the_inference_code(channels, splits):
+    assert train.main([]) == 0
+    assert {inference.TRANSFORM_FILE_NAME, train.CODE_DIR_NAME} < {
+        path.name for path in channels.iterdir()
+    }
+    code = channels / train.CODE_DIR_NAME
+    assert sorted(path.name for path in code.iterdir()) == ["classifier.py", "inference.py"]
+    for path in code.iterdir():
+        assert path.read_bytes() == (STEPS_DIR / path.name).read_bytes()
     transform = json.loads((channels / inference.TRANSFORM_FILE_NAME).read_text())
     assert [feature["name"] for feature in transform["features"]] == FEATURES
     training_rows = pd.read_csv(splits["train"] / "train.csv", dtype=str)
@@ -177,9 +187,41 @@ def test_train_saves_the_booster_the_fitted_transform_and_the_inference_code(cha
             # Fitted on the train split only.
             assert feature["categories"] == sorted(set(training_rows[feature["name"]]))
     assert (transform["label"], transform["positive_class"]) == (LABEL, POSITIVE)
+    # What was saved loads back, and scores each record with a probability.
     model = inference.model_fn(str(channels))
-    assert model.booster.num_features() == len(FEATURES)
-    assert 1 <= model.booster.num_boosted_rounds() <= 5
+    test_rows = pd.read_csv(splits["test"] / "test.csv", dtype=str, keep_default_na=False)
+    scores = model.predict(model.encode(test_rows[FEATURES].to_numpy().tolist()))
+    assert scores.shape == (len(test_rows),)
+    assert ((scores >= 0) & (scores <= 1)).all()
+    assert len(np.unique(scores)) > 1
+
+
+@pytest.mark.parametrize("name", list(classifier.HYPERPARAMETERS))
+def test_each_hyperparameter_is_an_option_of_the_train_script(name):
+    default = classifier.HYPERPARAMETERS[name]
+    assert type(default) in (int, float, str), "the training toolkit passes --name value"
+    assert getattr(train.parse_args([]), name) == default
+    other = default + 1 if isinstance(default, int | float) else f"{default}-other"
+    assert getattr(train.parse_args([f"--{name}", str(other)]), name) == other
+
+
+def test_the_classifier_scores_the_same_once_saved_and_loaded(splits, tmp_path):
+    tables = {name: train.read_split(path) for name, path in splits.items()}
+    encoder = inference.Model(None, train.fit_transform(tables["train"]))
+    categorical = [kind == data_schema.CATEGORICAL for kind in encoder.kinds]
+    fitted = classifier.fit(
+        train.encoded(tables["train"], encoder),
+        train.encoded(tables["validation"], encoder),
+        encoder.features,
+        categorical,
+        dict(classifier.HYPERPARAMETERS),
+    )
+    classifier.save(fitted, tmp_path)
+    test_matrix, _ = train.encoded(tables["test"], encoder)
+    loaded = classifier.load(tmp_path)
+    assert np.array_equal(
+        classifier.predict(loaded, test_matrix), classifier.predict(fitted, test_matrix)
+    )
 
 
 @pytest.mark.skipif(not NUMERIC, reason="the schema declares no numeric feature")
@@ -188,7 +230,7 @@ def test_text_in_a_numeric_column_is_one_clear_error(channels, splits, capsys):
     table = pd.read_csv(path, dtype=str)
     table.loc[2, NUMERIC[0]] = "n/a"
     table.to_csv(path, index=False)
-    assert train.main(["--num_round", "2"]) == 1
+    assert train.main([]) == 1
     error = capsys.readouterr().err
     assert error.count("\n") == 1
     assert f"'{NUMERIC[0]}' is declared numeric" in error and "'n/a'" in error
@@ -270,10 +312,7 @@ def test_local_runner_maps_the_sagemaker_paths_under_the_build_dir(tiny_run):
     assert tiny_run.evaluation_file == build / "evaluation" / "evaluation.json"
     with tarfile.open(tiny_run.model_archive) as tar:
         names = set(tar.getnames())
-    assert {"xgboost-model", "transform.json", "code/inference.py"} <= names
-    # The hyperparameters reach the train script as --name value.
-    model = inference.model_fn(str(build / "training" / "model"))
-    assert model.booster.num_boosted_rounds() <= 20
+    assert {"transform.json", "code/inference.py", "code/classifier.py"} <= names
     assert list(tiny_run.timings) == ["preprocess", "train", "evaluate"]
 
 

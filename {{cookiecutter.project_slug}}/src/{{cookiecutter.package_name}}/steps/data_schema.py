@@ -5,7 +5,7 @@ evaluate, the inference module, the tests and the sample requests all derive fro
 your own table, change `load_dataset()` in `data.py` and this file, nothing else.
 
 SageMaker runs this file inside the training job, next to train.py: it imports nothing from
-the project package and runs on the XGBoost image's Python (3.10).
+the project package and runs on the framework image's Python (classifier.py names it).
 """
 
 from __future__ import annotations

@@ -54,11 +54,26 @@ def unpack_model(archive: Path, model_dir: Path):
     script = Path(model_dir, INFERENCE_MODULE)
     if not script.is_file():
         raise ValueError(f"{archive} has no {INFERENCE_MODULE}: train it with the train step")
-    # A module of its own, not on sys.path: nothing else imports it by name.
-    spec = importlib.util.spec_from_file_location("model_inference", script)
-    inference = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(inference)
-    return inference, inference.model_fn(str(model_dir))
+    # The inference module imports its neighbours in code/ (classifier.py) by name, as the
+    # image's model server lets it: take them from this archive, not from an earlier one
+    # loaded in the same process, and forget them once the module holds them.
+    code_dir = str(script.parent)
+    neighbours = {path.stem for path in script.parent.glob("*.py")}
+    earlier = {name: sys.modules.pop(name) for name in neighbours if name in sys.modules}
+    sys.path.insert(0, code_dir)
+    try:
+        # A module of its own, under a name nothing else imports.
+        spec = importlib.util.spec_from_file_location("model_inference", script)
+        inference = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(inference)
+        return inference, inference.model_fn(str(model_dir))
+    except ImportError as error:
+        raise ValueError(f"{archive}: {INFERENCE_MODULE} cannot be imported ({error})") from error
+    finally:
+        sys.path.remove(code_dir)
+        for name in neighbours:
+            sys.modules.pop(name, None)
+        sys.modules.update(earlier)
 
 
 def read_test_split(test_dir: Path) -> pd.DataFrame:

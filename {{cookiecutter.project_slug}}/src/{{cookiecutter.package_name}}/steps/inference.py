@@ -1,12 +1,14 @@
 """The inference module: raw records in, the probability of the positive class out.
 
-SageMaker serves the model with this file in script mode on the XGBoost image: the training
-job copies it into model.tar.gz (`code/inference.py`) and the registered model sets
-SAGEMAKER_PROGRAM and SAGEMAKER_SUBMIT_DIRECTORY to it. The image's model server calls
-model_fn once per worker, then input_fn, predict_fn and output_fn for each request. The local
-server (`python -m <package> serve`) and the evaluate step run this same file, taken from the
-same model.tar.gz. It imports nothing from the project package and runs on the image's
-Python (3.10).
+SageMaker serves the model with this file in script mode on the framework image that
+classifier.py names: the training job copies both into model.tar.gz (`code/inference.py`,
+`code/classifier.py`) and the registered model sets SAGEMAKER_PROGRAM and
+SAGEMAKER_SUBMIT_DIRECTORY to them. The image's model server calls model_fn once per worker,
+then input_fn, predict_fn and output_fn for each request. The local server
+(`python -m <package> serve`) and the evaluate step run this same file, taken from the same
+model.tar.gz. It imports nothing from the project package but classifier.py, and nothing
+from the machine-learning library itself: the encoding and the HTTP contract below hold
+whatever the classifier.
 
 Requests (no header row, no label):
 - `text/csv`: one record per line, the feature values in the order of `transform.json`
@@ -20,12 +22,13 @@ Answers, one per record, in order:
 - `application/json`: {"predictions": [{"score": probability}, ...]}.
 
 Bad requests get a 4xx answer with a JSON body {"error": ..., "error-message": one line}.
-The image's server turns any exception raised here into a 500, so a rejection travels as a
-value through predict_fn to output_fn, which returns it as a WSGI response (the image's
-Flask worker calls it; the local server reads its status and body).
+The image's server (sagemaker-containers, in the XGBoost and the scikit-learn images alike)
+turns any exception raised here into a 500, so a rejection travels as a value through
+predict_fn to output_fn, which returns it as a WSGI response (the image's Flask worker calls
+it; the local server reads its status and body).
 """
 
-# The image's Python is 3.10: keep annotations unevaluated.
+# The container's Python may be older than the project's: keep annotations unevaluated.
 from __future__ import annotations
 
 import csv
@@ -36,9 +39,12 @@ import threading
 from pathlib import Path
 
 import numpy as np
-import xgboost as xgb
 
-MODEL_FILE_NAME = "xgboost-model"
+if __package__:  # imported from the project package (the tests)
+    from . import classifier
+else:  # imported next to it (the image's model server, the evaluate step, the train script)
+    import classifier
+
 TRANSFORM_FILE_NAME = "transform.json"
 NUMERIC = "numeric"
 CATEGORICAL = "categorical"
@@ -81,10 +87,10 @@ class Rejection:
 
 
 class Model:
-    """The booster and the fitted feature transform of one model.tar.gz."""
+    """The fitted classifier and the fitted feature transform of one model.tar.gz."""
 
-    def __init__(self, booster: xgb.Booster, transform: dict):
-        self.booster = booster
+    def __init__(self, fitted, transform: dict):
+        self.fitted = fitted
         self.transform = transform
         self.features = [feature["name"] for feature in transform["features"]]
         self.kinds = [feature["kind"] for feature in transform["features"]]
@@ -121,27 +127,17 @@ class Model:
 
     def predict(self, matrix: np.ndarray) -> np.ndarray:
         """The probability of the positive class for each row of an encoded matrix."""
-        data = xgb.DMatrix(
-            matrix,
-            missing=math.nan,
-            feature_names=self.features,
-            feature_types=["c" if kind == CATEGORICAL else "q" for kind in self.kinds],
-            enable_categorical=True,
-        )
-        # One booster is not safe to predict from several threads at once.
+        # A fitted model (an XGBoost booster) may not be safe to call from several threads
+        # at once.
         with self._lock:
-            return self.booster.predict(data)
+            return np.asarray(classifier.predict(self.fitted, matrix))
 
 
 def model_fn(model_dir: str) -> Model:
-    """Load the booster and the fitted transform from the unpacked model.tar.gz."""
+    """Load the classifier and the fitted transform from the unpacked model.tar.gz."""
     model_dir = Path(model_dir)
-    booster = xgb.Booster()
-    booster.load_model(bytearray((model_dir / MODEL_FILE_NAME).read_bytes()))
-    # As the image does in algorithm mode: one thread per prediction call.
-    booster.set_param("nthread", 1)
     transform = json.loads((model_dir / TRANSFORM_FILE_NAME).read_text())
-    return Model(booster, transform)
+    return Model(classifier.load(model_dir), transform)
 
 
 def media_type(header: str) -> str:

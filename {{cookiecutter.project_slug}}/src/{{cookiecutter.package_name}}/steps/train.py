@@ -1,18 +1,19 @@
-"""Train step: fit the feature transform and an XGBoost binary classifier on the train split,
-early-stopped on validation.
+"""Train step: fit the feature transform and the classifier on the train split, early-stopped
+on validation.
 
-Runs in script mode on the SageMaker XGBoost framework image (the SageMaker Training contract:
-SM_CHANNEL_TRAIN, SM_CHANNEL_VALIDATION, SM_MODEL_DIR, hyperparameters as --name value) and,
-with those variables pointing at local folders, as a plain process on a laptop. SageMaker
-runs it from the training code archive, next to data_schema.py and inference.py: it imports
-nothing from the project package.
+Runs in script mode on the SageMaker framework image that classifier.py names (the SageMaker
+Training contract: SM_CHANNEL_TRAIN, SM_CHANNEL_VALIDATION, SM_MODEL_DIR, hyperparameters as
+--name value) and, with those variables pointing at local folders, as a plain process on a
+laptop. SageMaker runs it from the training code archive, next to data_schema.py,
+inference.py and classifier.py: it imports nothing from the project package.
 
 The transform is fitted on the train split only: the schema's feature order and kinds, and
-the categories of each categorical column (XGBoost's native categorical support learns from
-their codes). The model directory, which SageMaker tars into model.tar.gz, holds:
-  xgboost-model        the booster
-  transform.json       the fitted transform, the label column and its classes
-  code/inference.py    the inference module the endpoint runs (SAGEMAKER_PROGRAM)
+the categories of each categorical column (the classifier learns from their codes). The
+model directory, which SageMaker tars into model.tar.gz, holds:
+  what classifier.save writes   the fitted classifier (XGBoost: xgboost-model)
+  transform.json                the fitted transform, the label column and its classes
+  code/inference.py             the inference module the endpoint runs (SAGEMAKER_PROGRAM)
+  code/classifier.py            the module it loads and scores the classifier with
 """
 
 # The container's Python may be older than the project's: keep annotations unevaluated.
@@ -27,32 +28,17 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import xgboost as xgb
 
-if __package__:  # imported from the project package (the pipeline reads the hyperparameters)
-    from . import data_schema, inference
+if __package__:  # imported from the project package (the tests)
+    from . import classifier, data_schema, inference
 else:  # run as a script, next to them (SageMaker's training code archive, the local runner)
+    import classifier
     import data_schema
     import inference
 
-# The single place the hyperparameters live: the SageMaker pipeline passes these values to
-# the training job and the local runner uses them as defaults.
-DEFAULT_HYPERPARAMETERS = {
-    "num_round": 200,
-    "early_stopping_rounds": 20,
-    "max_depth": 4,
-    "eta": 0.1,
-    "subsample": 0.8,
-    "min_child_weight": 1.0,
-    "objective": "binary:logistic",
-    "eval_metric": "auc",
-    "seed": 42,
-    # The sample data is small: one thread beats coordinating several. Raise it for big data.
-    "nthread": 1,
-}
-BOOSTING_OPTIONS = ("num_round", "early_stopping_rounds")
 CODE_DIR_NAME = "code"
-INFERENCE_SCRIPT = Path(inference.__file__).name
+# What the endpoint imports from code/ in model.tar.gz.
+SERVING_MODULES = (inference, classifier)
 
 
 def read_split(channel_dir: Path) -> pd.DataFrame:
@@ -103,44 +89,18 @@ def fit_transform(table: pd.DataFrame) -> dict:
     }
 
 
-def to_dmatrix(table: pd.DataFrame, model: inference.Model) -> xgb.DMatrix:
+def encoded(table: pd.DataFrame, encoder: inference.Model) -> tuple[np.ndarray, np.ndarray]:
     """The encoded features and the 0/1 label of a split."""
-    records = table[model.features].to_numpy().tolist()
-    matrix = model.encode(records)
+    matrix = encoder.encode(table[encoder.features].to_numpy().tolist())
     if isinstance(matrix, inference.Rejection):
         raise ValueError(matrix.message)
-    return xgb.DMatrix(
-        matrix,
-        label=table[data_schema.LABEL].astype(int).to_numpy(),
-        missing=np.nan,
-        feature_names=model.features,
-        feature_types=["c" if kind == data_schema.CATEGORICAL else "q" for kind in model.kinds],
-        enable_categorical=True,
-    )
-
-
-def train(
-    train_data: xgb.DMatrix, validation_data: xgb.DMatrix, hyperparameters: dict
-) -> xgb.Booster:
-    """Boost until validation stops improving; keep only the trees up to the best round."""
-    params = {k: v for k, v in hyperparameters.items() if k not in BOOSTING_OPTIONS}
-    booster = xgb.train(
-        params,
-        train_data,
-        num_boost_round=hyperparameters["num_round"],
-        evals=[(train_data, "train"), (validation_data, "validation")],
-        early_stopping_rounds=hyperparameters["early_stopping_rounds"],
-        verbose_eval=False,
-    )
-    # Slicing makes the served model and the evaluated model the same trees, whatever
-    # iteration range a server would otherwise pick.
-    return booster[: booster.best_iteration + 1]
+    return matrix, table[data_schema.LABEL].astype(int).to_numpy()
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Hyperparameters (as --name value) and the SageMaker Training paths."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for name, default in DEFAULT_HYPERPARAMETERS.items():
+    for name, default in classifier.HYPERPARAMETERS.items():
         parser.add_argument(f"--{name}", type=type(default), default=default)
     parser.add_argument("--train", type=Path, default=os.environ.get("SM_CHANNEL_TRAIN"))
     parser.add_argument("--validation", type=Path, default=os.environ.get("SM_CHANNEL_VALIDATION"))
@@ -151,7 +111,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Train on the train channel and save the booster into the model directory."""
+    """Train on the train channel and save the classifier into the model directory."""
     args = parse_args(argv)
     missing = [name for name in ("train", "validation", "model_dir") if not getattr(args, name)]
     if missing:
@@ -171,26 +131,27 @@ def main(argv: list[str] | None = None) -> int:
             check_features(table, name)
         transform = fit_transform(tables["train"])
         encoder = inference.Model(None, transform)
-        train_data = to_dmatrix(tables["train"], encoder)
-        validation_data = to_dmatrix(tables["validation"], encoder)
+        train_split = encoded(tables["train"], encoder)
+        validation_split = encoded(tables["validation"], encoder)
     except ValueError as error:
         print(f"train: {error}", file=sys.stderr)
         return 1
-    hyperparameters = {name: getattr(args, name) for name in DEFAULT_HYPERPARAMETERS}
-    booster = train(train_data, validation_data, hyperparameters)
+    hyperparameters = {name: getattr(args, name) for name in classifier.HYPERPARAMETERS}
+    categorical = [kind == data_schema.CATEGORICAL for kind in encoder.kinds]
+    fitted = classifier.fit(
+        train_split, validation_split, encoder.features, categorical, hyperparameters
+    )
     args.model_dir.mkdir(parents=True, exist_ok=True)
-    # save_raw with an explicit format: the file name has no extension to pick one from.
-    (args.model_dir / inference.MODEL_FILE_NAME).write_bytes(booster.save_raw("ubj"))
+    classifier.save(fitted, args.model_dir)
     (args.model_dir / inference.TRANSFORM_FILE_NAME).write_text(
         json.dumps(transform, indent=2) + "\n"
     )
     code_dir = args.model_dir / CODE_DIR_NAME
     code_dir.mkdir(exist_ok=True)
-    shutil.copyfile(inference.__file__, code_dir / INFERENCE_SCRIPT)
-    print(
-        f"train: {booster.num_boosted_rounds()} trees on {train_data.num_row()} rows "
-        f"x {train_data.num_col()} features"
-    )
+    for module in SERVING_MODULES:
+        shutil.copyfile(module.__file__, code_dir / Path(module.__file__).name)
+    rows, columns = train_split[0].shape
+    print(f"train: {classifier.summary(fitted)} on {rows} rows x {columns} features")
     return 0
 
 
