@@ -4,7 +4,8 @@ Add a file here when you add one to the template: the bake tests compare both wa
 file missing from a bake and a stray file in it both fail.
 """
 
-# Files every bake has, whatever the answers (the package folder written as <pkg>).
+# Files every bake has, whatever the answers (the package folder written as <pkg>, the
+# operations package beside it as <pkg>_ops).
 COMMON = """
 .gitignore
 .pre-commit-config.yaml
@@ -51,18 +52,11 @@ rehearsal/settings.py
 rehearsal/source.py
 rehearsal/standins.py
 src/<pkg>/__init__.py
-src/<pkg>/__main__.py
-src/<pkg>/aws.py
-src/<pkg>/cli.py
 src/<pkg>/config.py
 src/<pkg>/data.py
-src/<pkg>/deploy.py
 src/<pkg>/local.py
 src/<pkg>/pipeline.py
-src/<pkg>/pipeline_service.py
-src/<pkg>/registry.py
 src/<pkg>/report.py
-src/<pkg>/rollback.py
 src/<pkg>/server.py
 src/<pkg>/steps/__init__.py
 src/<pkg>/steps/evaluate.py
@@ -70,6 +64,15 @@ src/<pkg>/steps/inference.py
 src/<pkg>/steps/preprocess.py
 src/<pkg>/steps/data_schema.py
 src/<pkg>/steps/train.py
+src/<pkg>_ops/__init__.py
+src/<pkg>_ops/__main__.py
+src/<pkg>_ops/aws.py
+src/<pkg>_ops/cli.py
+src/<pkg>_ops/deploy.py
+src/<pkg>_ops/errors.py
+src/<pkg>_ops/pipeline_service.py
+src/<pkg>_ops/registry.py
+src/<pkg>_ops/rollback.py
 tests/conftest.py
 tests/integration/test_approval_rule.py
 tests/integration/test_endpoint.py
@@ -88,6 +91,7 @@ tests/unit/infra_support.py
 tests/unit/merge_lambda_support.py
 tests/unit/ml_support.py
 tests/unit/registry_support.py
+tests/unit/test_aws.py
 tests/unit/test_aws_cli.py
 tests/unit/test_buildspecs.py
 tests/unit/test_cli.py
@@ -114,7 +118,7 @@ CONDITIONAL: dict[tuple[str, object], list[str]] = {
     ],
     ("source_provider", "github"): [
         "lambdas/merge_dev_to_master/github_merge.py",
-        "src/<pkg>/connection.py",
+        "src/<pkg>_ops/connection.py",
         "tests/unit/test_connection.py",
         "tests/unit/test_merge_github.py",
     ],

@@ -40,19 +40,19 @@ stack_output = $(AWS) cloudformation describe-stacks --stack-name $(1) --query "
 ci-build: lint test-unit pipeline-definition ## The model build pipeline's Build stage: lint, unit tests, templates, definition
 
 stage-config: $(NEEDS_VENV) ## Resolve this commit's approved model package; write build/deploy/<stage>.json
-	$(PY) -m $(PKG).deploy stage-config --config-dir infra/config --output-dir $(DEPLOY_DIR)
+	$(PY) -m $(CLI) stage-config --config-dir infra/config --output-dir $(DEPLOY_DIR)
 
 # $(call deploy_endpoint,<template file>,<stage file name>): `aws cloudformation deploy` of
 # the production endpoint stack with build/deploy/<stage file name>.json.
-deploy_endpoint = parameters="$$($(PY) -m $(PKG).deploy overrides --stage $(2) --config-dir $(DEPLOY_DIR))"; \
-	tags="$$($(PY) -m $(PKG).deploy overrides --stage $(2) --config-dir $(DEPLOY_DIR) --tags)"; \
+deploy_endpoint = parameters="$$($(PY) -m $(CLI) overrides --stage $(2) --config-dir $(DEPLOY_DIR))"; \
+	tags="$$($(PY) -m $(CLI) overrides --stage $(2) --config-dir $(DEPLOY_DIR) --tags)"; \
 	$(AWS) cloudformation deploy --stack-name $(PROD_STACK) --template-file $(1) \
 		--no-fail-on-empty-changeset $(if $(CLOUDFORMATION_ROLE_ARN),--role-arn $(CLOUDFORMATION_ROLE_ARN)) \
 		--parameter-overrides $$parameters --tags $$tags
 
 deploy-prod: $(NEEDS_VENV) ## Deploy the prod endpoint from build/deploy/prod.json (blue/green), smoke-test it, restore the previous model if the test fails
 	@echo "==> Preparing $(PROD_STACK): save what it serves, or clear a failed first creation"
-	$(PY) -m $(PKG).deploy prepare-stack --stack $(PROD_STACK) --name prod --output-dir $(DEPLOY_DIR)
+	$(PY) -m $(CLI) prepare-stack --stack $(PROD_STACK) --name prod --output-dir $(DEPLOY_DIR)
 	@echo "==> Deploying $(PROD_STACK) (infra/endpoint.yml, $(DEPLOY_DIR)/prod.json)"
 	$(call deploy_endpoint,infra/endpoint.yml,prod)
 	@echo "==> Smoke-testing the production endpoint"
@@ -84,7 +84,7 @@ bootstrap: $(NEEDS_VENV) aws-cli ## Deploy both pipeline stacks and push {{ cook
 		echo "bootstrap: no secret $(GITHUB_TOKEN_SECRET): create it with aws secretsmanager create-secret --name $(GITHUB_TOKEN_SECRET) --secret-string <a GitHub token with contents:write on {{ cookiecutter.github_repository }}>" >&2; exit 1; }
 	@echo "==> GitHub connection (CodeConnections; a new one waits for your approval in the console)"
 	@mkdir -p build
-	AWS_REGION=$(AWS_REGION) $(PY) -m $(PKG).connection --arn "$(CONNECTION_ARN)" \
+	AWS_REGION=$(AWS_REGION) $(PY) -m $(CLI) connection --arn "$(CONNECTION_ARN)" \
 		--wait-seconds $(CONNECTION_WAIT_SECONDS) > $(CONNECTION_ARN_FILE)
 {%- endif %}
 	@echo "==> Deploying $(BUILD_STACK): artifact bucket, repository, SageMaker role, model build pipeline"
@@ -93,7 +93,7 @@ bootstrap: $(NEEDS_VENV) aws-cli ## Deploy both pipeline stacks and push {{ cook
 		--parameter-overrides ConnectionArn="$$(cat $(CONNECTION_ARN_FILE))"{% endif %}
 	@echo "==> Uploading the merge function and deploying $(DEPLOY_STACK): approval rule, model deploy pipeline"
 	bucket="$$($(call stack_output,$(BUILD_STACK),ArtifactBucketName))"; \
-	key="$$($(PY) -m $(PKG).deploy package-lambda --source $(MERGE_FUNCTION_SOURCE) --output-dir build)"; \
+	key="$$($(PY) -m $(CLI) package-lambda --source $(MERGE_FUNCTION_SOURCE) --output-dir build)"; \
 {%- if cookiecutter.source_provider == 'github' %}
 	secret="$$($(AWS) secretsmanager describe-secret --secret-id $(GITHUB_TOKEN_SECRET) --query ARN --output text)"; \
 {%- endif %}
@@ -125,10 +125,10 @@ teardown: $(NEEDS_VENV) ## Delete endpoints, pipelines, model packages and artif
 	@echo "==> Deleting the SageMaker pipeline and the model packages"
 	$(AWS) sagemaker delete-pipeline --pipeline-name $(SAGEMAKER_PIPELINE) >/dev/null 2>&1 \
 		|| echo "no SageMaker pipeline $(SAGEMAKER_PIPELINE)"
-	$(PY) -m $(PKG).deploy delete-model-packages --group $(MODEL_PACKAGE_GROUP)
+	$(PY) -m $(CLI) delete-model-packages --group $(MODEL_PACKAGE_GROUP)
 	@echo "==> Emptying the artifact bucket (every version), then deleting $(BUILD_STACK)"
 	bucket="$$($(call stack_output,$(BUILD_STACK),ArtifactBucketName) 2>/dev/null || true)"; \
-	if [ -n "$$bucket" ] && [ "$$bucket" != None ]; then $(PY) -m $(PKG).deploy empty-bucket --bucket "$$bucket"; fi
+	if [ -n "$$bucket" ] && [ "$$bucket" != None ]; then $(PY) -m $(CLI) empty-bucket --bucket "$$bucket"; fi
 	$(AWS) cloudformation delete-stack --stack-name $(BUILD_STACK)
 	$(AWS) cloudformation wait stack-delete-complete --stack-name $(BUILD_STACK)
 {%- if cookiecutter.source_provider == 'github' %}

@@ -1,6 +1,6 @@
 """`make rehearse`: the GitOps flow rehearsed offline (moto, the local runner, stubs).
 
-A package of its own: it imports nothing from the project's package under src/. It reads the
+A package of its own: it imports nothing from the project's packages under src/. It reads the
 pipelines from infra/*.yml, a few names from [tool.rehearsal] in pyproject.toml (settings),
 and drives the project through the make targets and the CLI that CodeBuild runs.
 

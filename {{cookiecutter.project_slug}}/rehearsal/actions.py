@@ -71,7 +71,8 @@ class Workspace:
     work_dir: Path
     log_dir: Path
     python: str
-    package: str
+    # The package the builds run as `python -m <cli> <command>`: the project's command line.
+    cli: str
     region: str
     account_id: str
     clients: dict[str, Any]

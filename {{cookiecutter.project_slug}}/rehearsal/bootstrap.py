@@ -149,8 +149,8 @@ def _create_bucket(s3: Any, bucket: str, region: str) -> None:
 
 
 def upload_merge_function(workspace: Workspace, build: Stack) -> str:
-    """Zip the merge function with the deploy module, as make bootstrap does, and upload it
-    to the artifact bucket; its S3 key."""
+    """Zip the merge function with the project's command line, as make bootstrap does, and
+    upload it to the artifact bucket; its S3 key."""
     folders = sorted(
         path.parent
         for path in (workspace.source_dir / LAMBDAS_DIR).glob(f"*/{MERGE_FUNCTION_ENTRY}")
@@ -165,7 +165,7 @@ def upload_merge_function(workspace: Workspace, build: Stack) -> str:
     result = workspace.run_python(
         [
             "-m",
-            f"{workspace.package}.deploy",
+            workspace.cli,
             "package-lambda",
             "--source",
             str(folders[0].relative_to(workspace.source_dir)),

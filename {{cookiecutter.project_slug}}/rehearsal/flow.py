@@ -371,7 +371,7 @@ class Rehearsal:
             work_dir=self.work_dir,
             log_dir=self.log_dir,
             python=self.python,
-            package=settings.package,
+            cli=settings.cli_package,
             region=settings.region,
             account_id=ACCOUNT_ID,
             clients=clients,
@@ -396,8 +396,8 @@ class Rehearsal:
         self.rows.append(Row("Bootstrap", "moto", time.perf_counter() - started, "ok", ran))
 
     def _serve_command(self, archive: Path, port: int) -> list[str]:
-        package = self.settings.package
-        return [self.python, "-m", package, "serve", "--model", str(archive), "--port", str(port)]
+        cli = self.settings.cli_package
+        return [self.python, "-m", cli, "serve", "--model", str(archive), "--port", str(port)]
 
     # ------------------------------------------------------------------ stages
 
@@ -421,10 +421,10 @@ class Rehearsal:
         execution_arn = newest_execution(clients["sagemaker"], pipeline_name)
 
         def run_local(data_dir: Path, build_dir: Path) -> Any:
-            """`python -m <package> local` on the execution's data."""
+            """`python -m <cli> local` on the execution's data."""
             args = ["--data-dir", str(data_dir), "--build-dir", str(build_dir)]
             return self.workspace.run_python(
-                ["-m", self.settings.package, "local", *args], log_path
+                ["-m", self.settings.cli_package, "local", *args], log_path
             )
 
         # Each played execution downloads its own input: never another execution's files.
@@ -615,7 +615,7 @@ class Rehearsal:
         """The project's sample data set (its CLI writes it), in parts with their header."""
         folder = self.work_dir / "new-data"
         log_path = self.log_dir / "retraining.log"
-        args = ["-m", self.settings.package, "data", "--output-dir", str(folder)]
+        args = ["-m", self.settings.cli_package, "data", "--output-dir", str(folder)]
         if self.workspace.run_python(args, log_path).returncode != 0:
             raise StageFailed("the project's CLI could not write the sample data set", log_path)
         (dataset,) = sorted(folder.glob("*.csv"))
@@ -678,7 +678,7 @@ class Rehearsal:
         """What the Train action runs after its upsert (the pipeline is the one stage 1
         upserted: same commit): `start`, its environment given as options. The execution."""
         log_path = self.log_dir / "retraining.log"
-        args = ["-m", self.settings.package, "start", "--commit-id", self.workspace.commit]
+        args = ["-m", self.settings.cli_package, "start", "--commit-id", self.workspace.commit]
         for name, value in environment.items():
             args += [f"--{name.lower().replace('_', '-')}", value]
         if self.workspace.run_python(args, log_path).returncode != 0:
@@ -745,7 +745,7 @@ class Rehearsal:
         def run_local(data_dir: Path, build_dir: Path) -> Any:
             args = ["--data-dir", str(data_dir), "--build-dir", str(build_dir)]
             return self.workspace.run_python(
-                ["-m", self.settings.package, "local", *args], log_path
+                ["-m", self.settings.cli_package, "local", *args], log_path
             )
 
         try:

@@ -3,7 +3,7 @@
 moto marks an execution Succeeded at once and runs nothing. This reads the execution's own
 pipeline definition and parameters from moto and does what SageMaker would:
 - the Processing and Training steps run through the project's local runner
-  (`python -m <package> local`), on the input data the execution points at in S3;
+  (`python -m <cli> local`), on the input data the execution points at in S3;
 - their outputs go to the S3 locations the definition gives them (the model artifact to
   <S3OutputPath>/<job>/output/model.tar.gz, each processing output to its S3Uri);
 - Condition steps are evaluated on the property files (evaluation.json), then their branch

@@ -12,7 +12,8 @@ from pathlib import Path
 PYPROJECT = "pyproject.toml"
 SECTION = "[tool.rehearsal]"
 REQUIRED = ("package", "region", "build-stack", "deploy-stack", "model-approval-status")
-OPTIONAL = ("github-token-secret",)
+# cli: the package under src/ whose `python -m` is the project's command line (default: package).
+OPTIONAL = ("cli", "github-token-secret")
 
 
 class SettingsError(ValueError):
@@ -29,7 +30,13 @@ class Settings:
     build_stack: str
     deploy_stack: str
     model_approval_status: str
+    cli: str | None = None
     github_token_secret: str | None = None
+
+    @property
+    def cli_package(self) -> str:
+        """The package the builds run as `python -m <cli_package> <command>`."""
+        return self.cli or self.package
 
 
 def load_settings(root: Path) -> Settings:
@@ -63,10 +70,17 @@ def load_settings(root: Path) -> Settings:
     project = document.get("project", {}).get("name")
     if not isinstance(project, str) or not project:
         raise SettingsError(f'{PYPROJECT}: set name = "<project>" in [project]')
-    package_dir = root / "src" / values["package"]
-    if not (package_dir / "__main__.py").is_file():
+    settings = Settings(project=project, **values)
+    key = "cli" if settings.cli else "package"
+    if not (root / "src" / settings.cli_package / "__main__.py").is_file():
         raise SettingsError(
-            f"{PYPROJECT} {SECTION}: package = {values['package']!r}, but src/{values['package']}/"
-            " has no __main__.py: name the package under src/ whose CLI the builds run"
+            f"{PYPROJECT} {SECTION}: {key} = {settings.cli_package!r}, but"
+            f" src/{settings.cli_package}/ has no __main__.py: name the package under src/"
+            " whose command line the builds run"
         )
-    return Settings(project=project, **values)
+    if not (root / "src" / settings.package).is_dir():
+        raise SettingsError(
+            f"{PYPROJECT} {SECTION}: package = {settings.package!r}, but there is no"
+            f" src/{settings.package}/: name the project's package under src/"
+        )
+    return settings

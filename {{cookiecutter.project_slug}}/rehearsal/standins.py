@@ -137,7 +137,7 @@ class SageMakerRuntime(LocalHttpService):
 
     Each request's endpoint is followed in moto to its model package (endpoint ->
     endpoint configuration -> model -> model package) and the package's model artifact is
-    downloaded from moto's S3 and served by `python -m <package> serve`: one server per
+    downloaded from moto's S3 and served by `python -m <cli> serve`: one server per
     artifact, started on first use. A request must be signed with the build's access key:
     a test that swapped the build's credentials for others fails here as it would in AWS.
     """

@@ -6,7 +6,7 @@ Which endpoint:
 - ENDPOINT_URL set (http://host:port): any server that follows the SageMaker hosting
   contract, for example the XGBoost image itself run under Docker with model.tar.gz
   unpacked into /opt/ml/model;
-- neither: the local server (`python -m <package> serve`) on a free 127.0.0.1 port, serving
+- neither: the local server (the command line's `serve`) on a free 127.0.0.1 port, serving
   a model the local pipeline trains here.
 
 The records are the test split the repo's own preprocess code computes from the data loader

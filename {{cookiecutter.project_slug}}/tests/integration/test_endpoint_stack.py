@@ -12,7 +12,8 @@ from typing import Any
 import boto3
 import pytest
 
-from {{ cookiecutter.package_name }} import config, deploy
+from {{ cookiecutter.package_name }} import config
+from {{ cookiecutter.__ops_package_name }} import deploy
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = (ROOT / "infra" / "endpoint.yml").read_text()

@@ -1,4 +1,4 @@
-"""`make local-pipeline` end to end: `python -m <package> local` in a fresh directory."""
+"""`make local-pipeline` end to end: the command line's `local` in a fresh directory."""
 
 import json
 import os
@@ -10,13 +10,14 @@ from pathlib import Path
 from {{ cookiecutter.package_name }} import config, data
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-PACKAGE = "{{ cookiecutter.package_name }}"
+# The package whose `python -m` is the project's command line.
+CLI = "{{ cookiecutter.__ops_package_name }}"
 
 
 def run_cli(cwd: Path, *argv: str):
-    """`python -m <package> ...` in cwd, with src/ importable (as the Makefile sets it)."""
+    """`python -m <cli> ...` in cwd, with src/ importable (as the Makefile sets it)."""
     return subprocess.run(
-        [sys.executable, "-m", PACKAGE, *argv],
+        [sys.executable, "-m", CLI, *argv],
         cwd=cwd,
         env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT / "src")},
         capture_output=True,

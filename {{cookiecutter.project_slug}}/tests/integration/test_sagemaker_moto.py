@@ -6,7 +6,8 @@ import uuid
 import boto3
 import pytest
 
-from {{ cookiecutter.package_name }} import cli, config
+from {{ cookiecutter.package_name }} import config
+from {{ cookiecutter.__ops_package_name }} import cli
 
 ROLE_ARN = "arn:aws:iam::123456789012:role/sagemaker-execution"
 FIRST_COMMIT = "a" * 40
@@ -85,7 +86,8 @@ def execution_arns(sagemaker) -> list[str]:
 
 
 def test_upsert_into_a_missing_bucket_is_one_line(aws, capsys):
-    argv = ["upsert", "--role-arn", ROLE_ARN, "--bucket", "no-such-bucket", "--commit-id", "c"]
+    argv = ["upsert", "--role-arn", ROLE_ARN, "--bucket", "no-such-bucket"]
+    argv += ["--commit-id", FIRST_COMMIT]
     assert cli.main(argv) == 1
     error = capsys.readouterr().err
     assert error.count("\n") == 1

@@ -17,7 +17,8 @@ from pathlib import Path
 import boto3
 import pytest
 
-from {{ cookiecutter.package_name }} import aws, config
+from {{ cookiecutter.package_name }} import config
+from {{ cookiecutter.__ops_package_name }} import aws
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMMIT_ID = "c0ffee" + "0" * 34
@@ -56,7 +57,7 @@ def start_definition(checkout: Path) -> subprocess.Popen:
         if not name.startswith(("AWS_", "SAGEMAKER_", "CODEBUILD_"))
     }
     env["PYTHONPATH"] = str(checkout / "src")
-    argv = [sys.executable, "-m", "{{ cookiecutter.package_name }}", "definition", "--offline"]
+    argv = [sys.executable, "-m", "{{ cookiecutter.__ops_package_name }}", "definition", "--offline"]
     argv += ["--commit-id", COMMIT_ID, "--output", "build/pipeline-definition.json"]
     return subprocess.Popen(
         argv, cwd=checkout, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -67,16 +68,18 @@ def start_definition(checkout: Path) -> subprocess.Popen:
 def build_definition():
     """A function building the definition in-process (moto), as `definition --offline`
     writes it, from this checkout; a data set's bytes may replace the sample's."""
-    from {{ cookiecutter.package_name }} import cli, data
+    from {{ cookiecutter.package_name }} import data
+    from {{ cookiecutter.__ops_package_name }} import pipeline_service
 
     with aws.offline_aws():
-        cli._create_bucket(boto3.client("s3", region_name=config.AWS_REGION), BUCKET)
+        pipeline_service.create_bucket(boto3.client("s3", region_name=config.AWS_REGION), BUCKET)
 
         def build(dataset: bytes | None = None) -> str:
             with pytest.MonkeyPatch.context() as patch:
                 if dataset is not None:
                     patch.setattr(data, "dataset_csv_bytes", lambda: dataset)
-                return cli._build_definition(aws.OFFLINE_ROLE_ARN, BUCKET, COMMIT_ID) + "\n"
+                definition = pipeline_service.pipeline_definition
+                return definition(aws.OFFLINE_ROLE_ARN, BUCKET, COMMIT_ID) + "\n"
 
         yield build
 

@@ -1,18 +1,27 @@
-"""The command line: one-line errors for bad arguments and missing AWS settings, and the
-commands that need no AWS (data, local, latest-approved against moto)."""
+"""The command line: one parser for both packages, one-line errors (exit status 2) for bad
+arguments and missing AWS settings, heavy libraries imported only by the commands that need
+them, and the commands that need no AWS (data, local, latest-approved against moto)."""
 
-import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 
-import boto3
 import pytest
 from ml_support import write_tiny_dataset
 from moto import mock_aws
 from registry_support import register_package
 
-from {{ cookiecutter.package_name }} import aws, cli, config, data
+from {{ cookiecutter.package_name }} import config, data
+from {{ cookiecutter.__ops_package_name }} import cli
 
+ROOT = Path(__file__).resolve().parents[2]
 ROLE_ARN = "arn:aws:iam::123456789012:role/sagemaker-execution"
+COMMIT_ID = "c0ffee" + "2" * 34
 SETTINGS_ENV = ("SAGEMAKER_ROLE_ARN", "ARTIFACT_BUCKET", "CODEBUILD_RESOLVED_SOURCE_VERSION")
+# What the deploy actions do not install (test_buildspecs.py), nor `--help` imports.
+HEAVY_MODULES = ("moto", "numpy", "pandas", "sagemaker", "sklearn", "xgboost")
 
 
 @pytest.fixture(autouse=True)
@@ -47,9 +56,11 @@ def assert_one_line_error(err: str, *fragments: str) -> None:
         (["upsert", "--role-arn", "sagemaker-role", "--bucket", "b"], ["not an IAM role ARN"]),
         (["upsert", "--role-arn", ROLE_ARN, "--bucket", "s3://b"], ["not a bucket name"]),
         (["definition"], ["--role-arn", "SAGEMAKER_ROLE_ARN"]),
-        (["start", "--commit-id", "c", "--input-data-url", "https://b/x"], ["s3://<bucket>"]),
-        (["start", "--commit-id", "c", "--input-data-url", "s3://b1/a%20b/"], ["_ .:/=+@-"]),
-        (["start", "--commit-id", "c", "--input-data-url", "s3://b1/" + "x" * 250], ["256"]),
+        (["start", "--commit-id", COMMIT_ID, "--input-data-url", "https://b/x"], ["s3://<bucket>"]),
+        (["start", "--commit-id", COMMIT_ID, "--input-data-url", "s3://b1/a%20b/"], ["_ .:/=+@-"]),
+        (["start", "--commit-id", COMMIT_ID, "--input-data-url", "s3://b1/" + "x" * 250], ["256"]),
+        (["start", "--commit-id", "c0ffee"], ["'c0ffee' (from --commit-id)", "40 hexadecimal"]),
+        (["stage-config", "--commit-id", "HEAD"], ["'HEAD' (from --commit-id)"]),
     ],
 )
 def test_missing_or_bad_settings_are_one_line(capsys, argv, fragments):
@@ -74,25 +85,6 @@ def test_every_missing_setting_is_reported_at_once(capsys, tmp_path, monkeypatch
         f"[stack {config.BUILD_STACK_NAME} does not exist in {config.AWS_REGION}: "
         "run make bootstrap]",
     )
-
-
-def test_role_and_bucket_come_from_the_build_stack_outputs():
-    template = {
-        "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
-        "Outputs": {
-            "SageMakerExecutionRoleArn": {"Value": ROLE_ARN},
-            "ArtifactBucketName": {"Value": "artifacts-123456789012"},
-        },
-    }
-    with mock_aws():
-        cloudformation = boto3.client("cloudformation", region_name=config.AWS_REGION)
-        cloudformation.create_stack(
-            StackName=config.BUILD_STACK_NAME, TemplateBody=json.dumps(template)
-        )
-        settings = aws.cloud_settings(None, None, "abc123")
-        given = aws.cloud_settings(None, "my-bucket", "abc123")
-    assert settings == aws.CloudSettings(ROLE_ARN, "artifacts-123456789012", "abc123")
-    assert given.bucket == "my-bucket" and given.role_arn == ROLE_ARN
 
 
 def test_missing_commit_outside_git_names_option_and_variable(capsys, tmp_path, monkeypatch):
@@ -176,3 +168,74 @@ def test_latest_approved_without_any_is_one_line(capsys):
     status, _, err = run(capsys, "latest-approved")
     assert status == 1
     assert_one_line_error(err, config.MODEL_PACKAGE_GROUP_NAME)
+
+
+def test_user_errors_name_the_command(capsys):
+    status, _, err = run(capsys, "stage-config", "--commit-id", "HEAD")
+    assert status == 2
+    assert err.startswith("stage-config: error: ")
+
+
+def subcommands(parser) -> set[str]:
+    """The names of a parser's subcommands."""
+    (action,) = [
+        action for action in parser._actions if action.choices and action.dest == "command"
+    ]
+    return set(action.choices)
+
+
+def test_every_command_the_make_targets_run_is_a_command():
+    recipes = "".join((ROOT / name).read_text() for name in ("Makefile", "infra/infra.mk"))
+    called = set(re.findall(r"-m \$\(CLI\) ([a-z-]+)", recipes))
+    assert {"data", "local", "definition", "upsert", "start", "serve", "rollback"} <= called
+    assert {"stage-config", "overrides", "prepare-stack", "package-lambda"} <= called
+    assert called <= subcommands(cli.build_parser())
+{%- if cookiecutter.source_provider == 'github' %}
+    assert "connection" in called
+{%- endif %}
+
+
+def run_module(*argv: str, preamble: str = "") -> subprocess.CompletedProcess:
+    """`python -m <cli package> <argv>` in a new process, after the preamble's code."""
+    code = f"{preamble}\nimport runpy, sys\nsys.argv = ['cli', *{list(argv)!r}]\n"
+    code += f"runpy.run_module({cli.__package__!r}, run_name='__main__')"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "AWS_MAX_ATTEMPTS": "1"}
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT
+    )
+
+
+def test_help_lists_every_command_and_imports_no_library():
+    imported = "import atexit, sys; atexit.register(lambda: print(*sorted(sys.modules)))"
+    result = run_module("--help", preamble=imported)
+    assert result.returncode == 0, result.stderr
+    for command in subcommands(cli.build_parser()):
+        assert command in result.stdout
+    modules = {name.split(".")[0] for name in result.stdout.splitlines()[-1].split()}
+    assert not modules & {"boto3", "botocore", *HEAVY_MODULES}
+
+
+# Makes an import of the libraries the deploy actions do not install fail.
+BLOCK_HEAVY_IMPORTS = f"""
+import sys
+class Blocker:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {HEAVY_MODULES!r}:
+            raise ImportError(name + " is not installed in the deploy actions")
+sys.meta_path.insert(0, Blocker())
+"""
+
+
+def test_stage_config_runs_with_boto3_alone(tmp_path):
+    # Nothing listens on that port: the command gets as far as its first AWS call.
+    env_url = "import os; os.environ['AWS_ENDPOINT_URL'] = 'http://127.0.0.1:9'"
+    result = run_module(
+        "stage-config",
+        "--commit-id",
+        COMMIT_ID,
+        "--output-dir",
+        str(tmp_path),
+        preamble=BLOCK_HEAVY_IMPORTS + env_url,
+    )
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith("stage-config: error: cannot reach AWS"), result.stderr

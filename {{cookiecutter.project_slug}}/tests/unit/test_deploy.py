@@ -1,9 +1,8 @@
-"""The deployment steps of infra/infra.mk (python -m <package>.deploy), on moto."""
+"""The deployment steps of infra/infra.mk (deploy.py, through the command line), on moto."""
 
 import json
 import os
 import subprocess
-import sys
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,9 @@ from botocore.stub import Stubber
 from moto import mock_aws
 from registry_support import register_package
 
-from {{ cookiecutter.package_name }} import config, deploy
+from {{ cookiecutter.package_name }} import config
+from {{ cookiecutter.__ops_package_name }} import aws, cli, deploy
+from {{ cookiecutter.__ops_package_name }}.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMIT_ID = "c0ffee" + "0" * 34
@@ -35,8 +36,7 @@ def pipeline_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """The variables the deploy pipeline's CodeBuild projects set."""
     for name, value in PIPELINE_ENVIRONMENT.items():
         monkeypatch.setenv(name, value)
-    for name in deploy.COMMIT_ENV_VARS:
-        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv(aws.COMMIT_ID_ENV, raising=False)
 
 
 @pytest.fixture
@@ -77,8 +77,8 @@ def test_stage_config_command_uses_the_pipelines_commit(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     package_arn = register_package(sagemaker, COMMIT_ID)
-    monkeypatch.setenv("COMMIT_ID", COMMIT_ID)
-    status = deploy.main(
+    monkeypatch.setenv(aws.COMMIT_ID_ENV, COMMIT_ID)
+    status = cli.main(
         [
             "stage-config",
             "--config-dir",
@@ -95,7 +95,7 @@ def test_a_commit_without_an_approved_package_is_one_line(
     sagemaker: Any, pipeline_environment: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     register_package(sagemaker, COMMIT_ID, status="PendingManualApproval")
-    status = deploy.main(["stage-config", "--commit-id", COMMIT_ID, "--output-dir", str(tmp_path)])
+    status = cli.main(["stage-config", "--commit-id", COMMIT_ID, "--output-dir", str(tmp_path)])
     error = capsys.readouterr().err
     assert status == 1
     assert error.count("\n") == 1 and COMMIT_ID in error
@@ -111,32 +111,11 @@ def test_missing_pipeline_variable_names_the_variable_and_the_file(
 ) -> None:
     register_package(sagemaker, COMMIT_ID)
     monkeypatch.delenv("SAGEMAKER_ROLE_ARN")
-    status = deploy.main(["stage-config", "--commit-id", COMMIT_ID, "--output-dir", str(tmp_path)])
+    status = cli.main(["stage-config", "--commit-id", COMMIT_ID, "--output-dir", str(tmp_path)])
     error = capsys.readouterr().err
-    assert status == 1
+    assert status == 2
     assert "SAGEMAKER_ROLE_ARN" in error and "staging.json" in error
     assert error.count("\n") == 1
-
-
-def test_commit_comes_from_option_then_pipeline_then_git(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in deploy.COMMIT_ENV_VARS:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("CODEBUILD_RESOLVED_SOURCE_VERSION", "b" * 40)
-    assert deploy.resolve_commit_id("a" * 40) == "a" * 40
-    assert deploy.resolve_commit_id() == "b" * 40
-    monkeypatch.setenv("COMMIT_ID", "c" * 40)
-    assert deploy.resolve_commit_id() == "c" * 40
-
-
-def test_no_commit_outside_git_is_a_deploy_error(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    for name in deploy.COMMIT_ENV_VARS:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
-    with pytest.raises(deploy.DeployError, match="--commit-id"):
-        deploy.resolve_commit_id()
 
 
 def test_overrides_print_key_value_words(
@@ -147,10 +126,8 @@ def test_overrides_print_key_value_words(
         "Tags": {"stage": "prod"},
     }
     (tmp_path / "prod.json").write_text(json.dumps(document))
-    assert deploy.main(["overrides", "--stage", "prod", "--config-dir", str(tmp_path)]) == 0
-    assert (
-        deploy.main(["overrides", "--stage", "prod", "--config-dir", str(tmp_path), "--tags"]) == 0
-    )
+    assert cli.main(["overrides", "--stage", "prod", "--config-dir", str(tmp_path)]) == 0
+    assert cli.main(["overrides", "--stage", "prod", "--config-dir", str(tmp_path), "--tags"]) == 0
     assert capsys.readouterr().out.splitlines() == [
         "EndpointName=e ModelPackageArn=arn:x",
         "stage=prod",
@@ -161,14 +138,14 @@ def test_overrides_refuse_values_the_cli_would_split(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (tmp_path / "prod.json").write_text(json.dumps({"Parameters": {"EndpointName": "a b"}}))
-    assert deploy.main(["overrides", "--stage", "prod", "--config-dir", str(tmp_path)]) == 1
+    assert cli.main(["overrides", "--stage", "prod", "--config-dir", str(tmp_path)]) == 2
     assert "EndpointName" in capsys.readouterr().err
 
 
 def test_overrides_without_stage_config_say_what_to_run(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert deploy.main(["overrides", "--stage", "prod", "--config-dir", str(tmp_path)]) == 1
+    assert cli.main(["overrides", "--stage", "prod", "--config-dir", str(tmp_path)]) == 2
     assert "make stage-config" in capsys.readouterr().err
 
 
@@ -235,19 +212,6 @@ def test_delete_model_packages_deletes_every_version_of_the_group() -> None:
         stubber.assert_no_pending_responses()
 
 
-def test_module_runs_as_a_command() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "{{ cookiecutter.package_name }}.deploy", "--help"],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
-    )
-    assert result.returncode == 0
-    assert "stage-config" in result.stdout
-
-
 # ---------------------------------------------------------------- production deploy
 
 
@@ -297,7 +261,7 @@ def test_prepare_saves_the_template_and_parameters_production_serves(
     assert template == (ROOT / "infra" / "endpoint.yml").read_text()
     # The restore deploys exactly those values with the AWS CLI.
     overrides = ["overrides", "--stage", "prod-previous", "--config-dir", str(tmp_path)]
-    assert deploy.main(overrides) == 0
+    assert cli.main(overrides) == 0
     words = capsys.readouterr().out.split()
     assert f"ModelPackageArn={served['ModelPackageArn']}" in words
 
@@ -353,7 +317,7 @@ def test_a_stack_still_changing_is_left_alone_with_one_line(tmp_path: Path) -> N
     client = boto3.client("cloudformation", region_name="us-east-1")
     with Stubber(client) as stubber:
         stubber.add_response("describe_stacks", stack_description("UPDATE_IN_PROGRESS"))
-        with pytest.raises(deploy.DeployError, match="is UPDATE_IN_PROGRESS: wait until"):
+        with pytest.raises(UserError, match="is UPDATE_IN_PROGRESS: wait until"):
             deploy.prepare_stack(client, PROD_STACK, tmp_path, "prod")
 
 

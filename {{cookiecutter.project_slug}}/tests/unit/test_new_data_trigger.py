@@ -10,7 +10,8 @@ import pytest
 from botocore.stub import ANY, Stubber
 from infra_support import RecordingCodePipeline, inline_function, template
 
-from {{ cookiecutter.package_name }} import aws, config
+from {{ cookiecutter.package_name }} import config
+from {{ cookiecutter.__ops_package_name }} import aws
 
 ROOT = Path(__file__).resolve().parents[2]
 BUCKET = f"{config.ARTIFACT_BUCKET_PREFIX}-123456789012"

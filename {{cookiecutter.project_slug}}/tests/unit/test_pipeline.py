@@ -12,8 +12,9 @@ import tarfile
 
 import pytest
 
-from {{ cookiecutter.package_name }} import cli, config, data
+from {{ cookiecutter.package_name }} import config, data
 from {{ cookiecutter.package_name }}.steps import classifier, data_schema, preprocess
+from {{ cookiecutter.__ops_package_name }} import cli
 
 COMMIT_ID = "c0ffee" + "0" * 34
 PREPROCESS, TRAIN, EVALUATE = "PreprocessData", "TrainModel", "EvaluateModel"

@@ -6,7 +6,8 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from {{ cookiecutter.package_name }} import config, pipeline_service
+from {{ cookiecutter.package_name }} import config
+from {{ cookiecutter.__ops_package_name }} import pipeline_service
 
 EXECUTION_ARN = (
     f"arn:aws:sagemaker:{config.AWS_REGION}:123456789012:pipeline/"

@@ -9,7 +9,7 @@ from moto import mock_aws
 from registry_support import register_package
 
 from {{ cookiecutter.package_name }} import config
-from {{ cookiecutter.package_name }}.registry import latest_approved_package
+from {{ cookiecutter.__ops_package_name }}.registry import latest_approved_package
 
 OTHER_GROUP = "another-project-models"
 COMMIT_A = "a" * 40

@@ -1,4 +1,5 @@
-"""`make rollback` on a real git repository with a few commits since production."""
+"""The `rollback` command (`make rollback`) on a real git repository with a few commits since
+production."""
 
 import os
 import shlex
@@ -9,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from {{ cookiecutter.package_name }} import config, rollback
+from {{ cookiecutter.package_name }} import config
+from {{ cookiecutter.__ops_package_name }} import cli, rollback
 
 ROOT = Path(__file__).resolve().parents[2]
 DEV = config.DEV_BRANCH
@@ -73,7 +75,7 @@ def repo(history: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path
 
 
 def run(capsys: pytest.CaptureFixture, repo: Path, *args: str) -> tuple[int, str, str]:
-    status = rollback.main(["--repo", str(repo), *args])
+    status = cli.main(["rollback", "--repo", str(repo), *args])
     captured = capsys.readouterr()
     return status, captured.out, captured.err
 
@@ -117,7 +119,7 @@ def test_confirmed_rollback_adds_one_commit_with_productions_files(capsys, repo)
 def test_a_wrong_confirmation_changes_nothing(capsys, repo, confirm):
     before = git(repo, "rev-parse", DEV)
     status, _, err = run(capsys, repo, "--confirm", confirm)
-    assert status == 1
+    assert status == 2
     assert err.count("\n") == 1 and "does not name production's commit" in err
     assert git(repo, "rev-parse", DEV) == before
 
@@ -126,11 +128,11 @@ def test_refuses_a_dirty_tree_and_another_branch(capsys, repo):
     production = git(repo, "rev-parse", MAIN)
     (repo / "params.txt").write_text("depth=16\n")
     status, _, err = run(capsys, repo, "--confirm", production)
-    assert status == 1 and "not clean" in err
+    assert status == 2 and "not clean" in err
     git(repo, "checkout", "--quiet", "--", "params.txt")
     git(repo, "switch", "--quiet", TOPIC)
     status, _, err = run(capsys, repo, "--confirm", production)
-    assert status == 1 and f"check out {DEV} first" in err
+    assert status == 2 and f"check out {DEV} first" in err
 
 
 def test_refuses_when_dev_does_not_contain_production(capsys, repo):
@@ -138,7 +140,7 @@ def test_refuses_when_dev_does_not_contain_production(capsys, repo):
     commit(repo, "Hotfix straight on main", **{"params.txt": "depth=5\n"})
     git(repo, "switch", "--quiet", DEV)
     status, _, err = run(capsys, repo)
-    assert status == 1
+    assert status == 2
     assert f"merge {MAIN} into {DEV} first" in err
 
 
@@ -148,12 +150,12 @@ def test_nothing_to_roll_back_when_dev_has_productions_files(capsys, repo):
     status, out, _ = run(capsys, repo)
     assert status == 0 and "Nothing to roll back" in out
     status, _, err = run(capsys, repo, "--confirm", production)
-    assert status == 1 and "nothing to roll back" in err
+    assert status == 2 and "nothing to roll back" in err
 
 
 def test_a_missing_production_ref_says_how_to_get_it(capsys, repo):
     status, _, err = run(capsys, repo, "--production-ref", "origin/missing")
-    assert status == 1
+    assert status == 2
     assert "no production ref 'origin/missing'" in err and "git fetch" in err
     assert "make rollback PRODUCTION_REF=<name>" in err
 
@@ -218,7 +220,8 @@ def test_make_rollback_dry_run_then_confirm(repo):
     assert shlex.split(echoed) == [
         sys.executable,
         "-m",
-        f"{rollback.__package__}.rollback",
+        rollback.__package__,
+        "rollback",
         "--production-ref",
         MAIN,
         "--dev-branch",

@@ -1,25 +1,32 @@
-"""Where the cloud commands get their AWS settings, and an offline stand-in for AWS.
+"""Where the cloud commands get their settings, the commit they build or deploy, and an
+offline stand-in for AWS.
 
-Each setting comes from a command-line option, else from the environment CodeBuild
-provides, else (role and bucket) from the outputs of the build stack `make bootstrap`
-deployed. Whatever is still missing is one `SettingError` naming every source of every
-missing setting. `offline_aws()` runs a block against moto's in-process AWS, which is all
-`definition --offline` needs.
+Role and bucket come from a command-line option, else from the environment CodeBuild
+provides, else from the outputs of the build stack `make bootstrap` deployed; whatever is
+still missing is one `UserError` naming every source of every missing setting. The commit is
+resolved in one place, `resolve_commit_id`. `offline_aws()` runs a block against moto's
+in-process AWS, which is all `definition --offline` needs.
 """
 
 import contextlib
-import hashlib
 import os
 import re
 import subprocess
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
-from . import config
+from {{ cookiecutter.package_name }} import config
+
+from .errors import UserError
 
 ROLE_ARN_ENV = "SAGEMAKER_ROLE_ARN"
 BUCKET_ENV = "ARTIFACT_BUCKET"
+# CodeBuild sets it to the commit of the source it checked out.
 COMMIT_ID_ENV = "CODEBUILD_RESOLVED_SOURCE_VERSION"
+# A full commit id, as `git rev-parse HEAD` prints it (what the model package records and
+# the deploy pipeline compares).
+COMMIT_ID_PATTERN = re.compile(r"[0-9a-f]{40}")
+COMMIT_ID_SOURCES = f"--commit-id, {COMMIT_ID_ENV}, or a git checkout with a commit"
 # Outputs of the build stack (infra/model-build-pipeline.yml) that hold the settings.
 ROLE_OUTPUT = "SageMakerExecutionRoleArn"
 BUCKET_OUTPUT = "ArtifactBucketName"
@@ -37,14 +44,6 @@ OFFLINE_ACCOUNT_ID = "123456789012"
 OFFLINE_ROLE_ARN = f"arn:aws:iam::{OFFLINE_ACCOUNT_ID}:role/{config.SAGEMAKER_ROLE_NAME}"
 OFFLINE_BUCKET = f"{config.ARTIFACT_BUCKET_PREFIX}-{OFFLINE_ACCOUNT_ID}"
 OFFLINE_COMMIT_ID = "0" * 40
-# The SageMaker SDK reports usage over the internet unless its config file opts out.
-SDK_CONFIG_TELEMETRY_OPT_OUT = (
-    "SchemaVersion: '1.0'\nSageMaker:\n  PythonSDK:\n    Modules:\n      TelemetryOptOut: true\n"
-)
-
-
-class SettingError(Exception):
-    """A setting the command needs is missing or invalid (the message says how to fix it)."""
 
 
 def role_arn_problem(arn: str) -> str | None:
@@ -92,9 +91,10 @@ def cloud_settings(
     commit_value: str | None,
     cloudformation: Any = None,
 ) -> CloudSettings:
-    """Role, bucket and commit: options, environment, then the build stack's outputs.
+    """Role, bucket and commit: options, environment, then the build stack's outputs (role and
+    bucket) or git (the commit).
 
-    Every missing or invalid setting is reported at once, in one SettingError.
+    Every missing or invalid setting is reported at once, in one UserError.
     """
     role = role_value or os.environ.get(ROLE_ARN_ENV)
     bucket = bucket_value or os.environ.get(BUCKET_ENV)
@@ -107,43 +107,52 @@ def cloud_settings(
         outputs, stack_problem = build_stack_outputs(cloudformation)
         role = role or outputs.get(ROLE_OUTPUT)
         bucket = bucket or outputs.get(BUCKET_OUTPUT)
-    commit = commit_value or os.environ.get(COMMIT_ID_ENV) or _git_head()
     stack = config.BUILD_STACK_NAME
     problems = []
     if not role:
         problems.append(
-            f"the SageMaker execution role (--role-arn, {ROLE_ARN_ENV}, or output "
+            f"missing the SageMaker execution role (--role-arn, {ROLE_ARN_ENV}, or output "
             f"{ROLE_OUTPUT} of stack {stack})"
         )
     elif role_arn_problem(role):
         problems.append(role_arn_problem(role))
     if not bucket:
         problems.append(
-            f"the artifact bucket (--bucket, {BUCKET_ENV}, or output {BUCKET_OUTPUT} of "
+            f"missing the artifact bucket (--bucket, {BUCKET_ENV}, or output {BUCKET_OUTPUT} of "
             f"stack {stack})"
         )
     elif bucket_problem(bucket):
         problems.append(bucket_problem(bucket))
-    if not commit:
-        problems.append(
-            f"the git commit id (--commit-id, {COMMIT_ID_ENV}, or a git checkout with a commit)"
-        )
+    try:
+        commit = resolve_commit_id(commit_value)
+    except UserError as error:
+        problems.append(str(error))
     if problems:
         reason = f" [{stack_problem}]" if stack_problem else ""
-        raise SettingError(f"missing or invalid: {'; '.join(problems)}{reason}")
+        raise UserError(f"{'; '.join(problems)}{reason}")
     return CloudSettings(role, bucket, commit)
 
 
-def commit_id(value: str | None, fallback: str | None = None) -> str:
-    """The git commit being built: --commit-id, CODEBUILD_RESOLVED_SOURCE_VERSION, git HEAD,
-    else fallback (when given)."""
-    resolved = value or os.environ.get(COMMIT_ID_ENV) or _git_head() or fallback
-    if not resolved:
-        raise SettingError(
-            f"missing the git commit id: pass --commit-id or set {COMMIT_ID_ENV} "
-            "(or run inside a git checkout with at least one commit)"
+def resolve_commit_id(value: str | None = None, fallback: str | None = None) -> str:
+    """The git commit being built or deployed: value (--commit-id), else
+    CODEBUILD_RESOLVED_SOURCE_VERSION, else `git rev-parse HEAD`, else fallback (if given).
+
+    A UserError when there is none, or when it is not a full commit id (40 hex digits).
+    """
+    if value:
+        commit, source = value, "--commit-id"
+    elif os.environ.get(COMMIT_ID_ENV):
+        commit, source = os.environ[COMMIT_ID_ENV], COMMIT_ID_ENV
+    else:
+        commit, source = _git_head() or fallback, "git rev-parse HEAD"
+    if not commit:
+        raise UserError(f"missing the git commit id ({COMMIT_ID_SOURCES})")
+    if not COMMIT_ID_PATTERN.fullmatch(commit.lower()):
+        raise UserError(
+            f"the git commit id {commit!r} (from {source}) is not 40 hexadecimal digits: give"
+            " the full id, as `git rev-parse HEAD` prints it"
         )
-    return resolved
+    return commit.lower()
 
 
 def input_data_url(value: str | None) -> str | None:
@@ -155,7 +164,7 @@ def input_data_url(value: str | None) -> str | None:
     if resolved == PREVIOUS_DATA:
         return None
     if len(resolved) > INPUT_DATA_URL_MAX_LENGTH or not INPUT_DATA_URL_PATTERN.match(resolved):
-        raise SettingError(
+        raise UserError(
             f"input data URL {resolved!r} must be s3://<bucket>/<prefix> of at most "
             f"{INPUT_DATA_URL_MAX_LENGTH} characters, using letters, digits and _ .:/=+@- "
             f"(the characters the model registry records), or {PREVIOUS_DATA!r}"
@@ -174,25 +183,13 @@ def _git_head() -> str | None:
     return result.stdout.strip() or None
 
 
-def publish_dataset(s3_client, bucket: str, csv_bytes: bytes, file_name: str) -> str:
-    """Upload the data set under a key holding its content hash; return its S3 URI.
-
-    A new data set gets a new URI, so the cached preprocess step reruns exactly when the
-    data changes.
-    """
-    digest = hashlib.sha256(csv_bytes).hexdigest()[:16]
-    key = f"{config.SAGEMAKER_PIPELINE_NAME}/input/{digest}/{file_name}"
-    s3_client.put_object(Bucket=bucket, Key=key, Body=csv_bytes)
-    return f"s3://{bucket}/{key}"
-
-
 @contextlib.contextmanager
 def offline_aws() -> Iterator[None]:
     """Run the block against moto's in-process AWS with fake credentials (nothing leaves)."""
     try:
         from moto import mock_aws
     except ImportError as error:
-        raise SettingError(
+        raise UserError(
             "--offline needs moto, from the dev dependency group: run `make install`"
         ) from error
     saved = dict(os.environ)

@@ -1,14 +1,18 @@
-"""The SageMaker Pipelines API: create or update the pipeline, start an execution, follow it.
+"""The SageMaker pipeline in AWS: its definition built from the ML package (with the data set
+published to the artifact bucket), then create or update it, start an execution, follow it.
 
-Plain boto3 calls on a SageMaker client, so they can be tested against a Stubber or moto.
+The service calls are plain boto3 calls on a SageMaker client, so they can be tested against
+a Stubber or moto. The SageMaker SDK is imported only to build the definition.
 """
 
 import datetime
+import hashlib
 import itertools
+import os
 import time
 from collections.abc import Callable, Iterator
 
-from . import config
+from {{ cookiecutter.package_name }} import config
 
 # Every other status (Succeeded, Failed, Stopped, CompletedWithFailures) is final.
 RUNNING_STATUSES = {"Executing", "Stopping"}
@@ -31,6 +35,62 @@ EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 
 class ExecutionFailedError(Exception):
     """The pipeline execution ended in another status than Succeeded."""
+
+
+def publish_dataset(s3_client, bucket: str, csv_bytes: bytes, file_name: str) -> str:
+    """Upload the data set under a key holding its content hash; return its S3 URI.
+
+    A new data set gets a new URI, so the cached preprocess step reruns exactly when the
+    data changes.
+    """
+    digest = hashlib.sha256(csv_bytes).hexdigest()[:16]
+    key = f"{config.SAGEMAKER_PIPELINE_NAME}/input/{digest}/{file_name}"
+    s3_client.put_object(Bucket=bucket, Key=key, Body=csv_bytes)
+    return f"s3://{bucket}/{key}"
+
+
+def create_bucket(s3_client, bucket: str) -> None:
+    """Create the bucket (offline, in moto); us-east-1 takes no location constraint."""
+    if config.AWS_REGION == "us-east-1":
+        s3_client.create_bucket(Bucket=bucket)
+    else:
+        s3_client.create_bucket(
+            Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": config.AWS_REGION}
+        )
+
+
+def build_pipeline(role_arn: str, bucket: str, commit_id: str, create_bucket_first=False):
+    """The ML package's SageMaker pipeline, with the data set published to the bucket."""
+    import boto3
+
+    from {{ cookiecutter.package_name }}.data import DATASET_FILE_NAME, dataset_csv_bytes
+
+    # The SDK creates a SageMaker client when it is imported, in the default region.
+    os.environ.setdefault("AWS_DEFAULT_REGION", config.AWS_REGION)
+    from {{ cookiecutter.package_name }}.pipeline import get_pipeline
+
+    boto_session = boto3.Session(region_name=config.AWS_REGION)
+    s3_client = boto_session.client("s3")
+    if create_bucket_first:
+        create_bucket(s3_client, bucket)
+    input_data_uri = publish_dataset(s3_client, bucket, dataset_csv_bytes(), DATASET_FILE_NAME)
+    return get_pipeline(
+        role_arn=role_arn,
+        bucket=bucket,
+        input_data_uri=input_data_uri,
+        commit_id=commit_id,
+        boto_session=boto_session,
+    )
+
+
+def pipeline_definition(
+    role_arn: str, bucket: str, commit_id: str, create_bucket_first=False
+) -> str:
+    """The pipeline definition as indented JSON, keys sorted (the data set published)."""
+    import json
+
+    pipeline = build_pipeline(role_arn, bucket, commit_id, create_bucket_first)
+    return json.dumps(json.loads(pipeline.definition()), indent=2, sort_keys=True)
 
 
 def pipeline_exists(sagemaker_client, pipeline_name: str) -> bool:

@@ -1,4 +1,4 @@
-"""Roll back through git: `python -m <package>.rollback` (`make rollback`).
+"""Roll back through git: the `rollback` command (`make rollback`).
 
 Production runs the commit the main branch points at (the merge function moves it there
 after each deployment). A rollback adds one commit on the dev branch whose tree is that
@@ -10,25 +10,20 @@ Without --confirm it only shows what would be undone; with --confirm <production
 it writes the commit on the checked-out dev branch (it never pushes).
 """
 
-import argparse
 import shlex
 import subprocess
-import sys
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from {{ cookiecutter.package_name }} import config
+
+from .errors import UserError
 
 # A --confirm value must name the production commit by at least this many hex digits.
 MIN_CONFIRM_LENGTH = 7
 # The make variables of `make rollback` for --production-ref and --dev-branch.
 PRODUCTION_REF_VARIABLE = "PRODUCTION_REF"
 DEV_BRANCH_VARIABLE = "DEV_BRANCH"
-
-
-class RollbackError(Exception):
-    """A problem the user can fix; main() prints it as one line."""
 
 
 @dataclass(frozen=True)
@@ -57,21 +52,21 @@ def git(repo: Path, *args: str) -> str:
             ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True
         )
     except FileNotFoundError as error:
-        raise RollbackError("git is not installed or not on PATH") from error
+        raise UserError("git is not installed or not on PATH") from error
     except subprocess.CalledProcessError as error:
         message = error.stderr.strip().splitlines()
-        raise RollbackError(
+        raise UserError(
             f"git {' '.join(args)} failed: {message[-1] if message else error}"
         ) from error
     return result.stdout.rstrip("\n")
 
 
 def resolve(repo: Path, ref: str, what: str, variable: str) -> str:
-    """The commit a ref names, or a RollbackError naming the ref and how to name another."""
+    """The commit a ref names, or a UserError naming the ref and how to name another."""
     try:
         return git(repo, "rev-parse", "--verify", "--quiet", ref + "^{commit}")
-    except RollbackError as error:
-        raise RollbackError(
+    except UserError as error:
+        raise UserError(
             f"no {what} {ref!r} in {repo}: fetch it first (git fetch), or name another one"
             f" (make rollback {variable}=<name>)"
         ) from error
@@ -103,7 +98,7 @@ def plan(repo: Path, production_ref: str, dev_branch: str) -> Plan:
         check=False,
     )
     if ancestor.returncode != 0:
-        raise RollbackError(
+        raise UserError(
             f"{dev_branch} does not contain production's commit {production[:12]}"
             f" ({production_ref}): merge {production_ref} into {dev_branch} first"
         )
@@ -177,19 +172,19 @@ def commit_message(rollback: Plan, production_ref: str) -> str:
 def apply(repo: Path, rollback: Plan, production_ref: str, dev_branch: str, confirm: str) -> str:
     """Write the rollback commit on the checked-out dev branch; return its id."""
     if len(confirm) < MIN_CONFIRM_LENGTH or not rollback.production.startswith(confirm.lower()):
-        raise RollbackError(
+        raise UserError(
             f"CONFIRM={confirm!r} does not name production's commit {rollback.production[:12]}:"
             " run `make rollback` (the dry run) and copy the CONFIRM it prints"
         )
     if not rollback.changed_files:
-        raise RollbackError(f"nothing to roll back: {dev_branch} already has production's files")
+        raise UserError(f"nothing to roll back: {dev_branch} already has production's files")
     current = git(repo, "rev-parse", "--abbrev-ref", "HEAD")
     if current != dev_branch:
-        raise RollbackError(f"check out {dev_branch} first (git switch {dev_branch}); on {current}")
+        raise UserError(f"check out {dev_branch} first (git switch {dev_branch}); on {current}")
     if git(repo, "status", "--porcelain", "--untracked-files=no"):
-        raise RollbackError("commit or stash your changes first: the working tree is not clean")
+        raise UserError("commit or stash your changes first: the working tree is not clean")
     if git(repo, "rev-parse", "HEAD") != rollback.dev:
-        raise RollbackError(f"{dev_branch} moved since the dry run: run `make rollback` again")
+        raise UserError(f"{dev_branch} moved since the dry run: run `make rollback` again")
     commit = git(
         repo,
         "commit-tree",
@@ -201,45 +196,3 @@ def apply(repo: Path, rollback: Plan, production_ref: str, dev_branch: str, conf
     )
     git(repo, "merge", "--ff-only", "--quiet", commit)
     return commit
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The rollback command line."""
-    parser = argparse.ArgumentParser(
-        prog=f"python -m {__package__}.rollback", description=__doc__.splitlines()[0]
-    )
-    parser.add_argument("--repo", type=Path, default=Path("."), help="the git checkout")
-    parser.add_argument(
-        "--production-ref",
-        default=config.MAIN_BRANCH,
-        help=f"the commit production runs (default: {config.MAIN_BRANCH})",
-    )
-    parser.add_argument("--dev-branch", default=config.DEV_BRANCH)
-    parser.add_argument(
-        "--confirm", help="production's commit id (as the dry run prints it): write the commit"
-    )
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Dry run, or write the rollback commit with --confirm; one line per error."""
-    args = build_parser().parse_args(argv)
-    try:
-        rollback = plan(args.repo, args.production_ref, args.dev_branch)
-        print(describe(rollback, args.production_ref, args.dev_branch))
-        if args.confirm is None:
-            return 0
-        commit = apply(args.repo, rollback, args.production_ref, args.dev_branch, args.confirm)
-    except RollbackError as error:
-        print(f"rollback: {error}", file=sys.stderr)
-        return 1
-    print(
-        f"Wrote {commit[:12]} on {args.dev_branch}: its files are production's. Push it"
-        f" (git push <remote> {args.dev_branch}) to rebuild, then approve, deploy and merge"
-        " as usual."
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,0 +1,493 @@
+"""The project's command line, which the make targets call (`--help` lists the commands).
+
+It serves both packages: the ML package's local tools (data, local, serve) and the operations
+(the SageMaker pipeline, the model registry, deploy, rollback{% if cookiecutter.source_provider == 'github' %}, the GitHub connection{% endif %}).
+Heavy libraries (the SageMaker SDK, pandas, xgboost, boto3) are imported inside the command
+that needs them, so `--help` and argument errors answer at once, and the deploy commands run
+with boto3 alone. A mistake the user can fix (a bad argument, a missing setting: UserError) is
+one line on stderr and exit status 2; a failed gate, step, execution or AWS call, exit status 1.
+"""
+
+import argparse
+import logging
+import sys
+import time
+import warnings
+from pathlib import Path
+
+from {{ cookiecutter.package_name }} import config
+
+from . import deploy
+from .errors import UserError
+
+DEFAULT_DEFINITION_PATH = Path("build", "pipeline-definition.json")
+DEFAULT_MODEL_ARCHIVE = Path("build", "local", "model", "model.tar.gz")
+DEFAULT_PORT = 8080
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line, not usage plus message."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def failed(args: argparse.Namespace, message: object) -> int:
+    """Print a failure (a gate, a step, an execution) as one line; exit status 1."""
+    print(f"{args.command}: error: {message}", file=sys.stderr)
+    return 1
+
+
+def sagemaker_client():
+    """A SageMaker client in the project's region."""
+    import boto3
+
+    return boto3.client("sagemaker", region_name=config.AWS_REGION)
+
+
+# ---------------------------------------------------------------- the ML package's tools
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    """Write the sample data set CSV."""
+    from {{ cookiecutter.package_name }}.data import write_dataset
+
+    try:
+        path = write_dataset(args.output_dir)
+    except OSError as error:
+        raise UserError(f"cannot write the data set: {error}") from error
+    print(f"Wrote {path}")
+    return 0
+
+
+def cmd_local(args: argparse.Namespace) -> int:
+    """Run preprocess, train and evaluate locally and apply the quality gate."""
+    from {{ cookiecutter.package_name }}.local import StepFailedError, metric_value, run_local_pipeline
+
+    if not any(Path(args.data_dir).glob("*.csv")):
+        from {{ cookiecutter.package_name }}.data import write_dataset
+
+        print(f"Writing the sample data set to {write_dataset(args.data_dir)}")
+    started = time.perf_counter()
+    try:
+        run = run_local_pipeline(args.data_dir, args.build_dir)
+    except StepFailedError as error:
+        return failed(args, error)
+    value = metric_value(run.report(), config.QUALITY_METRIC)
+    print(
+        "Timing: "
+        + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in run.timings.items())
+        + f"; total {time.perf_counter() - started:.1f} s"
+    )
+    print(f"Model: {run.model_archive}\nEvaluation: {run.evaluation_file}")
+    if value < args.threshold:
+        return failed(
+            args,
+            f"quality gate failed: {config.QUALITY_METRIC} {value:.4f} is below the "
+            f"threshold {args.threshold:.4f}",
+        )
+    print(f"Quality gate passed: {config.QUALITY_METRIC} {value:.4f} >= {args.threshold:.4f}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve a model.tar.gz on 127.0.0.1 until interrupted."""
+    from {{ cookiecutter.package_name }}.server import make_server
+
+    try:
+        server = make_server(args.model, args.port, args.host)
+    except ValueError as error:
+        raise UserError(f"{error} (train one with `make local-pipeline`)") from error
+    except OSError as error:
+        raise UserError(f"cannot listen on {args.host}:{args.port}: {error.strerror}") from error
+    host, port = server.server_address[:2]
+    print(f"Serving {args.model} on http://{host}:{port} (GET /ping, POST /invocations)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("Stopped")
+    finally:
+        server.server_close()
+    return 0
+
+
+# ---------------------------------------------------------------- the SageMaker pipeline
+
+
+def cmd_definition(args: argparse.Namespace) -> int:
+    """Write the pipeline definition JSON, against AWS or offline under moto."""
+    from . import aws
+    from .pipeline_service import pipeline_definition
+
+    if args.offline:
+        commit_id = aws.resolve_commit_id(args.commit_id, fallback=aws.OFFLINE_COMMIT_ID)
+        with aws.offline_aws():
+            definition = pipeline_definition(
+                role_arn=args.role_arn or aws.OFFLINE_ROLE_ARN,
+                bucket=args.bucket or aws.OFFLINE_BUCKET,
+                commit_id=commit_id,
+                create_bucket_first=True,
+            )
+    else:
+        settings = aws.cloud_settings(args.role_arn, args.bucket, args.commit_id)
+        definition = pipeline_definition(settings.role_arn, settings.bucket, settings.commit_id)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(definition + "\n")
+    print(f"Wrote {args.output}")
+    return 0
+
+
+def cmd_upsert(args: argparse.Namespace) -> int:
+    """Create or update the SageMaker pipeline."""
+    from . import aws
+    from .pipeline_service import build_pipeline, upsert_pipeline
+
+    settings = aws.cloud_settings(args.role_arn, args.bucket, args.commit_id)
+    pipeline = build_pipeline(settings.role_arn, settings.bucket, settings.commit_id)
+    arn = upsert_pipeline(
+        sagemaker_client(),
+        pipeline.name,
+        pipeline.definition(),
+        role_arn=settings.role_arn,
+        description=f"{config.PROJECT_NAME}: preprocess, train, evaluate, register",
+        tags=config.TAGS,
+    )
+    print(f"Upserted {arn}")
+    return 0
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    """Start the SageMaker pipeline and optionally wait for it."""
+    from . import aws
+    from .pipeline_service import (
+        ExecutionFailedError,
+        previous_input_data_url,
+        start_execution,
+        wait_for_execution,
+    )
+
+    commit_id = aws.resolve_commit_id(args.commit_id)
+    data_url = aws.input_data_url(args.input_data_url)
+    client = sagemaker_client()
+    if data_url is None:
+        data_url = previous_input_data_url(client, config.SAGEMAKER_PIPELINE_NAME)
+    execution_arn = start_execution(
+        client, commit_id, config.SAGEMAKER_PIPELINE_NAME, input_data_url=data_url
+    )
+    data = data_url or "the pipeline's default data set"
+    print(f"Started {execution_arn} (commit {commit_id}, data {data})")
+    if args.wait:
+        try:
+            wait_for_execution(client, execution_arn, poll_seconds=args.poll_seconds)
+        except ExecutionFailedError as error:
+            return failed(args, error)
+    return 0
+
+
+def cmd_latest_approved(args: argparse.Namespace) -> int:
+    """Print the newest Approved model package ARN of the group."""
+    from .registry import latest_approved_package
+
+    try:
+        package = latest_approved_package(
+            sagemaker_client(), config.MODEL_PACKAGE_GROUP_NAME, commit_id=args.commit_id
+        )
+    except LookupError as error:
+        return failed(args, error)
+    print(package["ModelPackageArn"])
+    return 0
+
+
+# ---------------------------------------------------------------- deploy and teardown
+
+
+def cmd_stage_config(args: argparse.Namespace) -> int:
+    """Resolve the commit's Approved package; write build/deploy/<stage>.json per stage."""
+    import json
+
+    from . import aws
+
+    commit_id = aws.resolve_commit_id(args.commit_id)
+    try:
+        written = deploy.write_stage_configs(
+            sagemaker_client(), commit_id, args.config_dir, args.output_dir
+        )
+    except LookupError as error:
+        return failed(args, error)
+    for stage, path in written.items():
+        arn = json.loads(path.read_text())["Parameters"]["ModelPackageArn"]
+        print(f"{stage}: {arn} (commit {commit_id}) -> {path}")
+    return 0
+
+
+def cmd_overrides(args: argparse.Namespace) -> int:
+    """Print a stage file's parameters (or tags) as Key=Value words."""
+    document = deploy.load_stage_config(args.config_dir, args.stage)
+    print(deploy.key_value_words(document.get("Tags", {}) if args.tags else document["Parameters"]))
+    return 0
+
+
+def cmd_prepare_stack(args: argparse.Namespace) -> int:
+    """Save what a stack serves before a deploy, or clear a failed first creation."""
+    import boto3
+
+    cloudformation = boto3.client("cloudformation", region_name=config.AWS_REGION)
+    done, _ = deploy.prepare_stack(cloudformation, args.stack, args.output_dir, args.name)
+    print(done)
+    return 0
+
+
+def cmd_package_lambda(args: argparse.Namespace) -> int:
+    """Zip a Lambda folder reproducibly; print its S3 key."""
+    print(deploy.package_lambda(args.source, args.output_dir))
+    return 0
+
+
+def cmd_empty_bucket(args: argparse.Namespace) -> int:
+    """Delete every object version of a bucket."""
+    import boto3
+
+    count = deploy.empty_bucket(boto3.resource("s3", region_name=config.AWS_REGION), args.bucket)
+    print(f"deleted {count} object versions from s3://{args.bucket}")
+    return 0
+
+
+def cmd_delete_model_packages(args: argparse.Namespace) -> int:
+    """Delete every package of the model package group."""
+    count = deploy.delete_model_packages(sagemaker_client(), args.group)
+    print(f"deleted {count} model packages from {args.group}")
+    return 0
+
+
+# ---------------------------------------------------------------- git{% if cookiecutter.source_provider == 'github' %} and GitHub{% endif %}
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    """Show what rolling the dev branch back to production undoes; write it with --confirm."""
+    from . import rollback
+
+    plan = rollback.plan(args.repo, args.production_ref, args.dev_branch)
+    print(rollback.describe(plan, args.production_ref, args.dev_branch))
+    if args.confirm is None:
+        return 0
+    commit = rollback.apply(args.repo, plan, args.production_ref, args.dev_branch, args.confirm)
+    print(
+        f"Wrote {commit[:12]} on {args.dev_branch}: its files are production's. Push it"
+        f" (git push <remote> {args.dev_branch}) to rebuild, then approve, deploy and merge"
+        " as usual."
+    )
+    return 0
+{%- if cookiecutter.source_provider == 'github' %}
+
+
+def cmd_connection(args: argparse.Namespace) -> int:
+    """Print the ARN of the AVAILABLE GitHub connection (found, created or given)."""
+    import boto3
+
+    from .connection import ConnectionNotReady, ensure_connection, wait_until_available
+
+    def echo(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    client = boto3.client("codeconnections", region_name=config.AWS_REGION)
+    arn = ensure_connection(client, args.arn, args.name, echo)
+    try:
+        wait_until_available(client, arn, config.AWS_REGION, echo, args.wait_seconds)
+    except ConnectionNotReady as error:
+        return failed(args, error)
+    print(arn)
+    return 0
+{%- endif %}
+
+
+# ---------------------------------------------------------------- the parser
+
+
+def port_number(text: str) -> int:
+    """A TCP port number (argparse type)."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0-65535)")
+    return port
+
+
+def positive_seconds(text: str) -> float:
+    """A positive number of seconds (argparse type)."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return seconds
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser with one subcommand per step the make targets run."""
+    parser = OneLineParser(prog=f"python -m {__package__}", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="<command>")
+
+    def command(name: str, handler, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    def commit_option(sub: argparse.ArgumentParser, what: str) -> None:
+        sub.add_argument(
+            "--commit-id",
+            help=f"git commit {what}, 40 hex digits (env CODEBUILD_RESOLVED_SOURCE_VERSION,"
+            " else git HEAD)",
+        )
+
+    def cloud_options(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--role-arn",
+            help="SageMaker execution role (env SAGEMAKER_ROLE_ARN, else the build stack's)",
+        )
+        sub.add_argument(
+            "--bucket", help="artifact bucket name (env ARTIFACT_BUCKET, else the build stack's)"
+        )
+        commit_option(sub, "being built")
+
+    data = command("data", cmd_data, "write the sample data set CSV")
+    data.add_argument("--output-dir", type=Path, default=Path("data"))
+
+    local = command("local", cmd_local, "run preprocess, train, evaluate and the gate locally")
+    local.add_argument("--data-dir", type=Path, default=Path("data"))
+    local.add_argument("--build-dir", type=Path, default=Path("build", "local"))
+    local.add_argument("--threshold", type=float, default=config.QUALITY_THRESHOLD)
+
+    serve = command("serve", cmd_serve, "serve a model.tar.gz with the SageMaker contract")
+    serve.add_argument("--model", type=Path, default=DEFAULT_MODEL_ARCHIVE)
+    serve.add_argument("--port", type=port_number, default=DEFAULT_PORT)
+    serve.add_argument("--host", default="127.0.0.1")
+
+    definition = command("definition", cmd_definition, "write the pipeline definition JSON")
+    definition.add_argument("--offline", action="store_true", help="build it under moto")
+    definition.add_argument("--output", type=Path, default=DEFAULT_DEFINITION_PATH)
+    cloud_options(definition)
+
+    upsert = command("upsert", cmd_upsert, "create or update the SageMaker pipeline")
+    cloud_options(upsert)
+
+    start = command("start", cmd_start, "start the SageMaker pipeline")
+    start.add_argument("--wait", action="store_true", help="follow it to the end")
+    start.add_argument("--poll-seconds", type=positive_seconds, default=30.0)
+    start.add_argument(
+        "--input-data-url",
+        help="s3:// URI of the training data, or 'previous' (env INPUT_DATA_URL; default:"
+        " the data of the previous execution, else the pipeline's default data set)",
+    )
+    commit_option(start, "being built")
+
+    latest = command(
+        "latest-approved", cmd_latest_approved, "print the newest Approved model package ARN"
+    )
+    latest.add_argument("--commit-id", help="only packages built from this commit")
+
+    stage = command("stage-config", cmd_stage_config, "write build/deploy/<stage>.json")
+    commit_option(stage, "being deployed")
+    stage.add_argument("--config-dir", type=Path, default=deploy.CONFIG_DIR)
+    stage.add_argument("--output-dir", type=Path, default=deploy.DEPLOY_DIR)
+
+    overrides = command("overrides", cmd_overrides, "print a stage's Key=Value words")
+    overrides.add_argument(
+        "--stage",
+        choices=[*deploy.STAGES, *(name + deploy.PREVIOUS_SUFFIX for name in deploy.STAGES)],
+        required=True,
+        help="<stage> or <stage>-previous (written by prepare-stack)",
+    )
+    overrides.add_argument("--config-dir", type=Path, default=deploy.DEPLOY_DIR)
+    overrides.add_argument(
+        "--tags", action="store_true", help="print the tags instead of the parameters"
+    )
+
+    prepare = command("prepare-stack", cmd_prepare_stack, "save or recover a stack before a deploy")
+    prepare.add_argument("--stack", required=True, help="the stack's name")
+    prepare.add_argument(
+        "--name", choices=deploy.STAGES, required=True, help="the stage: names the saved files"
+    )
+    prepare.add_argument("--output-dir", type=Path, default=deploy.DEPLOY_DIR)
+
+    package = command("package-lambda", cmd_package_lambda, "zip a Lambda folder, print its S3 key")
+    package.add_argument("--source", type=Path, required=True)
+    package.add_argument("--output-dir", type=Path, default=Path("build"))
+
+    bucket = command("empty-bucket", cmd_empty_bucket, "delete every object version of a bucket")
+    bucket.add_argument("--bucket", required=True)
+
+    packages = command(
+        "delete-model-packages", cmd_delete_model_packages, "delete the group's packages"
+    )
+    packages.add_argument("--group", default=config.MODEL_PACKAGE_GROUP_NAME)
+
+    rollback = command(
+        "rollback", cmd_rollback, "roll the dev branch back to production's files (git)"
+    )
+    rollback.add_argument("--repo", type=Path, default=Path("."), help="the git checkout")
+    rollback.add_argument(
+        "--production-ref",
+        default=config.MAIN_BRANCH,
+        help=f"the commit production runs (default: {config.MAIN_BRANCH})",
+    )
+    rollback.add_argument("--dev-branch", default=config.DEV_BRANCH)
+    rollback.add_argument(
+        "--confirm", help="production's commit id (as the dry run prints it): write the commit"
+    )
+{%- if cookiecutter.source_provider == 'github' %}
+
+    from .connection import DEFAULT_WAIT_SECONDS
+
+    connection = command(
+        "connection", cmd_connection, "print the ARN of the AVAILABLE GitHub connection"
+    )
+    connection.add_argument(
+        "--arn", default="", help="an existing connection (default: find or create)"
+    )
+    connection.add_argument("--name", default=config.GITHUB_CONNECTION_NAME)
+    connection.add_argument(
+        "--wait-seconds",
+        type=float,
+        default=DEFAULT_WAIT_SECONDS,
+        help="how long to wait for the approval (0: check once)",
+    )
+{%- endif %}
+    return parser
+
+
+def quiet_sdk_output() -> None:
+    """Show warnings and errors, except the SageMaker SDK's chatter below ERROR.
+
+    Configuring the root logger first also stops an SDK module's import-time basicConfig
+    from printing every INFO record.
+    """
+    handler = logging.StreamHandler()
+    handler.setLevel(logging.WARNING)
+    handler.addFilter(
+        lambda record: record.levelno >= logging.ERROR or not record.name.startswith("sagemaker")
+    )
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(handlers=[handler], level=logging.WARNING)
+    warnings.filterwarnings("ignore", message="Running within a PipelineSession")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the arguments, run the command, turn known failures into one-line errors."""
+    args = build_parser().parse_args(argv)
+    quiet_sdk_output()
+    try:
+        return args.handler(args)
+    except UserError as error:
+        print(f"{args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except Exception as error:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        if isinstance(error, ClientError):
+            return failed(args, f"AWS refused the request: {str(error).splitlines()[0]}")
+        if isinstance(error, BotoCoreError):
+            return failed(args, f"cannot reach AWS: {str(error).splitlines()[0]}")
+        raise
