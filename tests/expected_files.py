@@ -101,6 +101,7 @@ tests/unit/test_iam_scope.py
 tests/unit/test_infra_templates.py
 tests/unit/test_merge_lambda.py
 tests/unit/test_new_data_trigger.py
+tests/unit/test_package_boundary.py
 tests/unit/test_pipeline.py
 tests/unit/test_pipeline_service.py
 tests/unit/test_registry.py
