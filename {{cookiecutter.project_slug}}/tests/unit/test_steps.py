@@ -34,10 +34,12 @@ SCRIPTS = sorted(path.name for path in STEPS_DIR.glob("*.py") if path.name != "_
 # What each SageMaker framework image the classifier may name provides besides the standard
 # library, and its Python: the XGBoost 3.0-5 image (aws/sagemaker-xgboost-container, branch
 # release-3.0.5, requirements.txt) and the scikit-learn 1.9-0 image
-# (aws/deep-learning-containers, docker/sklearn/1.9-0).
+# (aws/deep-learning-containers, docker/sklearn/1.9-0). scikit-learn brings joblib and
+# threadpoolctl.
+SCIKIT_LEARN = {"sklearn", "joblib", "threadpoolctl"}
 FRAMEWORK_IMAGES = {
-    "xgboost": ({"numpy", "pandas", "scipy", "sklearn", "xgboost"}, (3, 10)),
-    "sklearn": ({"numpy", "pandas", "scipy", "sklearn", "joblib"}, (3, 12)),
+    "xgboost": ({"numpy", "pandas", "scipy", "xgboost", *SCIKIT_LEARN}, (3, 10)),
+    "sklearn": ({"numpy", "pandas", "scipy", *SCIKIT_LEARN}, (3, 12)),
 }
 CONTAINER_PACKAGES, CONTAINER_PYTHON = FRAMEWORK_IMAGES[classifier.FRAMEWORK]
 # The files a script may import next to it: the training code archive holds them all.
