@@ -59,6 +59,7 @@ src/<pkg>/pipeline.py
 src/<pkg>/report.py
 src/<pkg>/server.py
 src/<pkg>/steps/__init__.py
+src/<pkg>/steps/classifier.py
 src/<pkg>/steps/evaluate.py
 src/<pkg>/steps/inference.py
 src/<pkg>/steps/preprocess.py
