@@ -62,7 +62,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 def cmd_local(args: argparse.Namespace) -> int:
     """Run preprocess, train and evaluate locally and apply the quality gate."""
-    from {{ cookiecutter.package_name }}.local import StepFailedError, metric_value, run_local_pipeline
+    from {{ cookiecutter.package_name }} import local
 
     if not any(Path(args.data_dir).glob("*.csv")):
         from {{ cookiecutter.package_name }}.data import write_dataset
@@ -70,10 +70,10 @@ def cmd_local(args: argparse.Namespace) -> int:
         print(f"Writing the sample data set to {write_dataset(args.data_dir)}")
     started = time.perf_counter()
     try:
-        run = run_local_pipeline(args.data_dir, args.build_dir)
-    except StepFailedError as error:
+        run = local.run_local_pipeline(args.data_dir, args.build_dir)
+    except local.StepFailedError as error:
         return failed(args, error)
-    value = metric_value(run.report(), config.QUALITY_METRIC)
+    value = local.metric_value(run.report(), config.QUALITY_METRIC)
     print(
         "Timing: "
         + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in run.timings.items())

@@ -1,5 +1,6 @@
 """The ML code: data set, step scripts, SageMaker pipeline definition, local runner and server.
 
 The command line and the operations code (AWS settings, deploy, rollback, the model registry)
-live in {{ cookiecutter.__ops_package_name }}, which imports this package; nothing here imports it.
+live in the operations package beside this one, which imports this package; nothing here
+imports it: {{ cookiecutter.__ops_package_name }}.
 """

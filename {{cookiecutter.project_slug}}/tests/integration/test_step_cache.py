@@ -23,6 +23,8 @@ from {{ cookiecutter.__ops_package_name }} import aws
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMMIT_ID = "c0ffee" + "0" * 34
 BUCKET = aws.OFFLINE_BUCKET
+# The package whose `python -m` is the project's command line.
+CLI = "{{ cookiecutter.__ops_package_name }}"
 # What SageMaker compares, per step type, to decide whether a cached run can be reused.
 CACHE_KEY_ATTRIBUTES = {
     "Processing": ["AppSpecification", "Environment", "ProcessingInputs"],
@@ -57,7 +59,7 @@ def start_definition(checkout: Path) -> subprocess.Popen:
         if not name.startswith(("AWS_", "SAGEMAKER_", "CODEBUILD_"))
     }
     env["PYTHONPATH"] = str(checkout / "src")
-    argv = [sys.executable, "-m", "{{ cookiecutter.__ops_package_name }}", "definition", "--offline"]
+    argv = [sys.executable, "-m", CLI, "definition", "--offline"]
     argv += ["--commit-id", COMMIT_ID, "--output", "build/pipeline-definition.json"]
     return subprocess.Popen(
         argv, cwd=checkout, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
