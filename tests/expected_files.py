@@ -18,6 +18,7 @@ buildspecs/build.yml
 buildspecs/deploy.yml
 buildspecs/test.yml
 data/README.md
+docs/change-the-model.md
 docs/installs-and-cloud-time.md
 docs/model.md
 docs/operations.md
