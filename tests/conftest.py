@@ -1,10 +1,16 @@
 """Bakes shared by the template tests: an option matrix, baked once per test session."""
 
+import atexit
+import functools
+import importlib.abc
+import importlib.machinery
+import importlib.util
 import itertools
 import os
+import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -125,7 +131,44 @@ def baked(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     return choices, bake(tmp_path_factory.mktemp("bake"), **choices)
 
 
+@functools.cache
+def default_project() -> Path:
+    """The project baked with every default answer, once per test process (removed at exit).
+
+    A function, not only a fixture: the rehearsal engine's tests import the engine from this
+    bake while pytest collects them, before any fixture can run.
+    """
+    output_dir = Path(tempfile.mkdtemp(prefix="default-bake-"))
+    atexit.register(shutil.rmtree, output_dir, ignore_errors=True)
+    return bake(output_dir)
+
+
+class BakedEngineFinder(importlib.abc.MetaPathFinder):
+    """Finds the package `rehearsal` in the default bake: the engine every bake ships.
+
+    `rehearsal/` is copied into each bake without rendering, so one bake's copy is every
+    bake's; its tests import it from there, and no other folder of the bake goes on the path.
+    """
+
+    def find_spec(self, name, path, target=None) -> importlib.machinery.ModuleSpec | None:
+        if name != "rehearsal":
+            return None
+        package = default_project() / "rehearsal"
+        return importlib.util.spec_from_file_location(
+            name, package / "__init__.py", submodule_search_locations=[str(package)]
+        )
+
+
+sys.meta_path.insert(0, BakedEngineFinder())
+
+
 @pytest.fixture(scope="session")
-def default_bake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """The project baked with every default answer."""
-    yield bake(tmp_path_factory.mktemp("default"))
+def default_bake() -> Path:
+    """The project baked with every default answer (tests that change it bake their own)."""
+    return default_project()
+
+
+@pytest.fixture(scope="session")
+def github_bake(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The GitHub bake of the matrix (manual approvals, serverless staging)."""
+    return bake(tmp_path_factory.mktemp("github"), **GITHUB)

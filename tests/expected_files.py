@@ -85,10 +85,6 @@ tests/integration/test_new_data_rule.py
 tests/integration/test_notification_rules.py
 tests/integration/test_sagemaker_moto.py
 tests/integration/test_step_cache.py
-tests/rehearsal/test_boundary.py
-tests/rehearsal/test_buildspec.py
-tests/rehearsal/test_iam.py
-tests/rehearsal/test_rehearse.py
 tests/unit/infra_support.py
 tests/unit/merge_lambda_support.py
 tests/unit/ml_support.py

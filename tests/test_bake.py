@@ -103,11 +103,22 @@ def test_unit_tests_pass(baked):
     assert_suite_passes("test-unit", baked[1])
 
 
-# test-rehearsal runs `make rehearse`, and breaks buildspecs in copies of the repo.
-@pytest.mark.parametrize("target", ["test-integration", "test-rehearsal"])
+# The whole flow of both bakes is rehearsed by tests/rehearsal/test_rehearse.py.
 @pytest.mark.parametrize("choices", [DEFAULT, GITHUB], ids=["default", "github"])
-def test_offline_suites_pass(choices, target, tmp_path):
-    assert_suite_passes(target, bake(tmp_path, **choices))
+def test_integration_tests_pass(choices, tmp_path):
+    assert_suite_passes("test-integration", bake(tmp_path, **choices))
+
+
+def test_make_test_runs_the_project_suites_then_the_rehearsal(default_bake):
+    # A dry run: the commands `make test` would run, in order.
+    result = make("test", default_bake, env={"MAKEFLAGS": "--dry-run"})
+    assert result.returncode == 0, result.stderr
+    commands = [line for line in result.stdout.splitlines() if " -m " in line]
+    assert [re.search(r" -m (\S+ \S+)", line).group(1) for line in commands] == [
+        "pytest tests/unit",
+        "pytest tests/integration",
+        "rehearsal --python",
+    ]
 
 
 def test_lock_is_current(baked, tmp_path):

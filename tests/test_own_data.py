@@ -4,8 +4,8 @@ The test writes another table (other column names, categorical columns with comm
 spaces in their values, a text label whose positive class is not first), points the bake's
 `load_dataset()` at it, declares it in `steps/data_schema.py`, and expects the baked unit
 and integration suites and the whole offline flow (`make rehearse`) to pass as they are. The
-rest of the rehearsal suite (the engine's own tests, and rehearsals of repositories broken on
-purpose) reads no data: the default bake runs it.
+rehearsal engine's own tests (tests/rehearsal/: rehearsals of repositories broken on purpose
+among them) read no data: they run on the default and GitHub bakes.
 """
 
 import re

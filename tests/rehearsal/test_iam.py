@@ -1,5 +1,5 @@
 """The rehearsal's IAM evaluator: allowed and denied requests, ARNs computed from requests,
-and the policies read from this repository's templates."""
+and the policies read from the templates of the default and GitHub bakes."""
 
 import os
 import subprocess
@@ -9,7 +9,6 @@ from pathlib import Path
 import botocore.session
 import pytest
 from botocore.stub import Stubber
-
 from rehearsal.cloudformation import Stack, load_template
 from rehearsal.iam import (
     RULES,
@@ -29,7 +28,6 @@ from rehearsal.iam import (
     write_policies,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
 ACCOUNT = Account("123456789012", "eu-west-1")
 BUCKET_ARN = "arn:aws:s3:::artifacts"
 KEY_ARN = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
@@ -199,7 +197,9 @@ def test_an_operation_without_a_rule_is_never_allowed():
     assert "Role may not sagemaker:DeleteEndpoint" in decision.line()
 
 
-@pytest.mark.parametrize(("service", "operation"), sorted(RULES), ids="{0[0]}:{0[1]}".format)
+@pytest.mark.parametrize(
+    ("service", "operation"), sorted(RULES), ids=[":".join(rule) for rule in sorted(RULES)]
+)
 def test_every_rule_reads_parameters_the_operation_has(service, operation):
     model = botocore.session.get_session().get_service_model(service)
     assert operation in model.operation_names
@@ -230,8 +230,9 @@ def test_the_checker_counts_calls_and_names_unused_statements():
         checker.check(Call("Nobody", "s3", "GetObject", {"Bucket": "a", "Key": "b"}))
 
 
-def test_the_deploy_template_roles_are_read_with_their_managed_policies():
-    stack = _deploy_stack()
+@pytest.mark.parametrize("project", ["default_bake", "github_bake"], ids=["default", "github"])
+def test_the_deploy_template_roles_are_read_with_their_managed_policies(request, project):
+    stack = _deploy_stack(request.getfixturevalue(project))
     policies = role_policies(stack.template, stack.resolve)
     checker = Checker(policies, ACCOUNT)
     prod_stack = stack.parameter("ProdStackName")
@@ -277,11 +278,12 @@ def test_a_managed_policy_from_outside_the_templates_cannot_be_evaluated():
         role_policies(template, lambda node: node)
 
 
-def _deploy_stack():
-    """The deploy template, resolvable against what the build template exports."""
-    deploy = load_template(ROOT / "infra" / "model-deploy-pipeline.yml")
+def _deploy_stack(project: Path):
+    """A bake's deploy template, resolvable against what its build template exports."""
+    deploy = load_template(project / "infra" / "model-deploy-pipeline.yml")
     build_name = deploy["Parameters"]["BuildStackName"]["Default"]
-    build = Stack(build_name, load_template(ROOT / "infra" / "model-build-pipeline.yml"), *LOCATION)
+    build_template = load_template(project / "infra" / "model-build-pipeline.yml")
+    build = Stack(build_name, build_template, *LOCATION)
     for logical_id, resource in build.template["Resources"].items():
         if resource["Type"] == "AWS::KMS::Key":
             build.attributes[(logical_id, "Arn")] = KEY_ARN
@@ -384,7 +386,11 @@ def test_a_build_writes_its_logs_reports_artifacts_and_cache_with_its_role():
     assert ("kms:Decrypt", KEY_ARN) in requests and ("kms:GenerateDataKey", KEY_ARN) in requests
 
 
-def test_this_process_records_calls_only_while_acting_for_an_actor():
+def test_this_process_records_calls_only_while_acting_for_an_actor(monkeypatch):
+    # The client's credentials and region are given: no profile or config file is read.
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    for name in ("AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+        monkeypatch.setenv(name, os.devnull)
     recorder = Recorder()
     recorder.install()
     try:

@@ -1,32 +1,33 @@
-"""`make rehearse` runs the whole GitOps flow offline, and a broken buildspec command stops it
-with a message naming the stage, the action and the command.
+"""`make rehearse` runs the whole GitOps flow offline, for CodeCommit and for GitHub, and a
+broken buildspec command, a permission removed or a failing stage stops it with a message
+naming the stage, the action and the command.
 
-Each test rehearses a copy of this repository (with its git history), so the rehearsal's
-build/rehearsal/ never mixes with a developer's and the broken copies leave this one intact.
+Each test rehearses a copy of a bake (with its git history), so the shared bakes stay
+intact. The passing rehearsal runs once per provider: the tests that read it share an xdist
+group, so one worker plays it. The broken copies are of the default bake.
 """
 
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
-from {{ cookiecutter.package_name }} import config
+from conftest import GITHUB
+from engine_support import (
+    REHEARSAL_TIMEOUT_SECONDS,
+    git,
+    git_state,
+    rehearse,
+    rendered_answers,
+    repository_copy,
+    without_aws_settings,
+)
 from rehearsal.flow import STAGES
 
-ROOT = Path(__file__).resolve().parents[2]
-NOT_COPIED = shutil.ignore_patterns(
-    "build", ".venv", "__pycache__", ".pytest_cache", ".ruff_cache", "*.csv"
-)
-REHEARSAL_TIMEOUT_SECONDS = 600
 BUILD_COMMAND = "make ${MAKE_TARGETS}"
-RETRAIN_SCHEDULE = "{{ cookiecutter.retrain_schedule }}"
-TRAINING_FAILED_RULE = "{{ cookiecutter.__training_failed_rule_name }}"
-PIPELINE_FAILED_RULE = "{{ cookiecutter.__pipeline_failed_rule_name }}"
 # Every action of both pipelines, and the steps the rehearsal adds, appear in the summary.
 SUMMARY_ROWS = (
     "Build",
@@ -67,72 +68,40 @@ for host, port in addresses:
 report = {"exit_status": exit_status, "output": output, "addresses": addresses}
 print(json.dumps({**report, "still_listening": listening}))
 """
-GIT_IDENTITY = ["-c", "user.name=Rehearsal", "-c", "user.email=rehearsal@example.com"]
+PROVIDERS = {"codecommit": ("default_bake", {}), "github": ("github_bake", GITHUB)}
 
 
-def git(repository: Path, *args: str) -> str:
-    """Run git in a copy (never in this repository); its output."""
-    result = subprocess.run(
-        ["git", *GIT_IDENTITY, *args], cwd=repository, capture_output=True, text=True, check=True
-    )
-    return result.stdout.strip()
+@dataclass
+class Rehearsed:
+    """One passing rehearsal of a copy with uncommitted work, as a developer's tree has."""
+
+    repository: Path
+    answers: dict
+    before: dict[str, str]
+    result: subprocess.CompletedProcess[str]
 
 
-def repository_copy(destination: Path) -> Path:
-    """This repository's files and history in destination, with both branches."""
-    shutil.copytree(ROOT, destination, ignore=NOT_COPIED, symlinks=True)
-    if not (destination / ".git").exists():
-        git(destination, "init", "--quiet", f"--initial-branch={config.DEV_BRANCH}")
-        git(destination, "add", "--all")
-        git(destination, "commit", "--quiet", "--message", "rehearsal copy")
-        git(destination, "branch", config.MAIN_BRANCH)
-    return destination
-
-
-def rehearse(repository: Path) -> subprocess.CompletedProcess[str]:
-    """`make rehearse` in repository with this interpreter."""
-    env = {name: value for name, value in os.environ.items() if not name.startswith("AWS_")}
-    return subprocess.run(
-        ["make", "rehearse", f"PYTHON={sys.executable}"],
-        cwd=repository,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=REHEARSAL_TIMEOUT_SECONDS,
-        check=False,
-    )
-
-
-def git_state(repository: Path) -> dict[str, str]:
-    """Everything a git write would change: refs, HEAD, index, working tree, config."""
-    return {
-        "refs": git(repository, "for-each-ref", "--format=%(refname) %(objectname)"),
-        "head": git(repository, "rev-parse", "--symbolic-full-name", "HEAD"),
-        "index": git(repository, "ls-files", "--stage"),
-        "status": git(repository, "status", "--porcelain", "--untracked-files=all"),
-        "config": (repository / ".git" / "config").read_text(),
-    }
-
-
-@pytest.fixture(scope="module")
-def rehearsal_copy(tmp_path_factory):
-    """A copy with uncommitted work, as a developer's tree has: (repository, git state)."""
-    repository = repository_copy(tmp_path_factory.mktemp("rehearsal") / "repository")
+@pytest.fixture(
+    scope="module",
+    params=[
+        pytest.param(provider, marks=pytest.mark.xdist_group(f"rehearsal-{provider}"))
+        for provider in PROVIDERS
+    ],
+)
+def passing_rehearsal(request, tmp_path_factory) -> Rehearsed:
+    """The whole flow rehearsed once for each source provider."""
+    bake_fixture, choices = PROVIDERS[request.param]
+    project = request.getfixturevalue(bake_fixture)
+    repository = repository_copy(project, tmp_path_factory.mktemp("rehearsal") / project.name)
     with (repository / "README.md").open("a") as readme:
         readme.write("\nAn uncommitted note.\n")
     (repository / "notes.txt").write_text("untracked\n")
-    return repository, git_state(repository)
-
-
-@pytest.fixture(scope="module")
-def passing_rehearsal(rehearsal_copy):
-    """One whole rehearsal of that copy: (repository, completed process)."""
-    repository, _ = rehearsal_copy
-    return repository, rehearse(repository)
+    before = git_state(repository)
+    return Rehearsed(repository, rendered_answers(**choices), before, rehearse(repository))
 
 
 def test_the_whole_flow_passes_stage_by_stage(passing_rehearsal):
-    _, result = passing_rehearsal
+    result = passing_rehearsal.result
     assert result.returncode == 0, result.stdout + result.stderr
     for number, stage in enumerate(STAGES, 1):
         assert f"{number}/{len(STAGES)} {stage}: started" in result.stdout
@@ -140,7 +109,7 @@ def test_the_whole_flow_passes_stage_by_stage(passing_rehearsal):
 
 
 def test_the_summary_lists_every_action_and_what_was_skipped(passing_rehearsal):
-    _, result = passing_rehearsal
+    result = passing_rehearsal.result
     summary = result.stdout.split("Rehearsal summary", 1)[1]
     for action in SUMMARY_ROWS:
         row = rf"\s{re.escape(action)}\s+[0-9.]+ s\s+ok\s"
@@ -152,55 +121,56 @@ def test_the_summary_lists_every_action_and_what_was_skipped(passing_rehearsal):
 
 
 def test_a_passing_rehearsal_is_quiet_and_leaves_its_logs(passing_rehearsal):
-    repository, result = passing_rehearsal
+    result = passing_rehearsal.result
     assert result.stderr.strip() == ""
     assert len(result.stdout.splitlines()) < 60, result.stdout
-    logs = repository / "build" / "rehearsal"
+    logs = passing_rehearsal.repository / "build" / "rehearsal"
     assert (logs / "summary.txt").read_text().startswith("Rehearsal summary")
     build_log = next(logs.glob("model-build-*/Build.log"))
     assert "Running command make ${MAKE_TARGETS}" in build_log.read_text()
 
 
 def test_the_package_is_registered_then_approved_with_the_commit_that_built_it(passing_rehearsal):
-    repository, result = passing_rehearsal
-    commit = git(repository, "rev-parse", "HEAD")
+    result = passing_rehearsal.result
+    commit = git(passing_rehearsal.repository, "rev-parse", "HEAD")
+    status = passing_rehearsal.answers["__model_approval_status"]
     assert f"rehearse: commit {commit[:12]}" in result.stdout
-    assert f"{config.MODEL_APPROVAL_STATUS}, commit {commit[:7]}" in result.stdout
+    assert f"{status}, commit {commit[:7]}" in result.stdout
     assert f"started at {commit[:12]} (COMMIT_ID source revision)" in result.stdout
 
 
 def test_new_data_and_the_schedule_start_the_build_and_failures_reach_their_rules(
     passing_rehearsal,
 ):
-    _, result = passing_rehearsal
+    result, answers = passing_rehearsal.result, passing_rehearsal.answers
     rows = {
         line.split()[1]: line
         for line in result.stdout.split("Rehearsal summary", 1)[1].splitlines()
         if line.strip().startswith("Retraining")
     }
-    batch = f"/{config.DATA_PREFIX}rehearsal-batch/"
+    batch = f"/{answers['__data_prefix']}rehearsal-batch/"
     started = re.escape("one event; build pipeline started with InputDataUrl=s3://")
     assert re.search(rf"{started}\S+{re.escape(batch)}", rows["NewData"])
     # The Train action got the batch; the package records it (or the stage fails).
     assert re.search(rf"Train with INPUT_DATA_URL=s3://\S+{re.escape(batch)}", rows["Retrain"])
-    if RETRAIN_SCHEDULE:
+    if answers["retrain_schedule"]:
         assert "INPUT_DATA_URL=previous" in rows["Schedule"]
         assert rows["Schedule"].rstrip().endswith(batch)
     else:
         assert "no schedule in the template" in rows["Schedule"]
     for failure, rule in (
-        ("SageMaker pipeline failed", TRAINING_FAILED_RULE),
-        ("build pipeline failed", PIPELINE_FAILED_RULE),
+        ("SageMaker pipeline failed", answers["__training_failed_rule_name"]),
+        ("build pipeline failed", answers["__pipeline_failed_rule_name"]),
     ):
         assert f"{failure} -> {rule}" in rows["Notifications"]
     assert "successes reached no rule" in rows["Notifications"]
 
 
-def test_the_rehearsal_never_writes_to_git(rehearsal_copy, passing_rehearsal):
+def test_the_rehearsal_never_writes_to_git(passing_rehearsal):
     # The uncommitted work stays as it was, and no ref, index entry or setting changes.
-    repository, before = rehearsal_copy
+    before = passing_rehearsal.before
     assert before["status"] != ""
-    assert git_state(repository) == before
+    assert git_state(passing_rehearsal.repository) == before
 
 
 @pytest.mark.parametrize(
@@ -212,9 +182,9 @@ def test_the_rehearsal_never_writes_to_git(rehearsal_copy, passing_rehearsal):
     ids=["missing-make-target", "wrong-path"],
 )
 def test_a_broken_buildspec_command_fails_naming_the_stage_and_the_command(
-    tmp_path, broken_command, expected_in_log
+    default_bake, tmp_path, broken_command, expected_in_log
 ):
-    repository = repository_copy(tmp_path / "repository")
+    repository = repository_copy(default_bake, tmp_path / "repository")
     buildspec = repository / "buildspecs" / "build.yml"
     text = buildspec.read_text()
     assert BUILD_COMMAND in text
@@ -233,16 +203,15 @@ def test_a_broken_buildspec_command_fails_naming_the_stage_and_the_command(
     assert expected_in_log in log.read_text()
 
 
-def test_moto_and_the_stand_ins_are_stopped_when_a_stage_fails(tmp_path):
-    repository = repository_copy(tmp_path / "repository")
+def test_moto_and_the_stand_ins_are_stopped_when_a_stage_fails(default_bake, tmp_path):
+    repository = repository_copy(default_bake, tmp_path / "repository")
     (repository / "buildspecs" / "build.yml").write_text(
         "version: 0.1\nphases: {build: {commands: [make]}}\n"
     )
     # In a child process: moto's state is per process and must not mix with other tests'.
-    env = {name: value for name, value in os.environ.items() if not name.startswith("AWS_")}
     child = subprocess.run(
         [sys.executable, "-c", STOPPED_CHECK, str(repository)],
-        env={**env, "PYTHONPATH": str(ROOT)},
+        env={**without_aws_settings(), "PYTHONPATH": str(repository)},
         capture_output=True,
         text=True,
         timeout=REHEARSAL_TIMEOUT_SECONDS,
@@ -260,10 +229,10 @@ def test_moto_and_the_stand_ins_are_stopped_when_a_stage_fails(tmp_path):
     assert report["still_listening"] == []
 
 
-def test_a_permission_the_aws_cli_needs_removed_fails_naming_the_action(tmp_path):
+def test_a_permission_the_aws_cli_needs_removed_fails_naming_the_action(default_bake, tmp_path):
     # `aws cloudformation deploy` calls GetTemplateSummary when the stack exists, which it
     # does for every production deploy after the first (the rehearsal plays that one too).
-    repository = repository_copy(tmp_path / "repository")
+    repository = repository_copy(default_bake, tmp_path / "repository")
     template = repository / "infra" / "model-deploy-pipeline.yml"
     text = template.read_text()
     role = re.search(r"\n  DeployProdRole:\n.*?(?=\n  [A-Za-z0-9]+:\n    Type: )", text, re.DOTALL)

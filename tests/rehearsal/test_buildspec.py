@@ -1,6 +1,7 @@
 """The local buildspec runner plays CodeBuild's rules: phase order, on-failure, finally,
 `set -e`, variables carried between commands, environment precedence, exported variables,
-Parameter Store and Secrets Manager values, skipped phases, timeouts and artifacts."""
+Parameter Store and Secrets Manager values, skipped phases, timeouts and artifacts; and the
+buildspecs of the default and GitHub bakes load."""
 
 import os
 import sys
@@ -9,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from rehearsal.buildspec import (
     FAILED,
     NOT_RUN,
@@ -25,7 +25,6 @@ from rehearsal.buildspec import (
     split_secret_reference,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
 CONTAINER = {"PATH": os.environ.get("PATH", os.defpath), "HOME": str(Path.home())}
 SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:build/token-AbCdEf"
 
@@ -547,8 +546,10 @@ def test_report_files_are_found_under_their_base_directory(tmp_path):
     assert matching_files(tmp_path / "missing", ["**/*"]) == []
 
 
+@pytest.mark.parametrize("project", ["default_bake", "github_bake"], ids=["default", "github"])
 @pytest.mark.parametrize("name", ["build.yml", "test.yml", "deploy.yml"])
-def test_the_repository_buildspecs_load_and_have_a_build_phase(name):
-    buildspec = load_buildspec(ROOT / "buildspecs" / name, f"buildspecs/{name}")
+def test_the_baked_buildspecs_load_and_have_a_build_phase(request, project, name):
+    root = request.getfixturevalue(project)
+    buildspec = load_buildspec(root / "buildspecs" / name, f"buildspecs/{name}")
     assert buildspec.phase("build") is not None
     assert buildspec.phase("build").commands
