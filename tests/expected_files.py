@@ -34,6 +34,7 @@ infra/rehearse.mk
 lambdas/merge_dev_to_master/README.md
 lambdas/merge_dev_to_master/app.py
 lambdas/merge_dev_to_master/merge_common.py
+rehearsal/README.md
 rehearsal/__init__.py
 rehearsal/__main__.py
 rehearsal/actions.py
