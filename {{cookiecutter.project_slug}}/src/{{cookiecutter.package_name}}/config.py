@@ -40,9 +40,5 @@ PROCESSING_INSTANCE_TYPE = "{{ cookiecutter.processing_instance_type }}"
 TRAINING_INSTANCE_TYPE = "{{ cookiecutter.training_instance_type }}"
 ENDPOINT_INSTANCE_TYPE = "{{ cookiecutter.endpoint_instance_type }}"
 
-# The SageMaker XGBoost image version the project was made with (the local xgboost-cpu is
-# pinned to the release inside it, {{ cookiecutter.__xgboost_version }}). The image the model runs on is the one
-# steps/classifier.py names.
-XGBOOST_FRAMEWORK_VERSION = "{{ cookiecutter.__xgboost_framework_version }}"
 
 TAGS = [{"Key": "project", "Value": PROJECT_SLUG}]

@@ -37,8 +37,9 @@ def test_local_pipeline_writes_the_data_trains_and_passes_the_gate(tmp_path):
     build = tmp_path / "build" / "local"
     with tarfile.open(build / "model" / "model.tar.gz") as tar:
         names = set(tar.getnames())
-    # The booster, the fitted transform and the inference module SageMaker runs.
-    assert {"xgboost-model", "transform.json", "code/inference.py"} <= names
+    # The fitted transform and the inference code SageMaker runs (the model file is the
+    # classifier module's own).
+    assert {"transform.json", "code/inference.py", "code/classifier.py"} <= names
     report = json.loads((build / "evaluation" / "evaluation.json").read_text())
     metrics = report["binary_classification_metrics"]
     assert metrics[config.QUALITY_METRIC]["value"] >= config.QUALITY_THRESHOLD

@@ -7,6 +7,7 @@ import boto3
 import pytest
 
 from {{ cookiecutter.package_name }} import config
+from {{ cookiecutter.package_name }}.steps import classifier
 from {{ cookiecutter.__ops_package_name }} import cli
 
 ROLE_ARN = "arn:aws:iam::123456789012:role/sagemaker-execution"
@@ -121,4 +122,8 @@ def test_registered_package_runs_the_inference_module(aws):
     package = aws["sagemaker"].describe_model_package(ModelPackageName=arn)
     (registered,) = package["InferenceSpecification"]["Containers"]
     assert registered["Environment"] == pipeline.INFERENCE_ENVIRONMENT
-    assert registered["Image"].endswith(f"/sagemaker-xgboost:{config.XGBOOST_FRAMEWORK_VERSION}")
+    from sagemaker.core import image_uris
+
+    assert registered["Image"] == image_uris.retrieve(
+        classifier.FRAMEWORK, config.AWS_REGION, classifier.FRAMEWORK_VERSION
+    )

@@ -5,7 +5,7 @@ classifier.py names: the training job copies both into model.tar.gz (`code/infer
 `code/classifier.py`) and the registered model sets SAGEMAKER_PROGRAM and
 SAGEMAKER_SUBMIT_DIRECTORY to them. The image's model server calls model_fn once per worker,
 then input_fn, predict_fn and output_fn for each request. The local server
-(`python -m <package> serve`) and the evaluate step run this same file, taken from the same
+(`make serve`) and the evaluate step run this same file, taken from the same
 model.tar.gz. It imports nothing from the project package but classifier.py, and nothing
 from the machine-learning library itself: the encoding and the HTTP contract below hold
 whatever the classifier.
