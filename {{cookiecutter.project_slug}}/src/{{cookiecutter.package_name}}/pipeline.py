@@ -14,28 +14,20 @@ import hashlib
 import io
 import json
 import tarfile
-from dataclasses import dataclass, fields
 from pathlib import Path
 
 import boto3
-from sagemaker.core import image_uris
+from sagemaker.core import image_uris, shapes
 from sagemaker.core.processing import ScriptProcessor
-from sagemaker.core.shapes import (
-    MetadataProperties,
-    MetricsSource,
-    ModelMetrics,
-    ModelQuality,
-    OutputDataConfig,
-    ProcessingInput,
-    ProcessingOutput,
-    ProcessingS3Input,
-    ProcessingS3Output,
-    Tag,
-)
 from sagemaker.core.workflow.conditions import ConditionGreaterThanOrEqualTo
 from sagemaker.core.workflow.execution_variables import ExecutionVariables
 from sagemaker.core.workflow.functions import Join, JsonGet
-from sagemaker.core.workflow.parameters import ParameterFloat, ParameterInteger, ParameterString
+from sagemaker.core.workflow.parameters import (
+    Parameter,
+    ParameterFloat,
+    ParameterInteger,
+    ParameterString,
+)
 from sagemaker.core.workflow.pipeline_context import PipelineSession
 from sagemaker.core.workflow.properties import PropertyFile
 from sagemaker.mlops.workflow.condition_step import ConditionStep
@@ -57,7 +49,6 @@ from . import config
 from .steps import classifier, data_schema, evaluate, inference, preprocess
 
 STEPS_DIR = Path(__file__).resolve().parent / "steps"
-PROCESSING_DIR = "/opt/ml/processing"
 
 PREPROCESS_STEP = "PreprocessData"
 TRAIN_STEP = "TrainModel"
@@ -88,8 +79,8 @@ CAPACITY_RETRY = SageMakerJobStepRetryPolicy(
     max_attempts=3,
 )
 JOB_RETRIES = [SERVICE_RETRY, CAPACITY_RETRY]
-CONTENT_TYPES = [inference.CSV, inference.JSON]
-RESPONSE_TYPES = [inference.CSV, inference.JSON]
+# What the model accepts and answers (Content-Type and Accept).
+MEDIA_TYPES = [inference.CSV, inference.JSON]
 # The training code archive: the train script and the files it imports.
 TRAINING_CODE_FILES = ("train.py", "data_schema.py", "inference.py", "classifier.py")
 # Script-mode serving on the framework image: the image's model server imports
@@ -118,157 +109,102 @@ def training_code_archive() -> bytes:
     return gzip.compress(buffer.getvalue(), mtime=0)
 
 
-def code_key(pipeline_name: str, file_name: str, body: bytes) -> str:
-    """The S3 key of a step's code: the same bytes always get the same key."""
-    return f"{pipeline_name}/code/{hashlib.sha256(body).hexdigest()}/{file_name}"
+def pipeline_parameters(input_data_uri: str, commit_id: str) -> dict[str, Parameter]:
+    """The parameters an execution may override, by name, defaulting to this project's
+    settings (in the order the definition lists them)."""
+    parameters = [
+        ParameterString("InputDataUrl", default_value=input_data_uri),
+        ParameterString("ProcessingInstanceType", default_value=config.PROCESSING_INSTANCE_TYPE),
+        ParameterInteger("ProcessingInstanceCount", default_value=1),
+        ParameterString("TrainingInstanceType", default_value=config.TRAINING_INSTANCE_TYPE),
+        ParameterInteger("TrainingInstanceCount", default_value=1),
+        ParameterFloat("QualityThreshold", default_value=config.QUALITY_THRESHOLD),
+        ParameterString("ModelApprovalStatus", default_value=config.MODEL_APPROVAL_STATUS),
+        ParameterString("CommitId", default_value=commit_id),
+    ]
+    return {parameter.name: parameter for parameter in parameters}
 
 
-def upload_code(
-    boto_session: boto3.Session, bucket: str, pipeline_name: str, file_name: str, body: bytes
-) -> str:
-    """Upload step code under a key holding its content hash; return its S3 URI.
-
-    The step's arguments (its cache key) then change exactly when the code does. Left to
-    the SDK, a local script path is hashed together with its absolute path, so every new
-    checkout directory (CodeBuild's is new for each build) would rerun every job.
-    """
-    key = code_key(pipeline_name, file_name, body)
-    boto_session.client("s3").put_object(Bucket=bucket, Key=key, Body=body)
-    return f"s3://{bucket}/{key}"
-
-
-def step_script(name: str) -> bytes:
-    """The bytes of one step script (`preprocess.py`, `evaluate.py`)."""
-    return (STEPS_DIR / name).read_bytes()
-
-
-def execution_output(bucket: str, pipeline_name: str, step_name: str, output_name: str) -> Join:
-    """An S3 prefix unique to each execution, so runs never overwrite each other's files."""
-    return Join(
-        on="/",
-        values=[
-            "s3:/",
-            bucket,
-            pipeline_name,
-            ExecutionVariables.PIPELINE_EXECUTION_ID,
-            step_name,
-            output_name,
-        ],
-    )
-
-
-@dataclass(frozen=True)
-class PipelineParameters:
-    """The pipeline's parameters: an execution may override each of them."""
-
-    input_data: ParameterString
-    processing_instance_type: ParameterString
-    processing_instance_count: ParameterInteger
-    training_instance_type: ParameterString
-    training_instance_count: ParameterInteger
-    quality_threshold: ParameterFloat
-    approval_status: ParameterString
-    commit: ParameterString
-
-    def all(self) -> list:
-        """Every parameter, in the order the definition lists them."""
-        return [getattr(self, field.name) for field in fields(self)]
-
-
-def pipeline_parameters(input_data_uri: str, commit_id: str) -> PipelineParameters:
-    """The parameters, defaulting to this project's settings."""
-    return PipelineParameters(
-        input_data=ParameterString("InputDataUrl", default_value=input_data_uri),
-        processing_instance_type=ParameterString(
-            "ProcessingInstanceType", default_value=config.PROCESSING_INSTANCE_TYPE
-        ),
-        processing_instance_count=ParameterInteger("ProcessingInstanceCount", default_value=1),
-        training_instance_type=ParameterString(
-            "TrainingInstanceType", default_value=config.TRAINING_INSTANCE_TYPE
-        ),
-        training_instance_count=ParameterInteger("TrainingInstanceCount", default_value=1),
-        quality_threshold=ParameterFloat(
-            "QualityThreshold", default_value=config.QUALITY_THRESHOLD
-        ),
-        approval_status=ParameterString(
-            "ModelApprovalStatus", default_value=config.MODEL_APPROVAL_STATUS
-        ),
-        commit=ParameterString("CommitId", default_value=commit_id),
-    )
-
-
-@dataclass(frozen=True)
 class StepContext:
-    """What the steps share: where they run, the SDK session, the image and the processor."""
+    """What the steps share: the parameters, where they run, the SDK session, the image and
+    the processor."""
 
-    role_arn: str
-    bucket: str
-    pipeline_name: str
-    region: str
-    boto_session: boto3.Session
-    session: PipelineSession
-    image_uri: str
-    # One processor for both processing jobs: same image and instance type (the job names
-    # come from the step names at run time).
-    processor: ScriptProcessor
+    def __init__(
+        self,
+        parameters: dict[str, Parameter],
+        role_arn: str,
+        bucket: str,
+        boto_session: boto3.Session,
+    ):
+        self.parameters = parameters
+        self.role_arn = role_arn
+        self.bucket = bucket
+        self.boto_session = boto_session
+        self.region = boto_session.region_name
+        self.session = PipelineSession(boto_session=boto_session, default_bucket=bucket)
+        self.image_uri = image_uris.retrieve(
+            classifier.FRAMEWORK, self.region, classifier.FRAMEWORK_VERSION
+        )
+        # One processor for both processing jobs: same image and instance type (the job
+        # names come from the step names at run time).
+        self.processor = ScriptProcessor(
+            role=role_arn,
+            image_uri=self.image_uri,
+            command=["python3"],
+            instance_type=parameters["ProcessingInstanceType"],
+            instance_count=parameters["ProcessingInstanceCount"],
+            base_job_name=f"{config.PROJECT_SLUG}-processing",
+            sagemaker_session=self.session,
+            tags=config.TAGS,
+        )
 
     def upload(self, file_name: str, body: bytes) -> str:
-        """Upload step code under its content hash (`upload_code`); its S3 URI."""
-        return upload_code(self.boto_session, self.bucket, self.pipeline_name, file_name, body)
+        """Upload step code under a key holding its content hash; return its S3 URI.
 
-    def output(self, step_name: str, name: str) -> ProcessingOutput:
-        """A processing job's output, under a prefix unique to each execution."""
-        return ProcessingOutput(
+        The step's arguments (its cache key) then change exactly when the code does. Left to
+        the SDK, a local script path is hashed together with its absolute path, so every new
+        checkout directory (CodeBuild's is new for each build) would rerun every job.
+        """
+        digest = hashlib.sha256(body).hexdigest()
+        key = f"{config.SAGEMAKER_PIPELINE_NAME}/code/{digest}/{file_name}"
+        self.boto_session.client("s3").put_object(Bucket=self.bucket, Key=key, Body=body)
+        return f"s3://{self.bucket}/{key}"
+
+    def upload_script(self, file_name: str) -> str:
+        """Upload one step script (`preprocess.py`, `evaluate.py`); its S3 URI."""
+        return self.upload(file_name, (STEPS_DIR / file_name).read_bytes())
+
+    def output(self, step_name: str, name: str) -> shapes.ProcessingOutput:
+        """A processing job's output, under a prefix unique to each execution, so runs never
+        overwrite each other's files."""
+        execution_prefix = Join(
+            on="/",
+            values=[
+                "s3:/",
+                self.bucket,
+                config.SAGEMAKER_PIPELINE_NAME,
+                ExecutionVariables.PIPELINE_EXECUTION_ID,
+                step_name,
+                name,
+            ],
+        )
+        return shapes.ProcessingOutput(
             output_name=name,
-            s3_output=ProcessingS3Output(
-                s3_uri=execution_output(self.bucket, self.pipeline_name, step_name, name),
-                local_path=f"{PROCESSING_DIR}/{name}",
+            s3_output=shapes.ProcessingS3Output(
+                s3_uri=execution_prefix,
+                local_path=f"{preprocess.PROCESSING_DIR}/{name}",
                 s3_upload_mode="EndOfJob",
             ),
         )
 
 
-def step_context(
-    *,
-    role_arn: str,
-    bucket: str,
-    pipeline_name: str,
-    region: str,
-    boto_session: boto3.Session,
-    parameters: PipelineParameters,
-) -> StepContext:
-    """The session, the framework image and the processor, built once for every step."""
-    session = PipelineSession(boto_session=boto_session, default_bucket=bucket)
-    image_uri = image_uris.retrieve(classifier.FRAMEWORK, region, classifier.FRAMEWORK_VERSION)
-    processor = ScriptProcessor(
-        role=role_arn,
-        image_uri=image_uri,
-        command=["python3"],
-        instance_type=parameters.processing_instance_type,
-        instance_count=parameters.processing_instance_count,
-        base_job_name=f"{config.PROJECT_SLUG}-processing",
-        sagemaker_session=session,
-        tags=config.TAGS,
-    )
-    return StepContext(
-        role_arn=role_arn,
-        bucket=bucket,
-        pipeline_name=pipeline_name,
-        region=region,
-        boto_session=boto_session,
-        session=session,
-        image_uri=image_uri,
-        processor=processor,
-    )
-
-
-def processing_input(name: str, source, local_dir: str) -> ProcessingInput:
+def processing_input(name: str, source, local_dir: str) -> shapes.ProcessingInput:
     """An S3 prefix (or a step's output) copied into /opt/ml/processing/<local_dir>."""
-    return ProcessingInput(
+    return shapes.ProcessingInput(
         input_name=name,
-        s3_input=ProcessingS3Input(
+        s3_input=shapes.ProcessingS3Input(
             s3_uri=source,
-            local_path=f"{PROCESSING_DIR}/{local_dir}",
+            local_path=f"{preprocess.PROCESSING_DIR}/{local_dir}",
             s3_data_type="S3Prefix",
             s3_input_mode="File",
         ),
@@ -280,14 +216,14 @@ def split_uri(preprocessed: ProcessingStep, name: str):
     return preprocessed.properties.ProcessingOutputConfig.Outputs[name].S3Output.S3Uri
 
 
-def preprocess_step(context: StepContext, parameters: PipelineParameters) -> ProcessingStep:
+def preprocess_step(context: StepContext) -> ProcessingStep:
     """PreprocessData: label and split the input table into train, validation and test."""
     return ProcessingStep(
         name=PREPROCESS_STEP,
         step_args=context.processor.run(
-            code=context.upload("preprocess.py", step_script("preprocess.py")),
+            code=context.upload_script("preprocess.py"),
             arguments=preprocess.label_options(data_schema),
-            inputs=[processing_input("input", parameters.input_data, "input")],
+            inputs=[processing_input("input", context.parameters["InputDataUrl"], "input")],
             outputs=[context.output(PREPROCESS_STEP, name) for name in preprocess.SPLIT_FILE_NAMES],
         ),
         cache_config=STEP_CACHE,
@@ -295,15 +231,13 @@ def preprocess_step(context: StepContext, parameters: PipelineParameters) -> Pro
     )
 
 
-def train_step(
-    context: StepContext, parameters: PipelineParameters, preprocessed: ProcessingStep
-) -> TrainingStep:
+def train_step(context: StepContext, preprocessed: ProcessingStep) -> TrainingStep:
     """TrainModel: the train script in script mode, on the train and validation splits."""
     trainer = ModelTrainer(
         training_image=context.image_uri,
         compute=Compute(
-            instance_type=parameters.training_instance_type,
-            instance_count=parameters.training_instance_count,
+            instance_type=context.parameters["TrainingInstanceType"],
+            instance_count=context.parameters["TrainingInstanceCount"],
         ),
         # Script mode of the framework image: it fetches the code and runs it. (A
         # ModelTrainer SourceCode would upload the code under a per-build timestamped key,
@@ -328,14 +262,14 @@ def train_step(
             )
             for name in ("train", "validation")
         ],
-        output_data_config=OutputDataConfig(
-            s3_output_path=f"s3://{context.bucket}/{context.pipeline_name}/models",
+        output_data_config=shapes.OutputDataConfig(
+            s3_output_path=f"s3://{context.bucket}/{config.SAGEMAKER_PIPELINE_NAME}/models",
             compression_type="GZIP",
         ),
         base_job_name=f"{config.PROJECT_SLUG}-train",
         role=context.role_arn,
         sagemaker_session=context.session,
-        tags=[Tag(key=tag["Key"], value=tag["Value"]) for tag in config.TAGS],
+        tags=[shapes.Tag(key=tag["Key"], value=tag["Value"]) for tag in config.TAGS],
     )
     return TrainingStep(
         name=TRAIN_STEP,
@@ -362,7 +296,7 @@ def evaluate_step(
     return ProcessingStep(
         name=EVALUATE_STEP,
         step_args=context.processor.run(
-            code=context.upload("evaluate.py", step_script("evaluate.py")),
+            code=context.upload_script("evaluate.py"),
             inputs=[
                 processing_input("model", model_data(trained), "model"),
                 processing_input("test", split_uri(preprocessed, "test"), "test"),
@@ -377,23 +311,11 @@ def evaluate_step(
     )
 
 
-def quality(evaluated: ProcessingStep) -> JsonGet:
-    """The gate's metric, read from the evaluation report."""
-    (report,) = evaluated.property_files
-    return JsonGet(
-        step_name=evaluated.name,
-        property_file=report,
-        json_path=f"binary_classification_metrics.{config.QUALITY_METRIC}.value",
-    )
-
-
 def register_step(
-    context: StepContext,
-    parameters: PipelineParameters,
-    trained: TrainingStep,
-    evaluated: ProcessingStep,
+    context: StepContext, trained: TrainingStep, evaluated: ProcessingStep
 ) -> ModelStep:
     """RegisterModel: a model package with its metrics, commit, data and approval status."""
+    parameters = context.parameters
     evaluation_uri = Join(
         on="/",
         values=[
@@ -415,22 +337,24 @@ def register_step(
         name=REGISTER_STEP,
         step_args=model_builder.register(
             model_package_group_name=config.MODEL_PACKAGE_GROUP_NAME,
-            content_types=CONTENT_TYPES,
-            response_types=RESPONSE_TYPES,
+            content_types=MEDIA_TYPES,
+            response_types=MEDIA_TYPES,
             inference_instances=[config.ENDPOINT_INSTANCE_TYPE],
             transform_instances=[config.ENDPOINT_INSTANCE_TYPE],
-            model_metrics=ModelMetrics(
-                model_quality=ModelQuality(
-                    statistics=MetricsSource(content_type="application/json", s3_uri=evaluation_uri)
+            model_metrics=shapes.ModelMetrics(
+                model_quality=shapes.ModelQuality(
+                    statistics=shapes.MetricsSource(
+                        content_type="application/json", s3_uri=evaluation_uri
+                    )
                 )
             ),
-            metadata_properties=MetadataProperties(
-                commit_id=parameters.commit,
+            metadata_properties=shapes.MetadataProperties(
+                commit_id=parameters["CommitId"],
                 generated_by=ExecutionVariables.PIPELINE_EXECUTION_ARN,
             ),
             # With the commit above, every package maps to (commit, data).
-            customer_metadata_properties={"InputDataUrl": parameters.input_data},
-            approval_status=parameters.approval_status,
+            customer_metadata_properties={"InputDataUrl": parameters["InputDataUrl"]},
+            approval_status=parameters["ModelApprovalStatus"],
             description=f"{config.PROJECT_NAME}: {classifier.DESCRIPTION}",
         ),
         # Creating a model package runs no job: only the service-side retries apply.
@@ -455,55 +379,44 @@ def fail_step(metric: JsonGet, threshold: ParameterFloat) -> FailStep:
 
 
 def quality_gate_step(
-    context: StepContext,
-    parameters: PipelineParameters,
-    trained: TrainingStep,
-    evaluated: ProcessingStep,
+    context: StepContext, trained: TrainingStep, evaluated: ProcessingStep
 ) -> ConditionStep:
     """CheckModelQuality: register the model if its metric reaches the threshold, else fail."""
-    metric = quality(evaluated)
+    (report,) = evaluated.property_files
+    metric = JsonGet(
+        step_name=evaluated.name,
+        property_file=report,
+        json_path=f"binary_classification_metrics.{config.QUALITY_METRIC}.value",
+    )
+    threshold = context.parameters["QualityThreshold"]
     return ConditionStep(
         name=QUALITY_GATE_STEP,
-        conditions=[ConditionGreaterThanOrEqualTo(left=metric, right=parameters.quality_threshold)],
-        if_steps=[register_step(context, parameters, trained, evaluated)],
-        else_steps=[fail_step(metric, parameters.quality_threshold)],
+        conditions=[ConditionGreaterThanOrEqualTo(left=metric, right=threshold)],
+        if_steps=[register_step(context, trained, evaluated)],
+        else_steps=[fail_step(metric, threshold)],
     )
 
 
 def get_pipeline(
-    *,
-    role_arn: str,
-    bucket: str,
-    input_data_uri: str,
-    commit_id: str,
-    region: str = config.AWS_REGION,
-    pipeline_name: str = config.SAGEMAKER_PIPELINE_NAME,
-    boto_session: boto3.Session | None = None,
+    *, role_arn: str, bucket: str, input_data_uri: str, commit_id: str, boto_session: boto3.Session
 ) -> Pipeline:
     """The SageMaker pipeline, with parameters defaulting to this project's settings."""
     parameters = pipeline_parameters(input_data_uri, commit_id)
-    context = step_context(
-        role_arn=role_arn,
-        bucket=bucket,
-        pipeline_name=pipeline_name,
-        region=region,
-        boto_session=boto_session or boto3.Session(region_name=region),
-        parameters=parameters,
-    )
-    preprocessed = preprocess_step(context, parameters)
-    trained = train_step(context, parameters, preprocessed)
+    context = StepContext(parameters, role_arn, bucket, boto_session)
+    preprocessed = preprocess_step(context)
+    trained = train_step(context, preprocessed)
     evaluated = evaluate_step(context, preprocessed, trained)
     return Pipeline(
-        name=pipeline_name,
+        name=config.SAGEMAKER_PIPELINE_NAME,
         # No SageMaker Experiments: nothing here reads them, and the execution role would
         # need the experiment and trial permissions the SDK's default setup uses.
         pipeline_experiment_config=None,
-        parameters=parameters.all(),
+        parameters=list(parameters.values()),
         steps=[
             preprocessed,
             trained,
             evaluated,
-            quality_gate_step(context, parameters, trained, evaluated),
+            quality_gate_step(context, trained, evaluated),
         ],
         sagemaker_session=context.session,
     )
