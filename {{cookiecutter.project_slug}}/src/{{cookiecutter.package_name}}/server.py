@@ -37,19 +37,140 @@ CSV = "text/csv"
 # The serving stack hands the body to input_fn as text for exactly these types.
 TEXT_TYPES = (JSON, CSV)
 DEFAULT_ACCEPT_VARIABLE = "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT"
+# The methods each path of the contract answers.
+ROUTES = {"/ping": ("GET", "HEAD"), "/invocations": ("POST",)}
 
 
-class LoadedModel:
-    """model.tar.gz unpacked into a private directory, its inference module imported."""
+class InvocationHandler(BaseHTTPRequestHandler):
+    """One request to a ModelServer, answered as the image's serving stack answers it."""
 
-    def __init__(self, archive: Path):
+    server: "ModelServer"
+    server_version = "LocalSageMakerModel/2.0"
+
+    def _route(self) -> None:
+        path = self.path.split("?")[0]
+        allowed = ROUTES.get(path)
+        if allowed is None:
+            self._drain()
+            # As nginx in front of the image answers any other path.
+            self._reply(HTTPStatus.NOT_FOUND, b"{}", "application/octet-stream")
+        elif self.command not in allowed:
+            self._drain()
+            self._reply_error(
+                HTTPStatus.METHOD_NOT_ALLOWED, f"{self.command} {path} is not allowed"
+            )
+        elif path == "/ping":
+            # The model is loaded, or the server would not have started.
+            self._reply(HTTPStatus.OK, b"", JSON, send_body=self.command != "HEAD")
+        else:
+            self._invoke()
+
+    # Every method is routed, so that the ones outside the contract get the image's 405.
+    do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = _route
+
+    def _invoke(self) -> None:
+        length = self._content_length()
+        if length is None:
+            self._reply_error(HTTPStatus.BAD_REQUEST, "invalid Content-Length header")
+            return
+        if length > MAX_PAYLOAD_BYTES:
+            # Answer first: a client that waits for the answer before sending the body
+            # gets it at once; then read what it sends, so it does not get a reset.
+            self.close_connection = True
+            self._reply_error(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                f"the body is {length} bytes; the limit is {MAX_PAYLOAD_BYTES}",
+            )
+            self.wfile.flush()
+            self._drain()
+            return
+        body = self.rfile.read(length)
+        content_type = self.headers.get("ContentType") or self.headers.get("Content-Type") or JSON
+        accept = self.headers.get("Accept")
+        if not accept or accept == "*/*":
+            accept = self.server.default_accept
+        if content_type in TEXT_TYPES:
+            body = body.decode("utf-8", errors="replace")
+        try:
+            result = self.server.invoke(body, content_type, accept)
+        except Exception as error:  # the image answers any error with 500
+            traceback.print_exc(file=sys.stderr)
+            self._reply_error(HTTPStatus.INTERNAL_SERVER_ERROR, f"{type(error).__name__}: {error}")
+            return
+        if not isinstance(result, tuple):
+            self._reply_wsgi(result)
+            return
+        answer, media_type = result
+        # Flask sends text types with their charset.
+        if media_type.startswith("text/") and "charset" not in media_type:
+            media_type += "; charset=utf-8"
+        if isinstance(answer, str):
+            answer = answer.encode()
+        self._reply(HTTPStatus.OK, answer, media_type)
+
+    def _reply_wsgi(self, application) -> None:
+        """Send what a WSGI application answers (the image's Flask worker calls it)."""
+        started = {}
+
+        def start_response(status: str, headers: list, exc_info=None) -> None:
+            started.update(status=status, headers=dict(headers))
+
+        body = b"".join(application({"REQUEST_METHOD": "POST"}, start_response))
+        status = HTTPStatus(int(started["status"].split()[0]))
+        self._reply(status, body, started["headers"].get("Content-Type", JSON))
+
+    def _content_length(self) -> int | None:
+        try:
+            length = int(self.headers.get("Content-Length", "0"))
+        except ValueError:
+            return None
+        return length if length >= 0 else None
+
+    def _drain(self) -> None:
+        """Read a request body nobody will use, so the client always gets the answer."""
+        length = self._content_length() or 0
+        if length > MAX_DRAINED_BYTES:
+            self.close_connection = True
+            return
+        while length > 0:
+            chunk = self.rfile.read(min(length, 1 << 20))
+            if not chunk:
+                break
+            length -= len(chunk)
+
+    def _reply_error(self, status: HTTPStatus, message: str) -> None:
+        body = json.dumps({"error": status.phrase, "error-message": message}).encode()
+        self._reply(status, body, JSON)
+
+    def _reply(
+        self, status: HTTPStatus, body: bytes, content_type: str, send_body: bool = True
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if send_body:
+            self.wfile.write(body)
+
+    def log_message(self, format: str, *args) -> None:
+        """No access log: a request per line would drown the test and serve output."""
+
+
+class ModelServer(ThreadingHTTPServer):
+    """The model of one model.tar.gz, unpacked into a private directory and served."""
+
+    daemon_threads = True
+
+    def __init__(self, archive: Path, address: tuple[str, int]):
+        self.default_accept = os.environ.get(DEFAULT_ACCEPT_VARIABLE, JSON)
         self.model_dir = Path(tempfile.mkdtemp(prefix="model-"))
         try:
             # The evaluate step loads the model the same way, so the gate and this server
             # judge the same code.
             self.module, self.model = unpack_model(Path(archive), self.model_dir)
+            super().__init__(address, InvocationHandler)
         except BaseException:
-            self.close()
+            shutil.rmtree(self.model_dir, ignore_errors=True)
             raise
 
     def invoke(self, body, content_type: str, accept: str):
@@ -58,172 +179,12 @@ class LoadedModel:
         prediction = self.module.predict_fn(data, self.model)
         return self.module.output_fn(prediction, accept)
 
-    def close(self) -> None:
-        """Remove the unpacked model."""
-        shutil.rmtree(self.model_dir, ignore_errors=True)
-
-
-def make_handler(loaded: LoadedModel) -> type[BaseHTTPRequestHandler]:
-    """A request handler class bound to one loaded model."""
-    default_accept = os.environ.get(DEFAULT_ACCEPT_VARIABLE, JSON)
-
-    class InvocationHandler(BaseHTTPRequestHandler):
-        server_version = "LocalSageMakerModel/2.0"
-
-        def do_GET(self) -> None:
-            """GET /ping: 200 while the model is loaded (it is, or the server would not start)."""
-            self._route("GET")
-
-        def do_HEAD(self) -> None:
-            """HEAD /ping, as Flask answers it."""
-            self._route("HEAD")
-
-        def do_POST(self) -> None:
-            """POST /invocations: one request through the inference module."""
-            self._route("POST")
-
-        def do_PUT(self) -> None:
-            """Not part of the contract."""
-            self._route("PUT")
-
-        def do_DELETE(self) -> None:
-            """Not part of the contract."""
-            self._route("DELETE")
-
-        def _route(self, method: str) -> None:
-            path = self.path.split("?")[0]
-            allowed = {"/ping": ("GET", "HEAD"), "/invocations": ("POST",)}.get(path)
-            if allowed is None:
-                self._drain()
-                # As nginx in front of the image answers any other path.
-                self._reply(HTTPStatus.NOT_FOUND, b"{}", "application/octet-stream")
-            elif method not in allowed:
-                self._drain()
-                self._reply_error(HTTPStatus.METHOD_NOT_ALLOWED, f"{method} {path} is not allowed")
-            elif path == "/ping":
-                self._reply(HTTPStatus.OK, b"", JSON, send_body=method != "HEAD")
-            else:
-                self._invoke()
-
-        def _invoke(self) -> None:
-            length = self._content_length()
-            if length is None:
-                self._reply_error(HTTPStatus.BAD_REQUEST, "invalid Content-Length header")
-                return
-            if length > MAX_PAYLOAD_BYTES:
-                # Answer first: a client that waits for the answer before sending the body
-                # gets it at once; then read what it sends, so it does not get a reset.
-                self.close_connection = True
-                self._reply_error(
-                    HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                    f"the body is {length} bytes; the limit is {MAX_PAYLOAD_BYTES}",
-                )
-                self.wfile.flush()
-                self._drain()
-                return
-            body = self.rfile.read(length)
-            content_type = (
-                self.headers.get("ContentType") or self.headers.get("Content-Type") or JSON
-            )
-            accept = self.headers.get("Accept")
-            if not accept or accept == "*/*":
-                accept = default_accept
-            if content_type in TEXT_TYPES:
-                body = body.decode("utf-8", errors="replace")
-            try:
-                result = loaded.invoke(body, content_type, accept)
-            except Exception as error:  # the image answers any error with 500
-                traceback.print_exc(file=sys.stderr)
-                self._reply_error(
-                    HTTPStatus.INTERNAL_SERVER_ERROR, f"{type(error).__name__}: {error}"
-                )
-                return
-            if isinstance(result, tuple):
-                answer, media_type = result
-                if isinstance(answer, str):
-                    answer = answer.encode()
-                self._reply(HTTPStatus.OK, answer, with_charset(media_type))
-            else:
-                self._reply_wsgi(result)
-
-        def _reply_wsgi(self, application) -> None:
-            """Send what a WSGI application answers (the image's Flask worker calls it)."""
-            started = {}
-
-            def start_response(status: str, headers: list, exc_info=None) -> None:
-                started["status"], started["headers"] = status, headers
-
-            body = b"".join(application({"REQUEST_METHOD": "POST"}, start_response))
-            headers = dict(started["headers"])
-            status = HTTPStatus(int(started["status"].split()[0]))
-            self._reply(status, body, headers.get("Content-Type", JSON))
-
-        def _content_length(self) -> int | None:
-            try:
-                length = int(self.headers.get("Content-Length", "0"))
-            except ValueError:
-                return None
-            return length if length >= 0 else None
-
-        def _drain(self) -> None:
-            """Read a request body nobody will use, so the client always gets the answer."""
-            length = self._content_length() or 0
-            if length > MAX_DRAINED_BYTES:
-                self.close_connection = True
-                return
-            while length > 0:
-                chunk = self.rfile.read(min(length, 1 << 20))
-                if not chunk:
-                    break
-                length -= len(chunk)
-
-        def _reply_error(self, status: HTTPStatus, message: str) -> None:
-            body = json.dumps({"error": status.phrase, "error-message": message}).encode()
-            self._reply(status, body, JSON)
-
-        def _reply(
-            self, status: HTTPStatus, body: bytes, content_type: str, send_body: bool = True
-        ) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            if send_body:
-                self.wfile.write(body)
-
-        def log_message(self, format: str, *args) -> None:
-            """No access log: a request per line would drown the test and serve output."""
-
-    return InvocationHandler
-
-
-def with_charset(media_type: str) -> str:
-    """The Content-Type Flask sends for a media type: text types get `; charset=utf-8`."""
-    if media_type.startswith("text/") and "charset" not in media_type:
-        return f"{media_type}; charset=utf-8"
-    return media_type
-
-
-class ModelServer(ThreadingHTTPServer):
-    """A threading HTTP server that removes its unpacked model when closed."""
-
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], loaded: LoadedModel):
-        self.loaded = loaded
-        super().__init__(address, make_handler(loaded))
-
     def server_close(self) -> None:
         """Stop listening and remove the unpacked model."""
         super().server_close()
-        self.loaded.close()
+        shutil.rmtree(self.model_dir, ignore_errors=True)
 
 
 def make_server(archive: Path, port: int, host: str = DEFAULT_HOST) -> ModelServer:
     """A server for the model in archive, bound but not yet serving (port 0 picks a free one)."""
-    loaded = LoadedModel(Path(archive))
-    try:
-        return ModelServer((host, port), loaded)
-    except OSError:
-        loaded.close()
-        raise
+    return ModelServer(archive, (host, port))

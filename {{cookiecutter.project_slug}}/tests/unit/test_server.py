@@ -150,7 +150,7 @@ def test_other_paths_are_404_and_other_methods_405(address):
 
 def test_an_error_in_the_inference_module_is_a_500(archive, monkeypatch):
     httpd = server.make_server(archive, port=0)
-    monkeypatch.setattr(httpd.loaded, "model", None)  # predict_fn now fails
+    monkeypatch.setattr(httpd, "model", None)  # predict_fn now fails
     with serving(httpd) as address:
         status, _, _ = invoke(address, CSV_BODY)
     assert status == 500
