@@ -26,10 +26,9 @@ import sys
 import tarfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from .report import REPORT_FILE_NAME, write_report
+from .report import REPORT_FILE_NAME, render
 from .steps import data_schema, evaluate, preprocess
 
 STEPS_DIR = Path(__file__).resolve().parent / "steps"
@@ -40,27 +39,15 @@ class StepFailedError(Exception):
     """A step script ended with a non-zero exit status (its own message is above)."""
 
 
-@dataclass
 class LocalRun:
-    """What a local run left behind, and how long each step took."""
+    """What a local run leaves under build_dir, and how long each step took."""
 
-    build_dir: Path
-    timings: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def model_archive(self) -> Path:
-        """build/local/model/model.tar.gz."""
-        return self.build_dir / "model" / evaluate.MODEL_ARCHIVE_NAME
-
-    @property
-    def evaluation_file(self) -> Path:
-        """build/local/evaluation/evaluation.json."""
-        return self.build_dir / "evaluation" / evaluate.EVALUATION_FILE_NAME
-
-    @property
-    def report_file(self) -> Path:
-        """build/local/report.html: the evaluation's plots."""
-        return self.build_dir / REPORT_FILE_NAME
+    def __init__(self, build_dir: Path):
+        self.build_dir = build_dir
+        self.model_archive = build_dir / "model" / evaluate.MODEL_ARCHIVE_NAME
+        self.evaluation_file = build_dir / "evaluation" / evaluate.EVALUATION_FILE_NAME
+        self.report_file = build_dir / REPORT_FILE_NAME
+        self.timings: dict[str, float] = {}
 
     def report(self) -> dict:
         """The evaluation report the evaluate step wrote."""
@@ -111,6 +98,11 @@ def package_model(model_dir: Path, archive: Path) -> None:
             tar.add(path, arcname=path.name)
 
 
+def options(values: dict) -> list[str]:
+    """`--name value` for each item, as SageMaker passes hyperparameters and paths."""
+    return [arg for name, value in values.items() for arg in (f"--{name}", str(value))]
+
+
 def run_local_pipeline(
     data_dir: Path,
     build_dir: Path = DEFAULT_BUILD_DIR,
@@ -126,9 +118,6 @@ def run_local_pipeline(
     run = LocalRun(build_dir)
     splits = {name: build_dir / name for name in preprocess.SPLIT_FILE_NAMES}
     training_model_dir = build_dir / "training" / "model"
-    hyperparameter_args = [
-        arg for name, value in (hyperparameters or {}).items() for arg in (f"--{name}", str(value))
-    ]
 
     def step(name: str, args: list[str], env: dict[str, str] | None = None) -> None:
         started = time.perf_counter()
@@ -138,28 +127,23 @@ def run_local_pipeline(
             raise StepFailedError(f"the {name} step failed (exit status {exit_status})")
         echo(f"{name}: done in {run.timings[name]:.1f} s")
 
+    split_dirs = {f"{name}-dir": path for name, path in splits.items()}
     step(
         "preprocess",
-        ["--input-dir", str(data_dir), *preprocess.label_options(data_schema)]
-        + [arg for name, path in splits.items() for arg in (f"--{name}-dir", str(path))],
+        options({"input-dir": data_dir, **split_dirs}) + preprocess.label_options(data_schema),
     )
     training_env = {
         "SM_CHANNEL_TRAIN": str(splits["train"]),
         "SM_CHANNEL_VALIDATION": str(splits["validation"]),
         "SM_MODEL_DIR": str(training_model_dir),
     }
-    step("train", hyperparameter_args, env=training_env)
+    step("train", options(hyperparameters or {}), env=training_env)
     package_model(training_model_dir, run.model_archive)
-    step(
-        "evaluate",
-        [
-            "--model-dir",
-            str(run.model_archive.parent),
-            "--test-dir",
-            str(splits["test"]),
-            "--output-dir",
-            str(run.evaluation_file.parent),
-        ],
-    )
-    write_report(run.report(), run.report_file)
+    evaluate_dirs = {
+        "model-dir": run.model_archive.parent,
+        "test-dir": splits["test"],
+        "output-dir": run.evaluation_file.parent,
+    }
+    step("evaluate", options(evaluate_dirs))
+    run.report_file.write_text(render(run.report()))
     return run

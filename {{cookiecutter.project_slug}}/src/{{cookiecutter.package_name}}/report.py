@@ -5,19 +5,10 @@ from the registered package's model-quality metrics): no plotting library, no ne
 """
 
 import html
-from pathlib import Path
 
 REPORT_FILE_NAME = "report.html"
 SIZE = 280  # plot side, pixels
 MARGIN = 40
-
-
-def _polyline(xs: list[float], ys: list[float]) -> str:
-    points = " ".join(
-        f"{MARGIN + x * SIZE:.1f},{MARGIN + (1 - y) * SIZE:.1f}"
-        for x, y in zip(xs, ys, strict=True)
-    )
-    return f'<polyline fill="none" stroke="#1f77b4" stroke-width="2" points="{points}"/>'
 
 
 def _text(x: float, y: float, content: str, anchor: str = "middle", extra: str = "") -> str:
@@ -30,6 +21,10 @@ def _text(x: float, y: float, content: str, anchor: str = "middle", extra: str =
 def curve_svg(title: str, xs: list[float], ys: list[float], x_label: str, y_label: str) -> str:
     """A square plot of one curve on [0, 1] x [0, 1], with axes, ticks and labels."""
     side = SIZE + 2 * MARGIN
+    points = " ".join(
+        f"{MARGIN + x * SIZE:.1f},{MARGIN + (1 - y) * SIZE:.1f}"
+        for x, y in zip(xs, ys, strict=True)
+    )
     ticks = "".join(
         _text(MARGIN + t * SIZE, MARGIN + SIZE + 14, f"{t:g}")
         + _text(MARGIN - 6, MARGIN + (1 - t) * SIZE + 4, f"{t:g}", anchor="end")
@@ -42,7 +37,7 @@ def curve_svg(title: str, xs: list[float], ys: list[float], x_label: str, y_labe
         + f'<rect x="{MARGIN}" y="{MARGIN}" width="{SIZE}" height="{SIZE}" '
         'fill="none" stroke="#999"/>'
         + ticks
-        + _polyline(xs, ys)
+        + f'<polyline fill="none" stroke="#1f77b4" stroke-width="2" points="{points}"/>'
         + _text(side / 2, side - 6, x_label)
         + _text(0, 0, y_label, extra=f' transform="translate(12,{side / 2:.0f}) rotate(-90)"')
         + "</svg>"
@@ -92,10 +87,3 @@ def render(evaluation: dict) -> str:
         )
         + "</body></html>\n"
     )
-
-
-def write_report(evaluation: dict, path: Path) -> Path:
-    """Write the report page for an evaluation to path."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render(evaluation))
-    return path
