@@ -21,7 +21,6 @@ SAGEMAKER_PIPELINE_NAME = "{{ cookiecutter.__sagemaker_pipeline_name }}"
 MODEL_PACKAGE_GROUP_NAME = "{{ cookiecutter.__model_package_group_name }}"
 ARTIFACT_BUCKET_PREFIX = "{{ cookiecutter.__artifact_bucket_prefix }}"
 SAGEMAKER_ROLE_NAME = "{{ cookiecutter.__sagemaker_role_name }}"
-GITHUB_TOKEN_SECRET_NAME = "{{ cookiecutter.__github_token_secret_name }}"
 GITHUB_CONNECTION_NAME = "{{ cookiecutter.__github_connection_name }}"
 STAGING_ENDPOINT_NAME = "{{ cookiecutter.__staging_endpoint_name }}"
 PROD_ENDPOINT_NAME = "{{ cookiecutter.__prod_endpoint_name }}"
@@ -39,6 +38,5 @@ QUALITY_THRESHOLD = {{ cookiecutter.quality_threshold | float }}
 PROCESSING_INSTANCE_TYPE = "{{ cookiecutter.processing_instance_type }}"
 TRAINING_INSTANCE_TYPE = "{{ cookiecutter.training_instance_type }}"
 ENDPOINT_INSTANCE_TYPE = "{{ cookiecutter.endpoint_instance_type }}"
-
 
 TAGS = [{"Key": "project", "Value": PROJECT_SLUG}]
