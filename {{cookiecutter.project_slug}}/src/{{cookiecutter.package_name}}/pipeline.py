@@ -4,9 +4,6 @@ Built with the SageMaker Python SDK v3 (`sagemaker.mlops.workflow`). Building it
 step scripts to the artifact bucket, so it needs S3 (moto is enough: `definition --offline`).
 All three jobs run on the SageMaker framework image that `steps/classifier.py` names, which
 also serves the model.
-
-One function builds each step from the parameters and a StepContext (session, image,
-processor), built once; `get_pipeline` composes them.
 """
 
 import gzip
@@ -30,16 +27,11 @@ from sagemaker.core.workflow.parameters import (
 )
 from sagemaker.core.workflow.pipeline_context import PipelineSession
 from sagemaker.core.workflow.properties import PropertyFile
+from sagemaker.mlops.workflow import retry
 from sagemaker.mlops.workflow.condition_step import ConditionStep
 from sagemaker.mlops.workflow.fail_step import FailStep
 from sagemaker.mlops.workflow.model_step import ModelStep
 from sagemaker.mlops.workflow.pipeline import Pipeline
-from sagemaker.mlops.workflow.retry import (
-    SageMakerJobExceptionTypeEnum,
-    SageMakerJobStepRetryPolicy,
-    StepExceptionTypeEnum,
-    StepRetryPolicy,
-)
 from sagemaker.mlops.workflow.steps import CacheConfig, ProcessingStep, TrainingStep
 from sagemaker.serve.model_builder import ModelBuilder
 from sagemaker.train import ModelTrainer
@@ -62,17 +54,20 @@ EVALUATION_REPORT = "EvaluationReport"
 # Steps whose result is reused while their inputs, code and settings are unchanged.
 STEP_CACHE = CacheConfig(enable_caching=True, expire_after="P30D")
 # The pipeline service itself was throttled or failed: retry soon.
-SERVICE_RETRY = StepRetryPolicy(
-    exception_types=[StepExceptionTypeEnum.THROTTLING, StepExceptionTypeEnum.SERVICE_FAULT],
+SERVICE_RETRY = retry.StepRetryPolicy(
+    exception_types=[
+        retry.StepExceptionTypeEnum.THROTTLING,
+        retry.StepExceptionTypeEnum.SERVICE_FAULT,
+    ],
     interval_seconds=10,
     backoff_rate=2.0,
     max_attempts=5,
 )
 # No instance capacity or an account limit reached: wait longer before trying again.
-CAPACITY_RETRY = SageMakerJobStepRetryPolicy(
+CAPACITY_RETRY = retry.SageMakerJobStepRetryPolicy(
     exception_types=[
-        SageMakerJobExceptionTypeEnum.CAPACITY_ERROR,
-        SageMakerJobExceptionTypeEnum.RESOURCE_LIMIT,
+        retry.SageMakerJobExceptionTypeEnum.CAPACITY_ERROR,
+        retry.SageMakerJobExceptionTypeEnum.RESOURCE_LIMIT,
     ],
     interval_seconds=60,
     backoff_rate=2.0,
@@ -83,10 +78,8 @@ JOB_RETRIES = [SERVICE_RETRY, CAPACITY_RETRY]
 MEDIA_TYPES = [inference.CSV, inference.JSON]
 # The training code archive: the train script and the files it imports.
 TRAINING_CODE_FILES = ("train.py", "data_schema.py", "inference.py", "classifier.py")
-# Script-mode serving on the framework image: the image's model server imports
-# SAGEMAKER_PROGRAM from SAGEMAKER_SUBMIT_DIRECTORY. The training job leaves the inference
-# module in model.tar.gz under code/, which SageMaker unpacks into /opt/ml/model; these are
-# the values the SDK itself sets for a model repacked with its code.
+# Script mode: the image's model server imports SAGEMAKER_PROGRAM from code/ of model.tar.gz
+# (unpacked into /opt/ml/model), the values the SDK sets for a model repacked with its code.
 INFERENCE_ENVIRONMENT = {
     "SAGEMAKER_PROGRAM": "inference.py",
     "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
@@ -110,8 +103,7 @@ def training_code_archive() -> bytes:
 
 
 def pipeline_parameters(input_data_uri: str, commit_id: str) -> dict[str, Parameter]:
-    """The parameters an execution may override, by name, defaulting to this project's
-    settings (in the order the definition lists them)."""
+    """The parameters an execution may override, by name, in the definition's order."""
     parameters = [
         ParameterString("InputDataUrl", default_value=input_data_uri),
         ParameterString("ProcessingInstanceType", default_value=config.PROCESSING_INSTANCE_TYPE),
@@ -126,8 +118,7 @@ def pipeline_parameters(input_data_uri: str, commit_id: str) -> dict[str, Parame
 
 
 class StepContext:
-    """What the steps share: the parameters, where they run, the SDK session, the image and
-    the processor."""
+    """What the steps share: parameters, bucket, role, SDK session, image and processor."""
 
     def __init__(
         self,
@@ -158,25 +149,23 @@ class StepContext:
             tags=config.TAGS,
         )
 
-    def upload(self, file_name: str, body: bytes) -> str:
-        """Upload step code under a key holding its content hash; return its S3 URI.
+    def upload(self, file_name: str, body: bytes | None = None) -> str:
+        """Upload step code (the step script file_name, unless body is given) under a key
+        holding its content hash; return its S3 URI.
 
         The step's arguments (its cache key) then change exactly when the code does. Left to
         the SDK, a local script path is hashed together with its absolute path, so every new
         checkout directory (CodeBuild's is new for each build) would rerun every job.
         """
+        if body is None:
+            body = (STEPS_DIR / file_name).read_bytes()
         digest = hashlib.sha256(body).hexdigest()
         key = f"{config.SAGEMAKER_PIPELINE_NAME}/code/{digest}/{file_name}"
         self.boto_session.client("s3").put_object(Bucket=self.bucket, Key=key, Body=body)
         return f"s3://{self.bucket}/{key}"
 
-    def upload_script(self, file_name: str) -> str:
-        """Upload one step script (`preprocess.py`, `evaluate.py`); its S3 URI."""
-        return self.upload(file_name, (STEPS_DIR / file_name).read_bytes())
-
     def output(self, step_name: str, name: str) -> shapes.ProcessingOutput:
-        """A processing job's output, under a prefix unique to each execution, so runs never
-        overwrite each other's files."""
+        """A processing job's output, under a prefix per execution: no run overwrites another's."""
         execution_prefix = Join(
             on="/",
             values=[
@@ -198,13 +187,13 @@ class StepContext:
         )
 
 
-def processing_input(name: str, source, local_dir: str) -> shapes.ProcessingInput:
-    """An S3 prefix (or a step's output) copied into /opt/ml/processing/<local_dir>."""
+def processing_input(name: str, source) -> shapes.ProcessingInput:
+    """An S3 prefix (or a step's output) copied into /opt/ml/processing/<name>."""
     return shapes.ProcessingInput(
         input_name=name,
         s3_input=shapes.ProcessingS3Input(
             s3_uri=source,
-            local_path=f"{preprocess.PROCESSING_DIR}/{local_dir}",
+            local_path=f"{preprocess.PROCESSING_DIR}/{name}",
             s3_data_type="S3Prefix",
             s3_input_mode="File",
         ),
@@ -221,9 +210,9 @@ def preprocess_step(context: StepContext) -> ProcessingStep:
     return ProcessingStep(
         name=PREPROCESS_STEP,
         step_args=context.processor.run(
-            code=context.upload_script("preprocess.py"),
+            code=context.upload("preprocess.py"),
             arguments=preprocess.label_options(data_schema),
-            inputs=[processing_input("input", context.parameters["InputDataUrl"], "input")],
+            inputs=[processing_input("input", context.parameters["InputDataUrl"])],
             outputs=[context.output(PREPROCESS_STEP, name) for name in preprocess.SPLIT_FILE_NAMES],
         ),
         cache_config=STEP_CACHE,
@@ -279,11 +268,6 @@ def train_step(context: StepContext, preprocessed: ProcessingStep) -> TrainingSt
     )
 
 
-def model_data(trained: TrainingStep):
-    """The S3 URI of the model.tar.gz the training job wrote."""
-    return trained.properties.ModelArtifacts.S3ModelArtifacts
-
-
 def evaluate_step(
     context: StepContext, preprocessed: ProcessingStep, trained: TrainingStep
 ) -> ProcessingStep:
@@ -296,10 +280,10 @@ def evaluate_step(
     return ProcessingStep(
         name=EVALUATE_STEP,
         step_args=context.processor.run(
-            code=context.upload_script("evaluate.py"),
+            code=context.upload("evaluate.py"),
             inputs=[
-                processing_input("model", model_data(trained), "model"),
-                processing_input("test", split_uri(preprocessed, "test"), "test"),
+                processing_input("model", trained.properties.ModelArtifacts.S3ModelArtifacts),
+                processing_input("test", split_uri(preprocessed, "test")),
             ],
             outputs=[context.output(EVALUATE_STEP, EVALUATION_OUTPUT)],
         ),
@@ -324,7 +308,7 @@ def register_step(
         ],
     )
     model_builder = ModelBuilder(
-        s3_model_data_url=model_data(trained),
+        s3_model_data_url=trained.properties.ModelArtifacts.S3ModelArtifacts,
         image_uri=context.image_uri,
         role_arn=context.role_arn,
         sagemaker_session=context.session,
