@@ -92,10 +92,10 @@ def cmd_local(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve a model.tar.gz on 127.0.0.1 until interrupted."""
-    from {{ cookiecutter.package_name }}.server import make_server
+    from {{ cookiecutter.package_name }}.server import ModelServer
 
     try:
-        server = make_server(args.model, args.port, args.host)
+        server = ModelServer(args.model, args.port, args.host)
     except ValueError as error:
         raise UserError(f"{error} (train one with `make local-pipeline`)") from error
     except OSError as error:

@@ -131,12 +131,12 @@ def _http_endpoint(url: str):
 
 
 def _local_server(workdir):
-    from {{ cookiecutter.package_name }}.server import make_server
+    from {{ cookiecutter.package_name }}.server import ModelServer
 
     run = local.run_local_pipeline(
         data.write_dataset(workdir / "data").parent, workdir / "build", echo=lambda _: None
     )
-    httpd = make_server(run.model_archive, port=0)
+    httpd = ModelServer(run.model_archive, port=0)
     threading.Thread(
         target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
     ).start()

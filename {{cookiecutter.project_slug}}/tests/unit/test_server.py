@@ -45,7 +45,7 @@ def serving(httpd) -> Iterator[tuple[str, int]]:
 @pytest.fixture(scope="module")
 def address(archive):
     """host, port of a server for the tiny model."""
-    with serving(server.make_server(archive, port=0)) as address:
+    with serving(server.ModelServer(archive, port=0)) as address:
         yield address
 
 
@@ -99,7 +99,7 @@ def test_the_contenttype_header_counts_too(address):
 
 def test_the_default_accept_follows_the_serving_variable(archive, monkeypatch):
     monkeypatch.setenv(server.DEFAULT_ACCEPT_VARIABLE, "text/csv")
-    with serving(server.make_server(archive, port=0)) as address:
+    with serving(server.ModelServer(archive, port=0)) as address:
         status, content_type, _ = invoke(address, CSV_BODY, accept="*/*")
     assert (status, content_type) == (200, "text/csv; charset=utf-8")
 
@@ -149,7 +149,7 @@ def test_other_paths_are_404_and_other_methods_405(address):
 
 
 def test_an_error_in_the_inference_module_is_a_500(archive, monkeypatch):
-    httpd = server.make_server(archive, port=0)
+    httpd = server.ModelServer(archive, port=0)
     monkeypatch.setattr(httpd, "model", None)  # predict_fn now fails
     with serving(httpd) as address:
         status, _, _ = invoke(address, CSV_BODY)
@@ -162,9 +162,9 @@ def test_archive_without_inference_code_is_refused(tmp_path):
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(tmp_path / "xgboost-model", arcname="xgboost-model")
     with pytest.raises(ValueError, match=r"has no code/inference\.py"):
-        server.make_server(archive, port=0)
+        server.ModelServer(archive, port=0)
 
 
 def test_missing_archive_is_refused(tmp_path):
     with pytest.raises(ValueError, match="no model archive"):
-        server.make_server(tmp_path / "missing.tar.gz", port=0)
+        server.ModelServer(tmp_path / "missing.tar.gz", port=0)
