@@ -1,9 +1,8 @@
 """The data loader: the table the model learns from, as one CSV with a header row.
 
 The default table is synthetic: customers of a subscription service, made by the seeded
-generator below (same bytes on every run, nothing downloaded). Whether a customer churned
-depends on the contract, the tenure, the monthly charges, the support calls and the internet
-service, plus noise; a few monthly charges are missing, as in real exports.
+generator below (same bytes on every run, nothing downloaded), with a few monthly charges
+missing, as in real exports.
 
 To use your own table, make `load_dataset()` return it (a pandas DataFrame holding the columns
 that `steps/data_schema.py` declares) and declare its columns there: `make data`, the local
