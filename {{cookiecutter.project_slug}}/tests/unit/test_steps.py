@@ -212,14 +212,14 @@ def test_the_classifier_scores_the_same_once_saved_and_loaded(splits, tmp_path):
     encoder = inference.Model(None, train.fit_transform(tables["train"]))
     categorical = [kind == data_schema.CATEGORICAL for kind in encoder.kinds]
     fitted = classifier.fit(
-        train.encoded(tables["train"], encoder),
-        train.encoded(tables["validation"], encoder),
+        train.encoded(tables["train"], encoder, "train"),
+        train.encoded(tables["validation"], encoder, "validation"),
         encoder.features,
         categorical,
         dict(classifier.HYPERPARAMETERS),
     )
     classifier.save(fitted, tmp_path)
-    test_matrix, _ = train.encoded(tables["test"], encoder)
+    test_matrix, _ = train.encoded(tables["test"], encoder, "test")
     loaded = classifier.load(tmp_path)
     assert np.array_equal(
         classifier.predict(loaded, test_matrix), classifier.predict(fitted, test_matrix)
@@ -235,7 +235,7 @@ def test_text_in_a_numeric_column_is_one_clear_error(channels, splits, capsys):
     assert train.main([]) == 1
     error = capsys.readouterr().err
     assert error.count("\n") == 1
-    assert f"'{NUMERIC[0]}' is declared numeric" in error and "'n/a'" in error
+    assert f"'{NUMERIC[0]}' is numeric, got 'n/a'" in error and "data_schema.py" in error
 
 
 def test_train_without_channels_names_the_variables(monkeypatch, capsys):
