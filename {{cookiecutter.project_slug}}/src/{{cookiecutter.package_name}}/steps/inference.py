@@ -7,25 +7,16 @@ SAGEMAKER_SUBMIT_DIRECTORY to them. The image's model server calls model_fn once
 then input_fn, predict_fn and output_fn for each request. The local server
 (`make serve`) and the evaluate step run this same file, taken from the same
 model.tar.gz. It imports nothing from the project package but classifier.py, and nothing
-from the machine-learning library itself: the encoding and the HTTP contract below hold
-whatever the classifier.
+from the machine-learning library itself: the encoding and the HTTP contract hold whatever
+the classifier.
 
-Requests (no header row, no label):
-- `text/csv`: one record per line, the feature values in the order of `transform.json`
-  (the schema's order); an empty field is a missing value.
-- `application/json`: one object, or a list of objects, keyed by feature name; null is a
-  missing value.
-A category the training data did not have is scored as a missing value.
-
-Answers, one per record, in order:
-- `text/csv`: one probability per line.
-- `application/json`: {"predictions": [{"score": probability}, ...]}.
-
-Bad requests get a 4xx answer with a JSON body {"error": ..., "error-message": one line}.
-The image's server (sagemaker-containers, in the XGBoost and the scikit-learn images alike)
-turns any exception raised here into a 500, so a rejection travels as a value through
-predict_fn to output_fn, which returns it as a WSGI response (the image's Flask worker calls
-it; the local server reads its status and body).
+docs/model.md lists the requests and answers: text/csv (a record per line, values in the
+order of `transform.json`) or application/json (objects keyed by feature name), a
+probability per record. A bad request gets a 4xx answer with a JSON body {"error": ...,
+"error-message": one line}. The image's server (sagemaker-containers, in the XGBoost and the
+scikit-learn images alike) turns any exception raised here into a 500, so a rejection
+travels as a value through predict_fn to output_fn, which returns it as a WSGI response (the
+image's Flask worker calls it; the local server reads its status and body).
 """
 
 # The container's Python may be older than the project's: keep annotations unevaluated.
@@ -68,17 +59,11 @@ class Rejection:
         self.status = status
         self.message = message
 
-    @property
-    def body(self) -> bytes:
-        """The JSON error body."""
-        error = {"error": REASONS.get(self.status, "Error"), "error-message": self.message}
-        return json.dumps(error).encode()
-
     def __call__(self, environ, start_response):
-        body = self.body
+        reason = REASONS.get(self.status, "Error")
+        body = json.dumps({"error": reason, "error-message": self.message}).encode()
         start_response(
-            f"{self.status} {REASONS.get(self.status, 'Error')}",
-            [("Content-Type", JSON), ("Content-Length", str(len(body)))],
+            f"{self.status} {reason}", [("Content-Type", JSON), ("Content-Length", str(len(body)))]
         )
         return [body]
 
@@ -106,9 +91,7 @@ class Model:
         matrix = np.full((len(records), len(self.features)), math.nan)
         for row, record in enumerate(records):
             for column, value in enumerate(record):
-                if value is None:
-                    continue
-                text = str(value).strip()
+                text = "" if value is None else str(value).strip()
                 if not text:
                     continue
                 if self.kinds[column] == CATEGORICAL:
