@@ -87,17 +87,6 @@ def read_test_split(test_dir: Path) -> pd.DataFrame:
     )
 
 
-def score(inference, model, table: pd.DataFrame) -> np.ndarray:
-    """The positive-class probability of each test record, through predict_fn."""
-    missing = [name for name in model.features if name not in table.columns]
-    if missing:
-        raise ValueError(f"the test split has no column {', '.join(map(repr, missing))}")
-    scores = inference.predict_fn(table[model.features].to_numpy().tolist(), model)
-    if isinstance(scores, inference.Rejection):
-        raise ValueError(f"the model refused the test split: {scores.message}")
-    return np.asarray(scores)
-
-
 def thin(*curves: np.ndarray) -> list[list[float]]:
     """Every curve sampled at the same at most MAX_CURVE_POINTS indices, ends kept."""
     count = len(curves[0])
@@ -121,10 +110,8 @@ def quality_report(
         "recall": metrics.recall_score(labels, predicted, zero_division=0),
     }
     counts = metrics.confusion_matrix(labels, predicted, labels=[0, 1])
-    false_positive_rates, true_positive_rates, _ = metrics.roc_curve(labels, scores)
-    precisions, recalls, _ = metrics.precision_recall_curve(labels, scores)
-    false_positive_rates, true_positive_rates = thin(false_positive_rates, true_positive_rates)
-    precisions, recalls = thin(precisions, recalls)
+    false_positive_rates, true_positive_rates = thin(*metrics.roc_curve(labels, scores)[:2])
+    precisions, recalls = thin(*metrics.precision_recall_curve(labels, scores)[:2])
     return {
         "binary_classification_metrics": {
             **{
@@ -164,15 +151,17 @@ def main(argv: list[str] | None = None) -> int:
             table = read_test_split(args.test_dir)
             transform = model.transform
             labels = table[transform["label"]].astype(int).to_numpy()
-            scores = score(inference, model, table)
+            if len(np.unique(labels)) < 2:
+                raise ValueError("the test split holds a single class; AUC is undefined")
+            # Through predict_fn, as the endpoint scores a request.
+            scores = inference.predict_fn(table[model.features].to_numpy().tolist(), model)
+            if isinstance(scores, inference.Rejection):
+                raise ValueError(f"the model refused the test split: {scores.message}")
         except (ValueError, KeyError) as error:
             print(f"evaluate: {error}", file=sys.stderr)
             return 1
-    if len(np.unique(labels)) < 2:
-        print("evaluate: the test split holds a single class; AUC is undefined", file=sys.stderr)
-        return 1
     classes = (transform["negative_class"], transform["positive_class"])
-    report = quality_report(labels, scores, classes)
+    report = quality_report(labels, np.asarray(scores), classes)
     args.output_dir.mkdir(parents=True, exist_ok=True)
     (args.output_dir / EVALUATION_FILE_NAME).write_text(json.dumps(report, indent=2) + "\n")
     summary = ", ".join(
