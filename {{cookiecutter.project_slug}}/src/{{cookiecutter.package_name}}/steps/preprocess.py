@@ -99,14 +99,12 @@ def split(table: pd.DataFrame, seed: int = SPLIT_SEED) -> dict[str, pd.DataFrame
 
 def label_options(data_schema) -> list[str]:
     """The options that pass a schema module's label column and classes to this script."""
-    return [
-        "--label-column",
-        str(data_schema.LABEL),
-        "--positive-class",
-        str(data_schema.POSITIVE_CLASS),
-        "--negative-class",
-        str(data_schema.NEGATIVE_CLASS),
-    ]
+    values = {
+        "label-column": data_schema.LABEL,
+        "positive-class": data_schema.POSITIVE_CLASS,
+        "negative-class": data_schema.NEGATIVE_CLASS,
+    }
+    return [arg for name, value in values.items() for arg in (f"--{name}", str(value))]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -133,10 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"preprocess: {error}", file=sys.stderr)
         return 1
     parts = split(table, args.seed)
-    if (
-        min(parts["train"][args.label_column].nunique(), parts["test"][args.label_column].nunique())
-        < 2
-    ):
+    if any(parts[name][args.label_column].nunique() < 2 for name in ("train", "test")):
         print(
             f"preprocess: {len(table)} rows are too few: the train and test splits each need "
             f"both {args.positive_class!r} and {args.negative_class!r} rows",
