@@ -269,6 +269,7 @@ AWS_NAME_LIMITS = {
     "__prod_endpoint_name": ("SageMaker production endpoint", 63, 0),
     "__build_pipeline_name": ("CodePipeline model build pipeline", 100, 0),
     "__deploy_pipeline_name": ("CodePipeline model deploy pipeline", 100, 0),
+    "__bootstrap_stack_name": ("CloudFormation bootstrap stack", 128, 0),
     "__build_stack_name": ("CloudFormation build stack", 128, 0),
     "__deploy_stack_name": ("CloudFormation deploy stack", 128, 0),
     "__staging_stack_name": ("CloudFormation staging endpoint stack", 128, 0),

@@ -24,6 +24,7 @@ docs/model.md
 docs/operations.md
 docs/rehearsal.md
 docs/rollback.md
+infra/bootstrap.yml
 infra/config/prod.json
 infra/config/staging.json
 infra/endpoint.yml

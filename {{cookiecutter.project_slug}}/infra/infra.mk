@@ -9,6 +9,7 @@ AWS_REGION ?= {{ cookiecutter.aws_region }}
 AWS := aws --region $(AWS_REGION)
 # v2 pages its output on a terminal; v1 never does.
 export AWS_PAGER :=
+BOOTSTRAP_STACK := {{ cookiecutter.__bootstrap_stack_name }}
 BUILD_STACK := {{ cookiecutter.__build_stack_name }}
 DEPLOY_STACK := {{ cookiecutter.__deploy_stack_name }}
 STAGING_STACK := {{ cookiecutter.__staging_stack_name }}
@@ -34,6 +35,10 @@ CONFIRM ?=
 
 # $(call stack_output,<stack>,<output key>): one output value of a deployed stack.
 stack_output = $(AWS) cloudformation describe-stacks --stack-name $(1) --query "Stacks[0].Outputs[?OutputKey=='$(2)'].OutputValue" --output text
+# `aws cloudformation deploy` refuses a template over 51,200 bytes unless it goes through S3,
+# and the pipeline stacks' templates can be larger: both go through the bootstrap stack's bucket.
+TEMPLATE_UPLOAD = --s3-bucket "$$($(call stack_output,$(BOOTSTRAP_STACK),TemplateBucketName))" \
+	--s3-prefix {{ cookiecutter.project_slug }}
 
 .PHONY: ci-build stage-config deploy-prod aws-cli bootstrap teardown retrain
 
@@ -87,8 +92,12 @@ bootstrap: $(NEEDS_VENV) aws-cli ## Deploy both pipeline stacks and push {{ cook
 	AWS_REGION=$(AWS_REGION) $(PY) -m $(CLI) connection --arn "$(CONNECTION_ARN)" \
 		--wait-seconds $(CONNECTION_WAIT_SECONDS) > $(CONNECTION_ARN_FILE)
 {%- endif %}
+	@echo "==> Deploying $(BOOTSTRAP_STACK): the bucket the pipeline stacks' templates go through"
+	$(AWS) cloudformation deploy --stack-name $(BOOTSTRAP_STACK) --template-file infra/bootstrap.yml \
+		--no-fail-on-empty-changeset --tags project={{ cookiecutter.project_slug }}
 	@echo "==> Deploying $(BUILD_STACK): artifact bucket, repository, SageMaker role, model build pipeline"
 	$(AWS) cloudformation deploy --stack-name $(BUILD_STACK) --template-file infra/model-build-pipeline.yml \
+		$(TEMPLATE_UPLOAD) \
 		--capabilities CAPABILITY_NAMED_IAM --no-fail-on-empty-changeset --tags project={{ cookiecutter.project_slug }}{% if cookiecutter.source_provider == 'github' %} \
 		--parameter-overrides ConnectionArn="$$(cat $(CONNECTION_ARN_FILE))"{% endif %}
 	@echo "==> Uploading the merge function and deploying $(DEPLOY_STACK): approval rule, model deploy pipeline"
@@ -99,6 +108,7 @@ bootstrap: $(NEEDS_VENV) aws-cli ## Deploy both pipeline stacks and push {{ cook
 {%- endif %}
 	$(AWS) s3 cp "build/$${key#lambda/}" "s3://$$bucket/$$key"; \
 	$(AWS) cloudformation deploy --stack-name $(DEPLOY_STACK) --template-file infra/model-deploy-pipeline.yml \
+		$(TEMPLATE_UPLOAD) \
 		--capabilities CAPABILITY_IAM --no-fail-on-empty-changeset --tags project={{ cookiecutter.project_slug }} \
 		--parameter-overrides MergeFunctionCodeKey="$$key"{% if cookiecutter.source_provider == 'github' %} GitHubTokenSecretArn="$$secret" ConnectionArn="$$(cat $(CONNECTION_ARN_FILE))"{% endif %}
 	@echo "==> Pushing {{ cookiecutter.main_branch }} and {{ cookiecutter.dev_branch }} (the push to {{ cookiecutter.dev_branch }} starts the model build pipeline)"
@@ -131,6 +141,11 @@ teardown: $(NEEDS_VENV) ## Delete endpoints, pipelines, model packages and artif
 	if [ -n "$$bucket" ] && [ "$$bucket" != None ]; then $(PY) -m $(CLI) empty-bucket --bucket "$$bucket"; fi
 	$(AWS) cloudformation delete-stack --stack-name $(BUILD_STACK)
 	$(AWS) cloudformation wait stack-delete-complete --stack-name $(BUILD_STACK)
+	@echo "==> Emptying the template bucket, then deleting $(BOOTSTRAP_STACK)"
+	bucket="$$($(call stack_output,$(BOOTSTRAP_STACK),TemplateBucketName) 2>/dev/null || true)"; \
+	if [ -n "$$bucket" ] && [ "$$bucket" != None ]; then $(PY) -m $(CLI) empty-bucket --bucket "$$bucket"; fi
+	$(AWS) cloudformation delete-stack --stack-name $(BOOTSTRAP_STACK)
+	$(AWS) cloudformation wait stack-delete-complete --stack-name $(BOOTSTRAP_STACK)
 {%- if cookiecutter.source_provider == 'github' %}
 	@echo "Kept the GitHub connection {{ cookiecutter.__github_connection_name }} (bootstrap reuses it); delete it with: $(AWS) codeconnections delete-connection --connection-arn <its ARN, in build/github-connection-arn>"
 {%- endif %}
