@@ -16,7 +16,7 @@ ANSWERS_JSON = r"""{{ cookiecutter | tojson }}"""
 # uv.lock is copied without rendering (Jinja would take most of the bake on a file that
 # large); its one templated value is the project's name, filled in here. (Written in two
 # halves so that cookiecutter does not render it in this file.)
-LOCKED_PROJECT_NAME = '"{' + '{ cookiecutter.project_slug }' + '}"'
+LOCKED_PROJECT_NAME = '"{' + "{ cookiecutter.project_slug }" + '}"'
 LOCK_FILE = "uv.lock"
 
 # Variables a calling git process (e.g. a hook) may set; they would redirect our commands
