@@ -93,3 +93,21 @@ def test_the_aws_cli_refuses_the_largest_template_without_a_bucket_and_uploads_i
     run([*base, "--s3-bucket", "templates", "--s3-prefix", "longest"], longest, env=env)
     uploaded = s3.list_objects_v2(Bucket="templates", Prefix="longest/").get("Contents", [])
     assert [item["Size"] for item in uploaded] == [template.stat().st_size]
+
+
+def test_github_bootstrap_checks_the_repository_first_and_starts_the_first_build(tmp_path):
+    """The repository must exist before bootstrap; the push of a dev branch whose commit the
+    main branch already holds may not fire the V2 push trigger (no AWS or GitHub document
+    says it does), so bootstrap starts the first build itself."""
+    project = bake(tmp_path, source_provider="github")
+    result = make("bootstrap", project, env={"MAKEFLAGS": "-n"})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+
+    def first(pattern):
+        return next(number for number, line in enumerate(lines) if re.search(pattern, line))
+
+    assert first(r"git ls-remote ") < first(r"cloudformation deploy ")
+    push = first(r"^git push ")
+    start = first(r"codepipeline start-pipeline-execution --name model-build-")
+    assert push < start

@@ -82,6 +82,10 @@ aws-cli: ## Check that the AWS CLI on PATH is v2, or v1 from 1.42 on
 	esac
 
 bootstrap: $(NEEDS_VENV) aws-cli ## Deploy both pipeline stacks and push {{ cookiecutter.main_branch }} and {{ cookiecutter.dev_branch }} (needs AWS credentials)
+{%- if cookiecutter.source_provider == 'github' %}
+	@git ls-remote $(GIT_REMOTE) >/dev/null 2>&1 || { \
+		echo "bootstrap: cannot read $(GIT_REMOTE): create the GitHub repository {{ cookiecutter.github_repository }} first (empty is fine) and let git reach it (GIT_REMOTE=... for another URL)" >&2; exit 1; }
+{%- endif %}
 	@echo "==> AWS identity"
 	$(AWS) sts get-caller-identity --query Arn --output text
 {%- if cookiecutter.source_provider == 'github' %}
@@ -118,6 +122,11 @@ bootstrap: $(NEEDS_VENV) aws-cli ## Deploy both pipeline stacks and push {{ cook
 		-c credential.UseHttpPath=true push "$$url" {{ cookiecutter.main_branch }} {{ cookiecutter.dev_branch }}
 {%- else %}
 	git push $(GIT_REMOTE) {{ cookiecutter.main_branch }} {{ cookiecutter.dev_branch }}
+	@# {{ cookiecutter.dev_branch }} points at a commit {{ cookiecutter.main_branch }} already holds: neither the CodePipeline nor the GitHub
+	@# documentation says that such a push fires the V2 push trigger, so bootstrap starts the
+	@# first build itself (the pipeline is SUPERSEDED: a run the trigger starts too replaces it).
+	@echo "==> Starting the first build of $(BUILD_PIPELINE)"
+	$(AWS) codepipeline start-pipeline-execution --name $(BUILD_PIPELINE) --query pipelineExecutionId --output text
 {%- endif %}
 
 retrain: ## Start the model build pipeline at the current {{ cookiecutter.dev_branch }} commit (INPUT_DATA_URL=s3://... trains on that data)
