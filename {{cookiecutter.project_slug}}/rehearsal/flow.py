@@ -487,36 +487,48 @@ class Rehearsal:
 
     def _deliver_approval(self) -> str:
         """The approval rule passes the package's Approved event, on a moto bus."""
-        clients = self.workspace.clients
         rule_id, rule = approval_rule(self.stacks.deploy)
-        package = clients["sagemaker"].describe_model_package(
-            ModelPackageName=self.model_package_arn
-        )
-        self.approval_event = deliver_state_change(
-            clients["events"],
-            clients["sqs"],
-            self.stacks.deploy,
-            rule_id,
-            package,
-            f"{self.settings.project}-rehearsal",
-        )
         self.approval_rule_id = rule_id
+        self.approval_event = self._delivered_state_change("rehearsal")
         name = rule["Properties"].get("Name", rule_id)
         return f"rule {name} passed the Approved event (not the Rejected one) to SQS on moto"
 
-    def _start_deploy(self) -> str:
-        """The rule's target starts the deploy pipeline at the commit that built the package."""
+    def _delivered_state_change(self, bus_suffix: str) -> dict[str, Any]:
+        """The package's Approved state change as the approval rule delivers it."""
+        clients = self.workspace.clients
+        package = clients["sagemaker"].describe_model_package(
+            ModelPackageName=self.model_package_arn
+        )
+        return deliver_state_change(
+            clients["events"],
+            clients["sqs"],
+            self.stacks.deploy,
+            self.approval_rule_id,
+            package,
+            f"{self.settings.project}-{bus_suffix}",
+        )
+
+    def _run_starter(
+        self, event: dict[str, Any], where: str, log_name: str, expected_starts: int
+    ) -> list:
+        """The rule's starter function on the event, as its role (IAM checked); its starts."""
         role_arn = rule_target_role(self.stacks.deploy, self.approval_rule_id)
-        with self.workspace.acting_as(role_arn, "StartDeploy") as calls:
+        with self.workspace.acting_as(role_arn, where) as calls:
             starts, output = start_deploy(
                 self.stacks.deploy,
                 self.approval_rule_id,
-                self.approval_event,
+                event,
                 self.deploy.name,
                 self.settings.region,
+                expected_starts=expected_starts,
             )
-        self.workspace.check_iam(calls, "StartDeploy")
-        (self.log_dir / "start-deploy.log").write_text(output)
+        self.workspace.check_iam(calls, where)
+        (self.log_dir / log_name).write_text(output)
+        return starts
+
+    def _start_deploy(self) -> str:
+        """The rule's target starts the deploy pipeline at the commit that built the package."""
+        starts = self._run_starter(self.approval_event, "StartDeploy", "start-deploy.log", 1)
         commit = started_commit(starts[0])
         if commit != self.workspace.commit:
             raise StageFailed(
@@ -529,30 +541,8 @@ class Rehearsal:
     def _edit_approved(self) -> str:
         """An edit of the approved package (its description, say) sends a state change the
         rule passes as it passed the approval: the starter must start nothing."""
-        clients = self.workspace.clients
-        package = clients["sagemaker"].describe_model_package(
-            ModelPackageName=self.model_package_arn
-        )
-        event = deliver_state_change(
-            clients["events"],
-            clients["sqs"],
-            self.stacks.deploy,
-            self.approval_rule_id,
-            package,
-            f"{self.settings.project}-rehearsal-edit",
-        )
-        role_arn = rule_target_role(self.stacks.deploy, self.approval_rule_id)
-        with self.workspace.acting_as(role_arn, "EditApproved") as calls:
-            _, output = start_deploy(
-                self.stacks.deploy,
-                self.approval_rule_id,
-                event,
-                self.deploy.name,
-                self.settings.region,
-                expected_starts=0,
-            )
-        self.workspace.check_iam(calls, "EditApproved")
-        (self.log_dir / "edit-approved.log").write_text(output)
+        event = self._delivered_state_change("rehearsal-edit")
+        self._run_starter(event, "EditApproved", "edit-approved.log", 0)
         return "the rule passed an edit of the Approved package; the starter started nothing"
 
     def _model_deploy(self) -> None:
