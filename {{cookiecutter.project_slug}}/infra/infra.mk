@@ -81,7 +81,7 @@ aws-cli: ## Check that the AWS CLI on PATH is v2, or v1 from 1.42 on
 		*) echo "aws-cli: the AWS targets need the AWS CLI v2, or v1 1.42 or later (make install puts one in .venv/bin: PATH=\"$$PWD/.venv/bin:\$$PATH\"); found: $${version:-no aws on PATH}" >&2; exit 1 ;; \
 	esac
 
-bootstrap: $(NEEDS_VENV) aws-cli ## Deploy both pipeline stacks and push {{ cookiecutter.main_branch }} and {{ cookiecutter.dev_branch }} (needs AWS credentials)
+bootstrap: $(NEEDS_VENV) aws-cli ## Deploy the bootstrap and both pipeline stacks, push {{ cookiecutter.main_branch }} and {{ cookiecutter.dev_branch }} (needs AWS credentials)
 {%- if cookiecutter.source_provider == 'github' %}
 	@git ls-remote $(GIT_REMOTE) >/dev/null 2>&1 || { \
 		echo "bootstrap: cannot read $(GIT_REMOTE): create the GitHub repository {{ cookiecutter.github_repository }} first (empty is fine) and let git reach it (GIT_REMOTE=... for another URL)" >&2; exit 1; }
