@@ -293,6 +293,11 @@ AWS_NAME_LIMITS = {
     "__approval_waiting_rule_name": ("EventBridge approval rule", 64, 0),
     "__endpoint_alarm_rule_name": ("EventBridge endpoint alarm rule", 64, 0),
     "__merge_failed_rule_name": ("EventBridge merge failure rule", 64, 0),
+    "__permissions_boundary_name": ("IAM permissions boundary policy", 128, 0),
+    "__stacks_role_name": ("IAM CloudFormation role of the pipeline stacks", 64, 0),
+    "__pipeline_update_role_name": ("IAM pipeline update role", 64, 0),
+    "__role_path": ("IAM path of the project's roles", 512, 0),
+    "__update_project_name": ("CodeBuild pipeline update project", 255, 0),
 }
 # EventBridge Scheduler expressions: rate(<n> <unit>) or a six-field cron(...), whose
 # day-of-month or day-of-week is "?". One-time at(...) schedules do not retrain.

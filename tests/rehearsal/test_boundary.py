@@ -115,8 +115,8 @@ def write_pyproject(root: Path, section: str) -> Path:
 
 
 SETTINGS = (
-    '[tool.rehearsal]\npackage = "churn"\nregion = "eu-west-1"\nbuild-stack = "b"\n'
-    'deploy-stack = "d"\nmodel-approval-status = "Approved"\n'
+    '[tool.rehearsal]\npackage = "churn"\nregion = "eu-west-1"\nbootstrap-stack = "s"\n'
+    'build-stack = "b"\ndeploy-stack = "d"\nmodel-approval-status = "Approved"\n'
 )
 
 
@@ -126,6 +126,7 @@ def test_settings_read_from_pyproject(tmp_path):
         project="churn-model",
         package="churn",
         region="eu-west-1",
+        bootstrap_stack="s",
         build_stack="b",
         deploy_stack="d",
         model_approval_status="Approved",

@@ -232,8 +232,9 @@ def test_the_checker_counts_calls_and_names_unused_statements():
 
 @pytest.mark.parametrize("project", ["default_bake", "github_bake"], ids=["default", "github"])
 def test_the_deploy_template_roles_are_read_with_their_managed_policies(request, project):
-    stack = _deploy_stack(request.getfixturevalue(project))
-    policies = role_policies(stack.template, stack.resolve)
+    project = request.getfixturevalue(project)
+    stack = _deploy_stack(project)
+    policies = role_policies(stack.template, stack.resolve, _boundaries(project))
     checker = Checker(policies, ACCOUNT)
     prod_stack = stack.parameter("ProdStackName")
     describe = Call("DeployProdRole", "cloudformation", "DescribeStacks", {"StackName": prod_stack})
@@ -276,6 +277,18 @@ def test_a_managed_policy_from_outside_the_templates_cannot_be_evaluated():
     }
     with pytest.raises(IamError, match="AdministratorAccess is not declared in the template"):
         role_policies(template, lambda node: node)
+
+
+def _boundaries(project: Path) -> dict:
+    """The bake's permissions boundary (infra/bootstrap.yml): its ARN -> its document."""
+    bootstrap = Stack("bootstrap", load_template(project / "infra" / "bootstrap.yml"), *LOCATION)
+    return {
+        bootstrap.physical_id(logical_id): bootstrap.resolve(
+            resource["Properties"]["PolicyDocument"]
+        )
+        for logical_id, resource in bootstrap.template["Resources"].items()
+        if resource["Type"] == "AWS::IAM::ManagedPolicy"
+    }
 
 
 def _deploy_stack(project: Path):

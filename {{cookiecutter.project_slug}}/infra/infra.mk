@@ -39,10 +39,34 @@ stack_output = $(AWS) cloudformation describe-stacks --stack-name $(1) --query "
 # and the pipeline stacks' templates can be larger: both go through the bootstrap stack's bucket.
 TEMPLATE_UPLOAD = --s3-bucket "$$($(call stack_output,$(BOOTSTRAP_STACK),TemplateBucketName))" \
 	--s3-prefix {{ cookiecutter.project_slug }}
+# CloudFormation changes the pipeline stacks as the bootstrap stack's StacksRole, whoever
+# starts the change (make bootstrap or the UpdatePipelines action).
+STACKS_ROLE = --role-arn "$$($(call stack_output,$(BOOTSTRAP_STACK),StacksRoleArn))"
+# $(call stack_policy,<stack>,<file>): the stack policy make bootstrap sets (no push can change it).
+stack_policy = $(AWS) cloudformation set-stack-policy --stack-name $(1) --stack-policy-body file://$(2)
 
-.PHONY: ci-build stage-config deploy-prod aws-cli bootstrap teardown retrain
+.PHONY: ci-build update-pipelines stage-config deploy-prod aws-cli bootstrap teardown retrain
 
 ci-build: lint test-unit pipeline-definition ## The model build pipeline's Build stage: lint, unit tests, templates, definition
+
+update-pipelines: $(NEEDS_VENV) ## The UpdatePipelines action: check infra/, then update both pipeline stacks through change sets
+	@echo "==> Checking infra/: every role within the permissions boundary, cfn-lint, checkov"
+	$(PY) -m $(CLI) check-roles --boundary infra/bootstrap.yml:PermissionsBoundary \
+		infra/model-build-pipeline.yml infra/model-deploy-pipeline.yml
+	$(BIN)cfn-lint infra/*.yml
+	$(BIN)checkov --quiet --compact --skip-download --framework cloudformation -d infra
+	@echo "==> Updating $(BUILD_STACK) and $(DEPLOY_STACK) through change sets (as the stacks role)"
+	key="$$($(PY) -m $(CLI) package-lambda --source $(MERGE_FUNCTION_SOURCE) --output-dir build)"; \
+	bucket="$$($(call stack_output,$(BUILD_STACK),ArtifactBucketName))"; \
+	$(AWS) s3 cp "build/$${key#lambda/}" "s3://$$bucket/$$key"; \
+	$(PY) -m $(CLI) update-stacks \
+		--stack $(BUILD_STACK)=infra/model-build-pipeline.yml \
+		--stack $(DEPLOY_STACK)=infra/model-deploy-pipeline.yml \
+		--parameter $(DEPLOY_STACK):MergeFunctionCodeKey="$$key" \
+		--template-bucket "$$($(call stack_output,$(BOOTSTRAP_STACK),TemplateBucketName))" \
+		--template-prefix {{ cookiecutter.project_slug }} \
+		--role-arn "$$($(call stack_output,$(BOOTSTRAP_STACK),StacksRoleArn))" \
+		--restarts $(BUILD_STACK):BuildPipeline
 
 stage-config: $(NEEDS_VENV) ## Resolve this commit's approved model package; write build/deploy/<stage>.json
 	$(PY) -m $(CLI) stage-config --config-dir infra/config --output-dir $(DEPLOY_DIR)
@@ -96,14 +120,17 @@ bootstrap: $(NEEDS_VENV) aws-cli ## Deploy the bootstrap and both pipeline stack
 	AWS_REGION=$(AWS_REGION) $(PY) -m $(CLI) connection --arn "$(CONNECTION_ARN)" \
 		--wait-seconds $(CONNECTION_WAIT_SECONDS) > $(CONNECTION_ARN_FILE)
 {%- endif %}
-	@echo "==> Deploying $(BOOTSTRAP_STACK): the bucket the pipeline stacks' templates go through"
+	@echo "==> Deploying $(BOOTSTRAP_STACK): template bucket, permissions boundary, the roles that update the pipeline stacks"
 	$(AWS) cloudformation deploy --stack-name $(BOOTSTRAP_STACK) --template-file infra/bootstrap.yml \
-		--no-fail-on-empty-changeset --tags project={{ cookiecutter.project_slug }}
+		--capabilities CAPABILITY_NAMED_IAM --no-fail-on-empty-changeset --tags project={{ cookiecutter.project_slug }}
 	@echo "==> Deploying $(BUILD_STACK): artifact bucket, repository, SageMaker role, model build pipeline"
 	$(AWS) cloudformation deploy --stack-name $(BUILD_STACK) --template-file infra/model-build-pipeline.yml \
-		$(TEMPLATE_UPLOAD) \
+		$(TEMPLATE_UPLOAD) $(STACKS_ROLE) \
 		--capabilities CAPABILITY_NAMED_IAM --no-fail-on-empty-changeset --tags project={{ cookiecutter.project_slug }}{% if cookiecutter.source_provider == 'github' %} \
 		--parameter-overrides ConnectionArn="$$(cat $(CONNECTION_ARN_FILE))"{% endif %}
+	$(call stack_policy,$(BUILD_STACK),infra/stack-policies/model-build.json)
+	@# CodePipeline runs a pipeline it creates at once; the first build is the push's.
+	$(PY) -m $(CLI) stop-first-run --pipeline $(BUILD_PIPELINE)
 	@echo "==> Uploading the merge function and deploying $(DEPLOY_STACK): approval rule, model deploy pipeline"
 	bucket="$$($(call stack_output,$(BUILD_STACK),ArtifactBucketName))"; \
 	key="$$($(PY) -m $(CLI) package-lambda --source $(MERGE_FUNCTION_SOURCE) --output-dir build)"; \
@@ -112,9 +139,11 @@ bootstrap: $(NEEDS_VENV) aws-cli ## Deploy the bootstrap and both pipeline stack
 {%- endif %}
 	$(AWS) s3 cp "build/$${key#lambda/}" "s3://$$bucket/$$key"; \
 	$(AWS) cloudformation deploy --stack-name $(DEPLOY_STACK) --template-file infra/model-deploy-pipeline.yml \
-		$(TEMPLATE_UPLOAD) \
+		$(TEMPLATE_UPLOAD) $(STACKS_ROLE) \
 		--capabilities CAPABILITY_IAM --no-fail-on-empty-changeset --tags project={{ cookiecutter.project_slug }} \
 		--parameter-overrides MergeFunctionCodeKey="$$key"{% if cookiecutter.source_provider == 'github' %} GitHubTokenSecretArn="$$secret" ConnectionArn="$$(cat $(CONNECTION_ARN_FILE))"{% endif %}
+	$(call stack_policy,$(DEPLOY_STACK),infra/stack-policies/model-deploy.json)
+	$(PY) -m $(CLI) stop-first-run --pipeline {{ cookiecutter.__deploy_pipeline_name }}
 	@echo "==> Pushing {{ cookiecutter.main_branch }} and {{ cookiecutter.dev_branch }} (the push to {{ cookiecutter.dev_branch }} starts the model build pipeline)"
 {%- if cookiecutter.source_provider == 'codecommit' %}
 	url="$$($(call stack_output,$(BUILD_STACK),RepositoryCloneUrlHttp))"; \

@@ -2,9 +2,12 @@
 
 moto's CloudFormation cannot deploy the pipeline stacks (it has no CodePipeline, CodeBuild
 or CodeCommit resources), so the resources the flow touches are created with the values the
-templates give them: the artifact bucket (versioned), its KMS key, the IAM roles, the model
-package group; and the merge function is packaged and uploaded as `make bootstrap` does.
-The two stacks then resolve every reference (Ref, GetAtt, ImportValue) to those resources.
+templates give them: the bootstrap stack's template bucket, permissions boundary and roles;
+the artifact bucket (versioned), its KMS key, the IAM roles (with their path and boundary),
+the model package group; and the merge function is packaged and uploaded as `make bootstrap`
+does. The three stacks then resolve every reference (Ref, GetAtt, ImportValue) to those
+resources; the CloudFormation stand-in (stacks.py) answers for them, with the stack policies
+of infra/stack-policies/ that make bootstrap sets.
 """
 
 import json
@@ -24,7 +27,9 @@ from .cloudformation import (
     resources_of_type,
 )
 from .iam import Account, Checker, Recorder, RehearsalIam, StackDeploys, role_policies
+from .stacks import PipelineStacks
 
+BOOTSTRAP_TEMPLATE = Path("infra", "bootstrap.yml")
 BUILD_TEMPLATE = Path("infra", "model-build-pipeline.yml")
 DEPLOY_TEMPLATE = Path("infra", "model-deploy-pipeline.yml")
 LAMBDAS_DIR = Path("lambdas")
@@ -32,6 +37,11 @@ MERGE_FUNCTION_ENTRY = "app.py"
 MERGE_CODE_KEY_PARAMETER = "MergeFunctionCodeKey"
 GITHUB_SECRET_PARAMETER = "GitHubTokenSecretArn"
 CONNECTION_PARAMETER = "ConnectionArn"
+STACK_POLICIES = Path("infra", "stack-policies")
+BUILD_STACK_POLICY = STACK_POLICIES / "model-build.json"
+DEPLOY_STACK_POLICY = STACK_POLICIES / "model-deploy.json"
+# The bootstrap stack's output naming the role CloudFormation changes the pipeline stacks with.
+STACKS_ROLE_OUTPUT = "StacksRoleArn"
 
 
 class BootstrapError(RuntimeError):
@@ -40,20 +50,79 @@ class BootstrapError(RuntimeError):
 
 @dataclass
 class Stacks:
-    """The two pipeline stacks, resolvable against what the bootstrap created."""
+    """The bootstrap and the two pipeline stacks, resolvable against what it created."""
 
     build: Stack
     deploy: Stack
+    bootstrap: Stack
+
+    def all(self) -> tuple[Stack, Stack, Stack]:
+        """The three stacks, in the order make bootstrap deploys them."""
+        return self.bootstrap, self.build, self.deploy
+
+
+def create_resources(clients: Mapping[str, Any], stack: Stack, region: str) -> None:
+    """Create in moto what the flow touches of a stack's resources, as its template gives
+    them, and record their physical ids and ARNs on the stack."""
+    template = stack.template
+    for logical_id in resources_of_type(template, "AWS::KMS::Key"):
+        key = clients["kms"].create_key(Description=f"{stack.name} {logical_id}")
+        stack.physical_ids[logical_id] = key["KeyMetadata"]["KeyId"]
+        stack.attributes[(logical_id, "Arn")] = key["KeyMetadata"]["Arn"]
+    for logical_id, bucket in resources_of_type(template, "AWS::S3::Bucket").items():
+        if "BucketName" not in bucket.get("Properties", {}):
+            # CloudFormation's generated name: <stack>-<logical id>-<random>, lower case.
+            generated = f"{stack.name[:30]}-{logical_id[:16]}-{uuid.uuid4().hex[:12]}"
+            stack.physical_ids[logical_id] = generated.lower()
+        _create_bucket(clients["s3"], stack.physical_id(logical_id), region)
+    for policy in resources_of_type(template, "AWS::IAM::ManagedPolicy").values():
+        properties = policy["Properties"]
+        if "ManagedPolicyName" in properties:
+            clients["iam"].create_policy(
+                PolicyName=str(stack.resolve(properties["ManagedPolicyName"])),
+                Path=str(stack.resolve(properties.get("Path", "/"))),
+                PolicyDocument=json.dumps(stack.resolve(properties["PolicyDocument"])),
+            )
+    for logical_id, resource in resources_of_type(template, "AWS::IAM::Role").items():
+        properties = resource["Properties"]
+        request = {
+            "RoleName": stack.physical_id(logical_id),
+            "AssumeRolePolicyDocument": json.dumps(
+                stack.resolve(properties["AssumeRolePolicyDocument"])
+            ),
+            "Path": str(stack.resolve(properties.get("Path", "/"))),
+        }
+        if "PermissionsBoundary" in properties:
+            request["PermissionsBoundary"] = str(stack.resolve(properties["PermissionsBoundary"]))
+        role = clients["iam"].create_role(**request)
+        stack.attributes[(logical_id, "Arn")] = role["Role"]["Arn"]
+    for logical_id in resources_of_type(template, "AWS::SageMaker::ModelPackageGroup"):
+        clients["sagemaker"].create_model_package_group(
+            ModelPackageGroupName=stack.physical_id(logical_id)
+        )
+    for logical_id, resource in resources_of_type(template, "AWS::DynamoDB::Table").items():
+        properties = stack.resolve(resource["Properties"])
+        clients["dynamodb"].create_table(
+            TableName=stack.physical_id(logical_id),
+            AttributeDefinitions=properties["AttributeDefinitions"],
+            KeySchema=properties["KeySchema"],
+            BillingMode=properties.get("BillingMode", "PAY_PER_REQUEST"),
+        )
 
 
 def bootstrap(
     workspace: Workspace,
+    bootstrap_stack_name: str,
     build_stack_name: str,
     deploy_stack_name: str,
     github_secret_name: str | None,
 ) -> Stacks:
-    """Create the build stack's resources in moto; both stacks, ready to resolve."""
+    """Create the stacks' resources in moto; the three stacks, ready to resolve."""
     clients = workspace.clients
+    bootstrap_template = load_template(workspace.source_dir / BOOTSTRAP_TEMPLATE)
+    check_parameters(bootstrap_template, {}, str(BOOTSTRAP_TEMPLATE))
+    first = Stack(bootstrap_stack_name, bootstrap_template, workspace.account_id, workspace.region)
+    create_resources(clients, first, workspace.region)
     template = load_template(workspace.source_dir / BUILD_TEMPLATE)
     build_parameters = {}
     connection_arn = github_connection(workspace, template)
@@ -67,22 +136,7 @@ def bootstrap(
         workspace.region,
         parameter_values=build_parameters,
     )
-    for logical_id in resources_of_type(template, "AWS::KMS::Key"):
-        key = clients["kms"].create_key(Description=f"{build_stack_name} {logical_id}")
-        build.physical_ids[logical_id] = key["KeyMetadata"]["KeyId"]
-        build.attributes[(logical_id, "Arn")] = key["KeyMetadata"]["Arn"]
-    for logical_id in resources_of_type(template, "AWS::S3::Bucket"):
-        _create_bucket(clients["s3"], build.physical_id(logical_id), workspace.region)
-    for logical_id, resource in resources_of_type(template, "AWS::IAM::Role").items():
-        trust = build.resolve(resource["Properties"]["AssumeRolePolicyDocument"])
-        role = clients["iam"].create_role(
-            RoleName=build.physical_id(logical_id), AssumeRolePolicyDocument=json.dumps(trust)
-        )
-        build.attributes[(logical_id, "Arn")] = role["Role"]["Arn"]
-    for logical_id in resources_of_type(template, "AWS::SageMaker::ModelPackageGroup"):
-        clients["sagemaker"].create_model_package_group(
-            ModelPackageGroupName=build.physical_id(logical_id)
-        )
+    create_resources(clients, build, workspace.region)
     exports = build.exported_values()
     deploy_template = load_template(workspace.source_dir / DEPLOY_TEMPLATE)
     declared = deploy_template.get("Parameters", {})
@@ -111,15 +165,32 @@ def bootstrap(
         parameter_values=parameters,
         exports=exports,
     )
-    for logical_id, resource in resources_of_type(deploy_template, "AWS::DynamoDB::Table").items():
-        properties = deploy.resolve(resource["Properties"])
-        clients["dynamodb"].create_table(
-            TableName=deploy.physical_id(logical_id),
-            AttributeDefinitions=properties["AttributeDefinitions"],
-            KeySchema=properties["KeySchema"],
-            BillingMode=properties.get("BillingMode", "PAY_PER_REQUEST"),
+    create_resources(clients, deploy, workspace.region)
+    return Stacks(build=build, deploy=deploy, bootstrap=first)
+
+
+def host_stacks(workspace: Workspace, stacks: Stacks, service: PipelineStacks) -> None:
+    """Let the CloudFormation stand-in answer for the three stacks as make bootstrap leaves
+    them: each template's text, the pipeline stacks with their stack policy and the stacks
+    role CloudFormation used for them."""
+    role_arn = stacks.bootstrap.outputs().get(STACKS_ROLE_OUTPUT, "")
+    for stack, template, policy in (
+        (stacks.bootstrap, BOOTSTRAP_TEMPLATE, None),
+        (stacks.build, BUILD_TEMPLATE, BUILD_STACK_POLICY),
+        (stacks.deploy, DEPLOY_TEMPLATE, DEPLOY_STACK_POLICY),
+    ):
+        document = None
+        if policy is not None:
+            try:
+                document = json.loads((workspace.source_dir / policy).read_text())
+            except (OSError, ValueError) as error:
+                raise BootstrapError(f"{policy}: not a stack policy ({error})") from None
+        service.host(
+            stack,
+            (workspace.source_dir / template).read_text(),
+            policy=document,
+            role_arn=role_arn if policy is not None else "",
         )
-    return Stacks(build=build, deploy=deploy)
 
 
 def github_connection(workspace: Workspace, template: dict[str, Any]) -> str | None:
@@ -195,13 +266,17 @@ def rehearsal_iam(
 ) -> RehearsalIam:
     """The IAM check of a rehearsal: every role both templates declare, with its policies
     as the templates give them, and what S3 and CloudFormation call for the caller."""
-    policies = {}
-    roles = {}
+    policies, roles = stack_roles(stacks)
     bucket_keys = {}
-    for stack in (stacks.build, stacks.deploy):
-        policies.update(role_policies(stack.template, stack.resolve))
-        for logical_id in resources_of_type(stack.template, "AWS::IAM::Role"):
-            roles[stack.attribute(logical_id, "Arn")] = logical_id
+    key_aliases: dict[str, tuple[str, ...]] = {}
+    for stack in stacks.all():
+        for alias in resources_of_type(stack.template, "AWS::KMS::Alias").values():
+            properties = alias["Properties"]
+            target = properties.get("TargetKeyId")
+            if isinstance(target, dict) and target.get("Ref"):
+                key_arn = stack.attribute(target["Ref"], "Arn")
+                name = str(stack.resolve(properties["AliasName"]))
+                key_aliases[key_arn] = (*key_aliases.get(key_arn, ()), name)
         for logical_id, bucket in resources_of_type(stack.template, "AWS::S3::Bucket").items():
             rules = stack.resolve(bucket["Properties"].get("BucketEncryption", {})).get(
                 "ServerSideEncryptionConfiguration", []
@@ -210,17 +285,40 @@ def rehearsal_iam(
                 key = rule.get("ServerSideEncryptionByDefault", {}).get("KMSMasterKeyID")
                 if key:
                     bucket_keys[stack.physical_id(logical_id)] = str(key)
-    account = Account(workspace.account_id, workspace.region, bucket_keys=bucket_keys)
+    account = Account(
+        workspace.account_id, workspace.region, bucket_keys=bucket_keys, key_aliases=key_aliases
+    )
     iam = RehearsalIam(
         Checker(policies, account),
         log_dir,
         tuple(endpoints),
         roles,
         recorder=recorder,
-        stacks=StackDeploys(_template_resources(workspace)),
+        stacks=StackDeploys(
+            _template_resources(workspace), hosted={stack.name for stack in stacks.all()}
+        ),
     )
     iam.start()
     return iam
+
+
+def stack_roles(stacks: Stacks) -> tuple[dict[str, list[Any]], dict[str, str]]:
+    """Every role of the three stacks with its statements (boundary included), by logical id;
+    and role ARN -> logical id."""
+    boundaries = {}
+    for stack in stacks.all():
+        for logical_id, policy in resources_of_type(
+            stack.template, "AWS::IAM::ManagedPolicy"
+        ).items():
+            document = stack.resolve(policy["Properties"]["PolicyDocument"])
+            boundaries[stack.physical_id(logical_id)] = document
+    policies: dict[str, list[Any]] = {}
+    roles = {}
+    for stack in stacks.all():
+        policies.update(role_policies(stack.template, stack.resolve, boundaries))
+        for logical_id in resources_of_type(stack.template, "AWS::IAM::Role"):
+            roles[stack.attribute(logical_id, "Arn")] = logical_id
+    return policies, roles
 
 
 def _template_resources(

@@ -36,7 +36,8 @@ ARN_FORMATS = {
     "AWS::CodeCommit::Repository": "arn:{p}:codecommit:{r}:{a}:{n}",
     "AWS::DynamoDB::Table": "arn:{p}:dynamodb:{r}:{a}:table/{n}",
     "AWS::Events::Rule": "arn:{p}:events:{r}:{a}:rule/{n}",
-    "AWS::IAM::Role": "arn:{p}:iam::{a}:role/{n}",
+    # {path}: the resource's Path property ("/" without one).
+    "AWS::IAM::Role": "arn:{p}:iam::{a}:role{path}{n}",
     "AWS::Lambda::Function": "arn:{p}:lambda:{r}:{a}:function:{n}",
     "AWS::Logs::LogGroup": "arn:{p}:logs:{r}:{a}:log-group:{n}:*",
     "AWS::S3::Bucket": "arn:{p}:s3:::{n}",
@@ -158,6 +159,12 @@ class Stack:
         if logical_id in self.physical_ids:
             return self.physical_ids[logical_id]
         resource = self.resource(logical_id)
+        if resource.get("Type") == "AWS::IAM::ManagedPolicy":
+            # Ref of a managed policy is its ARN.
+            properties = resource.get("Properties", {})
+            name = self.resolve(properties.get("ManagedPolicyName", f"{self.name}-{logical_id}"))
+            path = self.resolve(properties.get("Path", "/"))
+            return f"arn:{self.partition}:iam::{self.account_id}:policy{path}{name}"
         name_property = NAME_PROPERTIES.get(resource.get("Type", ""))
         if name_property and name_property in resource.get("Properties", {}):
             return str(self.resolve(resource["Properties"][name_property]))
@@ -169,8 +176,13 @@ class Stack:
             return self.attributes[(logical_id, attribute)]
         resource_type = self.resource(logical_id).get("Type", "")
         if attribute == "Arn" and resource_type in ARN_FORMATS:
+            path = self.resolve(self.resource(logical_id).get("Properties", {}).get("Path", "/"))
             return ARN_FORMATS[resource_type].format(
-                p=self.partition, r=self.region, a=self.account_id, n=self.physical_id(logical_id)
+                p=self.partition,
+                r=self.region,
+                a=self.account_id,
+                n=self.physical_id(logical_id),
+                path=path,
             )
         if attribute in ("Name", "FunctionName", "RoleName"):
             return self.physical_id(logical_id)

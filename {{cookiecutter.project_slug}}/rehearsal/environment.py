@@ -16,7 +16,8 @@ PASSED_THROUGH = ("HOME", "USER", "LOGNAME", "TMPDIR", "LANG", "LC_ALL", "LC_CTY
 # What a rehearsal changes in a build's environment compared with CodeBuild's, and why.
 DIFFERENCES_FROM_CODEBUILD = (
     "PYTHON: the interpreter running the rehearsal (install phases are skipped)",
-    "AWS_ENDPOINT_URL: moto; AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME: the runtime stand-in",
+    "AWS_ENDPOINT_URL: moto; AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME: the runtime stand-in;"
+    " AWS_ENDPOINT_URL_CLOUDFORMATION: the stand-in for the bootstrap and pipeline stacks",
     "AWS_CONTAINER_CREDENTIALS_FULL_URI: rehearsal credentials, served as CodeBuild serves them",
     "SAGEMAKER_USER_CONFIG_OVERRIDE: SageMaker SDK telemetry off (offline)",
     "SAGEMAKER_VALIDATE_ROLE=false: moto has no iam:SimulatePrincipalPolicy",
@@ -61,6 +62,7 @@ def build_environment(
     credentials_uri: str,
     bin_dir: Path,
     sdk_config: Path,
+    cloudformation_url: str | None = None,
 ) -> dict[str, str]:
     """The environment every build starts from; CodeBuild's own variables come on top.
 
@@ -88,6 +90,8 @@ def build_environment(
             "CKV_SKIP_PACKAGE_UPDATE_CHECK": "true",
         }
     )
+    if cloudformation_url:
+        env["AWS_ENDPOINT_URL_CLOUDFORMATION"] = cloudformation_url
     return env
 
 

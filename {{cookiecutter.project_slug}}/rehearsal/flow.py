@@ -23,6 +23,13 @@ would do with this commit, reading both pipelines from infra/*.yml:
    pipeline variable, which the Train action passes on, and the package records it. A schedule
    tick (when the template has one) trains on that previous data. A broken batch then fails,
    and every failure must reach exactly one notification rule, and no success any.
+6. Pipeline update: pushes to a scratch copy of the commit replay the build pipeline's
+   UpdatePipelines action (pushes.py): a changed build pipeline template updates its stack
+   through a change set and the restarted run has the change; a cfn-lint error and a role
+   given iam:* are refused with both stacks unchanged, and notified; a change to the merge
+   function's code reaches the deploy stack's function. The CloudFormation stand-in
+   (stacks.py) hosts the bootstrap and pipeline stacks; what CloudFormation's handlers do is
+   checked against the stacks role, every role within its permissions boundary.
 
 Nothing is downloaded: install phases are skipped (PYTHON has the dependencies) and listed in
 the summary. Each stage prints a line when it starts and when it ends; a failure names the
@@ -36,6 +43,7 @@ import logging
 import shutil
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -57,9 +65,11 @@ from .approval import (
 from .bootstrap import (
     BUILD_TEMPLATE,
     DEPLOY_TEMPLATE,
+    MERGE_CODE_KEY_PARAMETER,
     BootstrapError,
     Stacks,
     bootstrap,
+    host_stacks,
     rehearsal_iam,
 )
 from .buildspec import BuildspecError
@@ -72,6 +82,19 @@ from .environment import (
 )
 from .iam import Call, IamError, Recorder, RehearsalIam
 from .moto_shims import moto_as_aws
+from .pushes import (
+    MARKER_VARIABLE,
+    RESTART_LINE,
+    PipelineUpdates,
+    Pushes,
+    build_action_project,
+    changed_pipeline,
+    function_archive_has,
+    function_code_change,
+    lint_error,
+    play_push,
+    widened_role,
+)
 from .retraining import (
     RetrainingFailed,
     action_execution_event,
@@ -90,6 +113,7 @@ from .retraining import (
 from .sagemaker_pipeline import ExecutionPlayer, PipelineExecutionError, newest_execution
 from .settings import Settings, SettingsError, load_settings
 from .source import GitRepository, SourceError, snapshot
+from .stacks import PipelineStacks
 from .standins import ContainerCredentials, SageMakerRuntime, StandInError
 
 # The build template's parameter naming the SageMaker pipeline the Train action runs.
@@ -115,7 +139,7 @@ MOTO_CLIENTS = (
     "cloudwatch",
     "dynamodb",
 )
-STAGES = ("Model build", "Approval", "Model deploy", "Merge", "Retraining")
+STAGES = ("Model build", "Approval", "Model deploy", "Merge", "Retraining", "Pipeline update")
 # The batches the Retraining stage lands: the sample data set in parts, and a broken one.
 NEW_BATCH = "rehearsal-batch"
 BROKEN_BATCH = "rehearsal-broken-batch"
@@ -193,6 +217,7 @@ class Rehearsal:
         self.new_data_start: dict[str, Any] = {}
         self.iam: RehearsalIam | None = None
         self.settings: Settings | None = None
+        self.cloudformation: PipelineStacks | None = None
 
     # ------------------------------------------------------------------ run
 
@@ -231,6 +256,7 @@ class Rehearsal:
                 self._model_deploy,
                 self._merge,
                 self._retraining,
+                self._pipeline_update,
             )
             for number, (stage, play) in enumerate(zip(STAGES, stages, strict=True), 1):
                 if not self._stage(number, stage, play):
@@ -349,6 +375,10 @@ class Rehearsal:
             workdir=endpoints_dir,
             log_path=self.log_dir / "inference-server.log",
         )
+        # CloudFormation for the bootstrap and pipeline stacks, which moto cannot host.
+        self.cloudformation = PipelineStacks(self.moto_url, clients["s3"])
+        self.cloudformation.start()
+        cleanup.callback(self.cloudformation.stop)
         bin_dir = self.log_dir / "bin"
         base_env = build_environment(
             self.python,
@@ -358,6 +388,7 @@ class Rehearsal:
             credentials.full_uri,
             bin_dir,
             self.log_dir / "sagemaker-sdk-config.yaml",
+            cloudformation_url=self.cloudformation.url,
         )
         logging.info("builds differ from CodeBuild in: %s", "; ".join(DIFFERENCES_FROM_CODEBUILD))
         self.runtime.serve_environment = {**base_env, "PYTHONPATH": str(source_dir / "src")}
@@ -380,6 +411,7 @@ class Rehearsal:
         )
         self.stacks = bootstrap(
             self.workspace,
+            settings.bootstrap_stack,
             settings.build_stack,
             settings.deploy_stack,
             settings.github_token_secret,
@@ -389,10 +421,17 @@ class Rehearsal:
             self.workspace,
             recorder,
             self.log_dir / "iam",
-            (self.moto_url, self.runtime.url),
+            (self.moto_url, self.runtime.url, self.cloudformation.url),
         )
         self.workspace.iam = self.iam
-        ran = f"{count} source files; bucket, key, roles, model package group; merge function zip"
+        self.updates = PipelineUpdates(self.workspace, self.stacks, self.iam)
+        self.updates.check_creation()
+        host_stacks(self.workspace, self.stacks, self.cloudformation)
+        self.cloudformation.on_execute = self.updates.on_execute
+        ran = (
+            f"{count} source files; boundary, roles, buckets, key, model package group; merge"
+            " function zip; stack policies"
+        )
         self.rows.append(Row("Bootstrap", "moto", time.perf_counter() - started, "ok", ran))
 
     def _serve_command(self, archive: Path, port: int) -> list[str]:
@@ -815,6 +854,144 @@ class Rehearsal:
             raise StageFailed("notification rules: " + "; ".join(problems))
         routed = ", ".join(f"{label} -> {reached[label][0]}" for label in failures)
         return f"{routed}; {len(successes)} successes reached no rule; {alarm_note}"
+
+    def _pipeline_update(self) -> None:
+        stage = STAGES[5]
+        self.pushes = Pushes(self.workspace.source_dir, self.work_dir / "pushes")
+        self._timed(stage, "Pipeline change", self._push_pipeline_change)
+        self._timed(stage, "Restarted run", self._restarted_run)
+        self._timed(
+            stage, "cfn-lint error", lambda: self._push_refused(lint_error, "cfn-lint", "E3012")
+        )
+        self._timed(
+            stage,
+            "iam:* on a role",
+            lambda: self._push_refused(widened_role, "check-roles", "outside the permissions"),
+        )
+        self._timed(stage, "Function code", self._push_function_code)
+        self._timed(stage, "First run", self._first_run_notification)
+
+    def _hosted(self) -> dict[str, Any]:
+        return {name: (h.body, h.updates) for name, h in self.cloudformation.stacks.items()}
+
+    def _push_pipeline_change(self) -> str:
+        """A changed build pipeline template reaches both stacks; the run is cancelled."""
+        self.push_mark = uuid.uuid4().hex[:12]
+        commit, files = self.pushes.push(
+            "a pipeline variable and a longer build timeout", changed_pipeline(self.push_mark)
+        )
+        before = self._hosted()
+        _, output, failure = play_push(self.workspace, self.stacks, self.pushes, commit, files)
+        if failure is not None:
+            raise StageFailed(failure.problem, failure.log_path)
+        self.updates.refresh_iam()
+        build = self.stacks.build
+        if self._hosted()[build.name][1] != before[build.name][1] + 1:
+            raise StageFailed(f"{build.name} was not updated by the UpdatePipelines action")
+        if RESTART_LINE not in output:
+            raise StageFailed(
+                "the pipeline's definition changed, but UpdatePipelines did not say that"
+                " CodePipeline restarts the run"
+            )
+        self.push_commit, self.push_files = commit, files
+        return (
+            f"push {commit[:7]}: {build.name} updated through a change set as StacksRole;"
+            " the run is cancelled (its definition changed) and restarted"
+        )
+
+    def _restarted_run(self) -> str:
+        """The restarted run uses the updated pipeline; its UpdatePipelines changes nothing."""
+        player, output, failure = play_push(
+            self.workspace, self.stacks, self.pushes, self.push_commit, self.push_files
+        )
+        if failure is not None:
+            raise StageFailed(failure.problem, failure.log_path)
+        if player.variables["variables"].get(MARKER_VARIABLE) != self.push_mark:
+            raise StageFailed(
+                f"the restarted run does not have the pushed variable {MARKER_VARIABLE}"
+            )
+        unchanged = [name for name in (self.stacks.build.name, self.stacks.deploy.name)]
+        missing = [name for name in unchanged if f"{name}: no changes" not in output]
+        if missing:
+            raise StageFailed(
+                f"the restarted run's UpdatePipelines changed {', '.join(missing)} again"
+            )
+        project = build_action_project(self.stacks.build.template)["Properties"]
+        return (
+            f"the pipeline has {MARKER_VARIABLE}, the Build project TimeoutInMinutes"
+            f" {project.get('TimeoutInMinutes')}; both stacks: no changes"
+        )
+
+    def _push_refused(self, edit: Callable[[Path], None], expected: str, marker: str) -> str:
+        """A broken change fails UpdatePipelines before any stack changes, and the failure
+        reaches the notification topic."""
+        commit, files = self.pushes.push(f"a broken change ({expected})", edit)
+        before = self._hosted()
+        _, output, failure = play_push(self.workspace, self.stacks, self.pushes, commit, files)
+        self.pushes.revert()
+        if failure is None:
+            raise StageFailed(f"UpdatePipelines accepted a push with {expected}")
+        if marker not in output:
+            raise StageFailed(
+                f"UpdatePipelines failed, but not in {expected} ({marker!r})", failure.log_path
+            )
+        if self._hosted() != before:
+            raise StageFailed("the refused push changed a stack")
+        build_name = PipelinePlayer(self.workspace, self.stacks.build, "").name
+        event = pipeline_execution_event(self.settings.region, build_name, commit, "FAILED")
+        reached = route(
+            self.workspace.clients["events"],
+            self.workspace.clients["sqs"],
+            notification_rules([self.stacks.build, self.stacks.deploy]),
+            {"refused": event},
+            f"{self.settings.project}-refused-{commit[:7]}",
+        )["refused"]
+        if len(reached) != 1:
+            raise StageFailed(f"the failed run reached {reached or 'no rule'}, not one")
+        return (
+            f"push {commit[:7]} refused by {expected}; stacks unchanged; notified by {reached[0]}"
+        )
+
+    def _push_function_code(self) -> str:
+        """A change to the merge function's code reaches the function."""
+        mark = uuid.uuid4().hex[:12]
+        commit, files = self.pushes.push("the merge function changed", function_code_change(mark))
+        before = self.stacks.deploy.parameter(MERGE_CODE_KEY_PARAMETER)
+        _, _, failure = play_push(self.workspace, self.stacks, self.pushes, commit, files)
+        if failure is not None:
+            raise StageFailed(failure.problem, failure.log_path)
+        self.updates.refresh_iam()
+        key = function_archive_has(self.workspace, self.stacks.deploy, mark)
+        if not key or key == before:
+            raise StageFailed("the deploy stack's merge function does not run the pushed code")
+        return f"push {commit[:7]}: the merge function's code is {key} (was {before})"
+
+    def _first_run_notification(self) -> str:
+        """The run CodePipeline starts when it creates a pipeline notifies nobody when it
+        fails (make bootstrap starts the first build); another failure still does."""
+        region = self.settings.region
+        build_name = PipelinePlayer(self.workspace, self.stacks.build, "").name
+        entries = {
+            "created": pipeline_execution_event(
+                region, build_name, "first", "FAILED", "CreatePipeline"
+            ),
+            "pushed": pipeline_execution_event(region, build_name, "push", "FAILED", "WebhookV2"),
+            "untold": pipeline_execution_event(region, build_name, "untold", "FAILED", None),
+        }
+        reached = route(
+            self.workspace.clients["events"],
+            self.workspace.clients["sqs"],
+            notification_rules([self.stacks.build, self.stacks.deploy]),
+            entries,
+            f"{self.settings.project}-first-run",
+        )
+        counts = {label: len(rules) for label, rules in reached.items()}
+        if counts != {"created": 0, "pushed": 1, "untold": 1}:
+            raise StageFailed(f"failed runs reached these many rules: {counts}")
+        return (
+            "a failed CreatePipeline run reached no rule; a failed push run, and one"
+            " without a trigger, one each"
+        )
 
     # ------------------------------------------------------------------ summary
 

@@ -35,6 +35,8 @@ from pathlib import Path
 from typing import Any
 
 ROLE_TYPE = "AWS::IAM::Role"
+# A role's permissions boundary is kept with its statements, under a policy named so.
+BOUNDARY_PREFIX = "boundary:"
 POLICY_TYPES = ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy")
 # Condition keys every request made in AWS carries (the SDKs and the AWS CLI use HTTPS).
 GLOBAL_CONTEXT = {"aws:SecureTransport": "true"}
@@ -86,7 +88,7 @@ class Statement:
 def _as_tuple(value: Any) -> tuple[str, ...]:
     if value is None:
         return ()
-    return tuple(str(item) for item in (value if isinstance(value, list) else [value]))
+    return tuple(str(item) for item in (value if isinstance(value, list | tuple) else [value]))
 
 
 def parse_policy(document: Mapping[str, Any], role: str, policy: str) -> list[Statement]:
@@ -129,14 +131,17 @@ def parse_policy(document: Mapping[str, Any], role: str, policy: str) -> list[St
 
 
 def role_policies(
-    template: Mapping[str, Any], resolve: Callable[[Any], Any]
+    template: Mapping[str, Any],
+    resolve: Callable[[Any], Any],
+    boundaries: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, list[Statement]]:
     """Every role of a template with the statements of its policies, by logical id.
 
     A role's policies are its inline Policies, the managed policies of ManagedPolicyArns that
     the same template declares (a Ref to it), and the AWS::IAM::Policy and ManagedPolicy
     resources whose Roles name it. A managed policy from elsewhere cannot be evaluated:
-    IamError names it.
+    IamError names it. A role's PermissionsBoundary must be one of boundaries (policy ARN ->
+    resolved document); its statements join the role's under the policy "boundary:<ARN>".
     """
     resources = template.get("Resources", {})
     roles = {key: value for key, value in resources.items() if value.get("Type") == ROLE_TYPE}
@@ -144,6 +149,14 @@ def role_policies(
     for logical_id, role in roles.items():
         properties = role.get("Properties", {})
         found: list[Statement] = []
+        if "PermissionsBoundary" in properties:
+            boundary = str(resolve(properties["PermissionsBoundary"]))
+            if boundary not in (boundaries or {}):
+                raise IamError(
+                    f"{logical_id}: permissions boundary {boundary} is not a policy the"
+                    " rehearsal knows (infra/bootstrap.yml declares the project's)"
+                )
+            found.extend(parse_policy(boundaries[boundary], logical_id, BOUNDARY_PREFIX + boundary))
         for policy in properties.get("Policies", []):
             document = resolve(policy["PolicyDocument"])
             found.extend(parse_policy(document, logical_id, str(resolve(policy["PolicyName"]))))
@@ -190,8 +203,10 @@ def _arn_match(pattern: str, arn: str) -> bool:
 
 
 def _operator(operator: str, where: str = "") -> tuple[str, bool, bool]:
-    """(base operator, negated, IfExists) of a condition operator; IamError if unknown."""
-    base = operator.removesuffix("IfExists")
+    """(base operator, negated, IfExists) of a condition operator; IamError if unknown.
+    ForAnyValue: and ForAllValues: (multivalued keys) are read by _condition."""
+    base = operator.removeprefix("ForAnyValue:").removeprefix("ForAllValues:")
+    base = base.removesuffix("IfExists")
     known = {
         "StringEquals": False,
         "StringNotEquals": True,
@@ -235,7 +250,10 @@ def _condition(operator: str, key: str, values: Any, context: Mapping[str, Any])
             return _arn_match(pattern, value)
         return value.lower() == pattern.lower()  # Bool
 
-    matched = any(one(value, pattern) for value in actual for pattern in wanted)
+    if operator.startswith("ForAllValues:"):
+        matched = all(any(one(value, pattern) for pattern in wanted) for value in actual)
+    else:
+        matched = any(one(value, pattern) for value in actual for pattern in wanted)
     return not matched if negated else matched
 
 
@@ -276,6 +294,8 @@ class Account:
     partition: str = "aws"
     # bucket name -> ARN of its default KMS key (S3 then calls KMS as the caller).
     bucket_keys: Mapping[str, str] = field(default_factory=dict)
+    # key ARN -> its aliases (kms:ResourceAliases of a request on the key).
+    key_aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def arn(self, service: str, resource: str, regional: bool = True) -> str:
         """arn:partition:service:region:account:resource."""
@@ -481,6 +501,9 @@ RULES: dict[tuple[str, str], Rule] = {
         "cloudformation:DescribeStackEvents", _stack, "StackName"
     ),
     ("cloudformation", "GetTemplate"): _rule("cloudformation:GetTemplate", _stack, "StackName"),
+    ("cloudformation", "GetStackPolicy"): _rule(
+        "cloudformation:GetStackPolicy", _stack, "StackName"
+    ),
     ("cloudformation", "GetTemplateSummary"): _rule(
         "cloudformation:GetTemplateSummary", _stack, "StackName"
     ),
@@ -573,9 +596,11 @@ def authorizations(call: Call, account: Account) -> list[Authorization]:
         )
     if not rule.action:
         return []
-    found = [
-        Authorization(rule.action, arn, GLOBAL_CONTEXT) for arn in rule.resources(call, account)
-    ]
+    context = dict(GLOBAL_CONTEXT)
+    if call.service == "cloudformation" and call.params.get("RoleARN"):
+        # The role a stack operation passes (cloudformation:RoleArn condition key).
+        context["cloudformation:RoleArn"] = str(call.params["RoleARN"])
+    found = [Authorization(rule.action, arn, context) for arn in rule.resources(call, account)]
     if rule.passes_role and call.params.get(rule.passes_role[0]):
         role_arn, service = str(call.params[rule.passes_role[0]]), rule.passes_role[1]
         context = {**GLOBAL_CONTEXT, "iam:PassedToService": service}
@@ -584,7 +609,16 @@ def authorizations(call: Call, account: Account) -> list[Authorization]:
         key = account.bucket_keys.get(str(call.params.get("Bucket")))
         if key:
             found.append(Authorization(rule.kms, key, GLOBAL_CONTEXT))
-    return found
+    return [
+        Authorization(
+            request.action,
+            request.resource,
+            {**request.context, "kms:ResourceAliases": account.key_aliases[request.resource]},
+        )
+        if request.action.startswith("kms:") and request.resource in account.key_aliases
+        else request
+        for request in found
+    ]
 
 
 # ---------------------------------------------------------------------------- evaluation
@@ -617,15 +651,29 @@ class Decision:
 def evaluate(
     request: Authorization, statements: Iterable[Statement]
 ) -> tuple[bool, tuple[Statement, ...], str]:
-    """IAM's identity-policy evaluation: explicit Deny, else Allow, else implicit deny."""
-    matching = [statement for statement in statements if statement.matches(request)]
+    """IAM's identity-policy evaluation: explicit Deny, else Allow, else implicit deny; with
+    a permissions boundary among the statements, the boundary must allow it too."""
+    statements = list(statements)
+    boundary = [item for item in statements if item.policy.startswith(BOUNDARY_PREFIX)]
+    matching = [
+        statement
+        for statement in statements
+        if statement.matches(request) and not statement.policy.startswith(BOUNDARY_PREFIX)
+    ]
     denies = tuple(statement for statement in matching if statement.effect == "Deny")
     if denies:
         return False, denies, f"explicitly denied by {denies[0].label}"
     allows = tuple(statement for statement in matching if statement.effect == "Allow")
-    if allows:
-        return True, allows, "allowed"
-    return False, (), "no statement of its policies allows it"
+    if not allows:
+        return False, (), "no statement of its policies allows it"
+    if boundary:
+        name = boundary[0].policy.removeprefix(BOUNDARY_PREFIX)
+        within = [statement for statement in boundary if statement.matches(request)]
+        if any(statement.effect == "Deny" for statement in within):
+            return False, (), f"its permissions boundary {name} denies it"
+        if not any(statement.effect == "Allow" for statement in within):
+            return False, (), f"its permissions boundary {name} does not allow it"
+    return True, allows, "allowed"
 
 
 @dataclass
@@ -698,7 +746,9 @@ class Checker:
             statement
             for role in sorted(roles)
             for statement in self.policies.get(role, [])
-            if statement.effect == "Allow" and id(statement) not in used
+            if statement.effect == "Allow"
+            and id(statement) not in used
+            and not statement.policy.startswith(BOUNDARY_PREFIX)
         ]
 
     def summary(self) -> list[str]:
@@ -732,6 +782,7 @@ def write_policies(path: Path, policies: Mapping[str, list[Statement]], account:
             "region": account.region,
             "partition": account.partition,
             "bucket_keys": dict(account.bucket_keys),
+            "key_aliases": {key: list(aliases) for key, aliases in account.key_aliases.items()},
         },
         "roles": {
             role: [
@@ -758,7 +809,9 @@ def write_policies(path: Path, policies: Mapping[str, list[Statement]], account:
 def read_policies(path: Path) -> tuple[dict[str, list[Statement]], Account]:
     """What write_policies wrote."""
     document = json.loads(Path(path).read_text())
-    account = Account(**document["account"])
+    settings = document["account"]
+    aliases = {key: tuple(names) for key, names in settings.pop("key_aliases", {}).items()}
+    account = Account(**settings, key_aliases=aliases)
     policies = {
         role: [
             Statement(
@@ -918,7 +971,46 @@ HANDLED_TYPES = {
     "AWS::SageMaker::EndpointConfig": ("sagemaker", "endpoint-config/{}"),
     "AWS::SageMaker::Endpoint": ("sagemaker", "endpoint/{}"),
     "AWS::CloudWatch::Alarm": ("cloudwatch", "alarm:{}"),
+    # The pipeline stacks' types (the UpdatePipelines action changes them as the stacks role).
+    "AWS::CodeBuild::Project": ("codebuild", "project/{}"),
+    "AWS::CodeBuild::ReportGroup": ("codebuild", "report-group/{}"),
+    "AWS::CodeCommit::Repository": ("codecommit", "{}"),
+    "AWS::CodePipeline::Pipeline": ("codepipeline", "{}"),
+    "AWS::DynamoDB::Table": ("dynamodb", "table/{}"),
+    "AWS::Events::Rule": ("events", "rule/{}"),
+    "AWS::IAM::ManagedPolicy": ("iam", "policy{}"),
+    "AWS::IAM::Role": ("iam", "role{}"),
+    "AWS::KMS::Alias": ("kms", "{}"),
+    "AWS::KMS::Key": ("kms", "key/{}"),
+    "AWS::Lambda::Function": ("lambda", "function:{}"),
+    "AWS::Lambda::Permission": ("lambda", "function:{}"),
+    "AWS::Logs::LogGroup": ("logs", "log-group:{}"),
+    "AWS::S3::Bucket": ("s3", "{}"),
+    "AWS::S3::BucketPolicy": ("s3", "{}"),
+    "AWS::SNS::Subscription": ("sns", "{}"),
+    "AWS::SNS::Topic": ("sns", "{}"),
+    "AWS::SNS::TopicPolicy": ("sns", "{}"),
+    "AWS::SQS::Queue": ("sqs", "{}"),
+    "AWS::SQS::QueuePolicy": ("sqs", "{}"),
+    "AWS::SageMaker::ModelPackageGroup": ("sagemaker", "model-package-group/{}"),
+    "AWS::Scheduler::Schedule": ("scheduler", "schedule/default/{}"),
 }
+# Handler actions that serve one property: checked only when the resource sets it (a policy
+# attached to groups or users; a role's inline policies, managed policies, boundary).
+PROPERTY_ACTIONS = {
+    ("AWS::IAM::ManagedPolicy", "iam:AttachGroupPolicy"): "Groups",
+    ("AWS::IAM::ManagedPolicy", "iam:DetachGroupPolicy"): "Groups",
+    ("AWS::IAM::ManagedPolicy", "iam:AttachUserPolicy"): "Users",
+    ("AWS::IAM::ManagedPolicy", "iam:DetachUserPolicy"): "Users",
+    ("AWS::IAM::ManagedPolicy", "iam:AttachRolePolicy"): "Roles",
+    ("AWS::IAM::ManagedPolicy", "iam:DetachRolePolicy"): "Roles",
+    ("AWS::IAM::Role", "iam:AttachRolePolicy"): "ManagedPolicyArns",
+    ("AWS::IAM::Role", "iam:PutRolePolicy"): "Policies",
+    ("AWS::IAM::Role", "iam:PutRolePermissionsBoundary"): "PermissionsBoundary",
+    ("AWS::IAM::Role", "iam:DeleteRolePermissionsBoundary"): "(removed boundary)",
+}
+# Services whose ARNs carry no region and account (S3) or no region (IAM).
+GLOBAL_SERVICES = {"s3": "s3:::{}", "iam": "iam::{a}:{}"}
 
 
 def handler_permissions(resource_type: str, handler: str, region: str) -> list[str]:
@@ -963,23 +1055,38 @@ def handler_authorizations(
             " with it (add it to rehearsal/iam.py HANDLED_TYPES)"
         )
     service, resource = HANDLED_TYPES[resource_type]
-    own_arn = account.arn(service, resource.format(physical_id))
+    if resource_type in ("AWS::IAM::Role", "AWS::IAM::ManagedPolicy"):
+        physical_id = str(properties.get("Path", "/")) + physical_id
+    if physical_id.startswith("arn:"):
+        own_arn = physical_id
+    elif service in GLOBAL_SERVICES:
+        own_arn = f"arn:{account.partition}:" + GLOBAL_SERVICES[service].format(
+            resource.format(physical_id), a=account.account_id
+        )
+    else:
+        own_arn = account.arn(service, resource.format(physical_id))
     found = []
+    context = dict(GLOBAL_CONTEXT)
+    if resource_type == "AWS::IAM::Role" and properties.get("PermissionsBoundary"):
+        # The boundary the role has (iam:PermissionsBoundary condition key).
+        context["iam:PermissionsBoundary"] = str(properties["PermissionsBoundary"])
     for action in handler_permissions(resource_type, handler, account.region):
+        needs = PROPERTY_ACTIONS.get((resource_type, action))
+        if needs is not None and needs not in properties:
+            continue
         prefix = action.split(":", 1)[0]
         if prefix == "iam" and action == "iam:PassRole":
             context = {**GLOBAL_CONTEXT, "iam:PassedToService": f"{service}.amazonaws.com"}
-            found.extend(
-                Authorization(action, role, context) for role in _found(properties, "RoleArn")
-            )
+            roles = [*_found(properties, "RoleArn"), *_found(properties, "Role")]
+            found.extend(Authorization(action, role, context) for role in roles)
         elif prefix == "kms":
             found.extend(
                 Authorization(action, key, GLOBAL_CONTEXT) for key in _found(properties, "KmsKeyId")
             )
         elif prefix == service:
-            found.append(Authorization(action, own_arn, GLOBAL_CONTEXT))
-        else:
-            raise IamError(f"{resource_type}: no resource for {action} in its handler")
+            found.append(Authorization(action, own_arn, context))
+        # Another service's actions in a handler's list serve properties the project does not
+        # set (a function in a VPC, a rule's Kinesis target): not checked.
     return found
 
 
@@ -1005,6 +1112,8 @@ class StackDeploys:
     resources: Callable[[str, str, Mapping[str, str]], Resources]
     deployed: dict[str, Resources] = field(default_factory=dict)
     stack_roles: dict[str, str] = field(default_factory=dict)
+    # Stacks the CloudFormation stand-in hosts: it checks what their handlers do itself.
+    hosted: set[str] = field(default_factory=set)
 
     def operations(self, calls: list[Call]) -> list[tuple[str, str, str, dict[str, str]]]:
         """(stack, role ARN, template body, parameters) of every stack write among calls;
@@ -1016,6 +1125,8 @@ class StackDeploys:
             if call.service != "cloudformation" or not params.get("StackName"):
                 continue
             stack = str(params["StackName"])
+            if stack in self.hosted or any(f":stack/{name}/" in stack for name in self.hosted):
+                continue
             request = (
                 str(params.get("RoleARN", "")),
                 str(params.get("TemplateBody", "")),
@@ -1048,15 +1159,22 @@ class StackDeploys:
             if role_arn not in roles:
                 raise IamError(f"stack {stack} runs as {role_arn}, which no template declares")
             self.stack_roles[stack] = role_arn
-            for logical_id, handler, resource_type, properties in _handlers(before, now, account):
-                name = _physical_name(stack, logical_id, resource_type, properties)
-                found.extend(
-                    (roles[role_arn], request)
-                    for request in handler_authorizations(
-                        resource_type, name, properties, handler, account
-                    )
-                )
+            found.extend(
+                (roles[role_arn], request)
+                for request in stack_change_authorizations(stack, before, now, account)
+            )
         return found
+
+
+def stack_change_authorizations(
+    stack: str, before: Resources, now: Resources, account: Account
+) -> list[Authorization]:
+    """What the role CloudFormation assumes needs to take a stack from before to now."""
+    found = []
+    for logical_id, handler, resource_type, properties in _handlers(before, now, account):
+        name = _physical_name(stack, logical_id, resource_type, properties)
+        found.extend(handler_authorizations(resource_type, name, properties, handler, account))
+    return found
 
 
 def _handlers(
@@ -1102,6 +1220,25 @@ NAME_PROPERTY = {
     "AWS::SageMaker::EndpointConfig": "EndpointConfigName",
     "AWS::SageMaker::Endpoint": "EndpointName",
     "AWS::CloudWatch::Alarm": "AlarmName",
+    "AWS::CodeBuild::Project": "Name",
+    "AWS::CodeBuild::ReportGroup": "Name",
+    "AWS::CodeCommit::Repository": "RepositoryName",
+    "AWS::CodePipeline::Pipeline": "Name",
+    "AWS::DynamoDB::Table": "TableName",
+    "AWS::Events::Rule": "Name",
+    "AWS::IAM::ManagedPolicy": "ManagedPolicyName",
+    "AWS::IAM::Role": "RoleName",
+    "AWS::KMS::Alias": "AliasName",
+    "AWS::Lambda::Function": "FunctionName",
+    "AWS::Lambda::Permission": "FunctionName",
+    "AWS::Logs::LogGroup": "LogGroupName",
+    "AWS::S3::Bucket": "BucketName",
+    "AWS::S3::BucketPolicy": "Bucket",
+    "AWS::SNS::Subscription": "TopicArn",
+    "AWS::SNS::Topic": "TopicName",
+    "AWS::SQS::Queue": "QueueName",
+    "AWS::SageMaker::ModelPackageGroup": "ModelPackageGroupName",
+    "AWS::Scheduler::Schedule": "Name",
 }
 
 

@@ -185,21 +185,25 @@ def envelope(detail_type: str, source: str, region: str, resources: list, detail
     }
 
 
-def pipeline_execution_event(region: str, pipeline: str, execution_id: str, state: str) -> dict:
-    """CodePipeline Pipeline Execution State Change."""
+def pipeline_execution_event(
+    region: str,
+    pipeline: str,
+    execution_id: str,
+    state: str,
+    trigger: str | None = "StartPipelineExecution",
+) -> dict:
+    """CodePipeline Pipeline Execution State Change (execution-trigger: the trigger type, as
+    the CodePipeline user guide's event examples show it; None leaves it out)."""
+    detail: dict[str, Any] = {"pipeline": pipeline, "execution-id": execution_id}
+    if trigger is not None:
+        detail["execution-trigger"] = {"trigger-type": trigger}
+    detail.update({"state": state, "version": 1, "pipeline-execution-attempt": 1})
     return envelope(
         "CodePipeline Pipeline Execution State Change",
         "aws.codepipeline",
         region,
         [pipeline_arn(region, pipeline)],
-        {
-            "pipeline": pipeline,
-            "execution-id": execution_id,
-            "execution-trigger": {"trigger-type": "StartPipelineExecution"},
-            "state": state,
-            "version": 1,
-            "pipeline-execution-attempt": 1,
-        },
+        detail,
     )
 
 

@@ -11,7 +11,14 @@ from pathlib import Path
 
 PYPROJECT = "pyproject.toml"
 SECTION = "[tool.rehearsal]"
-REQUIRED = ("package", "region", "build-stack", "deploy-stack", "model-approval-status")
+REQUIRED = (
+    "package",
+    "region",
+    "bootstrap-stack",
+    "build-stack",
+    "deploy-stack",
+    "model-approval-status",
+)
 # cli: the package under src/ whose `python -m` is the project's command line (default: package).
 OPTIONAL = ("cli", "github-token-secret")
 
@@ -27,6 +34,7 @@ class Settings:
     project: str
     package: str
     region: str
+    bootstrap_stack: str
     build_stack: str
     deploy_stack: str
     model_approval_status: str

@@ -38,8 +38,10 @@ def _isolated_aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     )
     saved = dict(os.environ)
     if not os.environ.get("ENDPOINT_NAME"):
-        for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
-            os.environ.pop(name, None)
+        # AWS_ENDPOINT_URL and the per-service AWS_ENDPOINT_URL_<SERVICE> ones.
+        for name in [name for name in os.environ if name.startswith("AWS_ENDPOINT_URL")]:
+            os.environ.pop(name)
+        os.environ.pop("AWS_PROFILE", None)
         os.environ.update(FAKE_AWS_ENV)
         os.environ["AWS_CONFIG_FILE"] = os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
     os.environ["SAGEMAKER_USER_CONFIG_OVERRIDE"] = str(sdk_config)

@@ -193,8 +193,11 @@ def offline_aws() -> Iterator[None]:
             "--offline needs moto, from the dev dependency group: run `make install`"
         ) from error
     saved = dict(os.environ)
-    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_DEFAULT_PROFILE"):
+    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
         os.environ.pop(name, None)
+    # AWS_ENDPOINT_URL and the per-service AWS_ENDPOINT_URL_<SERVICE> ones.
+    for name in [name for name in os.environ if name.startswith("AWS_ENDPOINT_URL")]:
+        os.environ.pop(name)
     # No telemetry opt-out file here: under mock_aws the SDK's telemetry request goes to an
     # S3 address that moto answers, and a loaded config file makes the SDK validate it
     # against its JSON schema at every lookup (about 4 s per definition).

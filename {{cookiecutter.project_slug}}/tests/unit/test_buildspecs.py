@@ -108,7 +108,7 @@ def test_ci_build_runs_lint_unit_tests_and_the_pipeline_definition() -> None:
 
 
 def test_make_targets_reference_is_expanded_for_every_project() -> None:
-    assert make_targets_values("build.yml") == {"ci-build", "pipeline-run"}
+    assert make_targets_values("build.yml") == {"update-pipelines", "ci-build", "pipeline-run"}
     assert make_targets_values("deploy.yml") == {"stage-config", "deploy-prod"}
 
 

@@ -31,6 +31,8 @@ ARTIFACT_BUCKET_PREFIX = "{{ cookiecutter.__artifact_bucket_prefix }}"
 BUILD_PIPELINE_NAME = "{{ cookiecutter.__build_pipeline_name }}"
 DEPLOY_PIPELINE_NAME = "{{ cookiecutter.__deploy_pipeline_name }}"
 MERGE_FUNCTION_NAME = "{{ cookiecutter.__merge_function_name }}"
+PIPELINE_UPDATE_ROLE = "{{ cookiecutter.__pipeline_update_role_name }}"
+PROJECT_SLUG = "{{ cookiecutter.project_slug }}"
 SOURCE_PROVIDER_ACTION = {"codecommit": "CodeCommit", "github": "CodeStarSourceConnection"}
 # The only actions granted on Resource "*": their APIs have no resource-level permissions.
 RESOURCE_STAR_ACTIONS = {
@@ -141,12 +143,44 @@ def test_build_pipeline_is_v2_source_build_train() -> None:
     pipeline = build_pipeline()
     assert pipeline["PipelineType"] == "V2"
     assert pipeline["ExecutionMode"] in {"SUPERSEDED", "QUEUED"}
-    assert list(stages(pipeline)) == ["Source", "Build", "Train"]
+    assert list(stages(pipeline)) == ["Source", "UpdatePipelines", "Build", "Train"]
     assert providers(pipeline) == [
         SOURCE_PROVIDER_ACTION[SOURCE_PROVIDER],
         "CodeBuild",
         "CodeBuild",
+        "CodeBuild",
     ]
+    # A run whose UpdatePipelines changed the pipeline is cancelled and started again.
+    assert pipeline["RestartExecutionOnUpdate"] is True
+
+
+def test_the_update_action_runs_as_the_bootstrap_stacks_role() -> None:
+    resources = template("model-build-pipeline.yml")["Resources"]
+    (update,) = stages(build_pipeline())["UpdatePipelines"]
+    project = resources[update["Configuration"]["ProjectName"]["Ref"]]["Properties"]
+    assert project["ServiceRole"]["Fn::Sub"].endswith(f":role/{PIPELINE_UPDATE_ROLE}")
+    assert project["Environment"]["EnvironmentVariables"] == [
+        {"Name": "MAKE_TARGETS", "Value": "update-pipelines"}
+    ]
+    bootstrap = template("bootstrap.yml")["Resources"]
+    assert bootstrap["PipelineUpdateRole"]["Properties"]["RoleName"] == PIPELINE_UPDATE_ROLE
+
+
+def test_every_role_of_the_pipeline_stacks_has_the_bootstrap_boundary() -> None:
+    boundary = template("bootstrap.yml")["Resources"]["PermissionsBoundary"]["Properties"]
+    name = boundary["ManagedPolicyName"]
+    for file in ("model-build-pipeline.yml", "model-deploy-pipeline.yml"):
+        for logical_id, resource in template(file)["Resources"].items():
+            if resource["Type"] != "AWS::IAM::Role":
+                continue
+            properties = resource["Properties"]
+            assert properties["PermissionsBoundary"]["Fn::Sub"].endswith(f":policy/{name}"), (
+                logical_id
+            )
+            # Named roles keep their name (a path is create-only); the others live under the
+            # path the stacks role may manage.
+            if "RoleName" not in properties:
+                assert properties["Path"] == f"/{PROJECT_SLUG}/", logical_id
 
 
 def test_build_pipeline_sources_and_triggers_on_the_dev_branch_only() -> None:
