@@ -32,6 +32,8 @@ infra/infra.mk
 infra/model-build-pipeline.yml
 infra/model-deploy-pipeline.yml
 infra/rehearse.mk
+infra/stack-policies/model-build.json
+infra/stack-policies/model-deploy.json
 lambdas/merge_dev_to_master/README.md
 lambdas/merge_dev_to_master/app.py
 lambdas/merge_dev_to_master/merge_common.py
@@ -49,10 +51,12 @@ rehearsal/hook/sitecustomize.py
 rehearsal/iam.py
 rehearsal/merge.py
 rehearsal/moto_shims.py
+rehearsal/pushes.py
 rehearsal/retraining.py
 rehearsal/sagemaker_pipeline.py
 rehearsal/settings.py
 rehearsal/source.py
+rehearsal/stacks.py
 rehearsal/standins.py
 src/<pkg>/__init__.py
 src/<pkg>/config.py
@@ -77,6 +81,7 @@ src/<pkg>_ops/errors.py
 src/<pkg>_ops/pipeline_service.py
 src/<pkg>_ops/registry.py
 src/<pkg>_ops/rollback.py
+src/<pkg>_ops/stacks.py
 tests/conftest.py
 tests/integration/test_approval_rule.py
 tests/integration/test_endpoint.py
@@ -108,6 +113,7 @@ tests/unit/test_registry.py
 tests/unit/test_inference.py
 tests/unit/test_rollback.py
 tests/unit/test_server.py
+tests/unit/test_stacks.py
 tests/unit/test_steps.py
 """.split()
 

@@ -259,6 +259,71 @@ def cmd_delete_model_packages(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- the pipelines' own stacks
+
+
+def cmd_check_roles(args: argparse.Namespace) -> int:
+    """Check the roles of pipeline templates against the permissions boundary."""
+    from . import stacks
+
+    summary, problems = stacks.check_roles(args.boundary, args.templates)
+    for problem in problems:
+        print(f"check-roles: {problem}", file=sys.stderr)
+    if problems:
+        return 1
+    print(summary)
+    return 0
+
+
+def cmd_update_stacks(args: argparse.Namespace) -> int:
+    """Update existing stacks through change sets, refusing what their stack policies keep."""
+    from . import aws, stacks
+
+    updates, restarts = stacks.parse_updates(args.stack, args.parameter, args.restarts)
+    problem = aws.bucket_problem(args.template_bucket) or aws.role_arn_problem(args.role_arn)
+    if problem:
+        raise UserError(problem)
+    import boto3
+    from botocore.config import Config
+
+    cloudformation = boto3.client("cloudformation", region_name=config.AWS_REGION)
+    # As `aws cloudformation deploy --s3-bucket` uploads: a SigV4 client in the region.
+    s3 = boto3.client("s3", region_name=config.AWS_REGION, config=Config(signature_version="s3v4"))
+    try:
+        stacks.update_stacks(
+            cloudformation,
+            s3,
+            updates,
+            args.template_bucket,
+            args.template_prefix,
+            args.role_arn,
+            restarts,
+        )
+    except stacks.Refused as refused:
+        for line in refused.args[0]:
+            print(line, file=sys.stderr)
+        return 1
+    except stacks.UpdateFailed as error:
+        return failed(args, error)
+    return 0
+
+
+def cmd_stop_first_run(args: argparse.Namespace) -> int:
+    """Stop the execution CodePipeline started when it created the pipeline."""
+    import boto3
+    from botocore.exceptions import NoCredentialsError
+
+    from . import stacks
+
+    client = boto3.client("codepipeline", region_name=config.AWS_REGION)
+    try:
+        lines = stacks.stop_first_run(client, args.pipeline)
+    except NoCredentialsError as error:
+        raise UserError(f"no AWS credentials: {error}") from error
+    print("\n".join(lines))
+    return 0
+
+
 # ---------------------------------------------------------------- git{% if cookiecutter.source_provider == 'github' %} and GitHub{% endif %}
 
 
@@ -423,6 +488,56 @@ def build_parser() -> argparse.ArgumentParser:
         "delete-model-packages", cmd_delete_model_packages, "delete the group's packages"
     )
     packages.add_argument("--group", default=config.MODEL_PACKAGE_GROUP_NAME)
+
+    roles = command(
+        "check-roles", cmd_check_roles, "check pipeline templates' roles against the boundary"
+    )
+    roles.add_argument(
+        "--boundary",
+        required=True,
+        metavar="TEMPLATE:LOGICAL_ID",
+        help="the bootstrap template and the logical id of its AWS::IAM::ManagedPolicy",
+    )
+    roles.add_argument("templates", nargs="+", type=Path, metavar="TEMPLATE")
+
+    update_stacks = command(
+        "update-stacks", cmd_update_stacks, "update existing stacks through change sets"
+    )
+    update_stacks.add_argument(
+        "--stack",
+        action="append",
+        required=True,
+        metavar="NAME=TEMPLATE",
+        help="a stack and its new template; repeat it, in the order to update them",
+    )
+    update_stacks.add_argument(
+        "--template-bucket", required=True, help="the bucket the templates are uploaded to"
+    )
+    update_stacks.add_argument(
+        "--template-prefix", default="", help="a key prefix in that bucket (default: none)"
+    )
+    update_stacks.add_argument(
+        "--role-arn", required=True, help="the CloudFormation service role of the updates"
+    )
+    update_stacks.add_argument(
+        "--parameter",
+        action="append",
+        default=[],
+        metavar="STACK:KEY=VALUE",
+        help="a parameter value (default: the stack's current value, else the default)",
+    )
+    update_stacks.add_argument(
+        "--restarts",
+        action="append",
+        default=[],
+        metavar="STACK:LOGICAL_ID",
+        help="a pipeline whose update restarts the running execution (say so if it changes)",
+    )
+
+    first_run = command(
+        "stop-first-run", cmd_stop_first_run, "stop the run CodePipeline starts on creation"
+    )
+    first_run.add_argument("--pipeline", required=True, help="the pipeline's name")
 
     rollback = command(
         "rollback", cmd_rollback, "roll the dev branch back to production's files (git)"
