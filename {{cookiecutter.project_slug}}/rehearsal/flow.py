@@ -1,4 +1,4 @@
-"""`make rehearse`: the whole GitOps flow, offline (45 s on an idle 2-core machine).
+"""`make rehearse`: the whole GitOps flow, offline (2.5 to 3 minutes on 2 cores).
 
 Against a moto server on a free 127.0.0.1 port (always stopped at the end), it plays what AWS
 would do with this commit, reading both pipelines from infra/*.yml:
