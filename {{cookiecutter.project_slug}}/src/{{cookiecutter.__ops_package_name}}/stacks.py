@@ -128,7 +128,7 @@ def parse_template(text: str, source: str) -> dict[str, Any]:
     except yaml.YAMLError as error:
         raise UserError(
             f"{source} is not a CloudFormation template: {' '.join(str(error).split())}"
-        ) from None
+        ) from error
     return checked_template(document, source)
 
 
@@ -454,16 +454,10 @@ def load_stack_policy(body: Any, stack: str) -> list[PolicyStatement] | None:
             raise UserError(
                 f"the stack policy of {stack}: a statement needs Resource or NotResource"
             )
-        actions = next(
-            policy_strings(statement[name], name, stack)
-            for name in ("Action", "NotAction")
-            if name in statement
-        )
-        resources = next(
-            policy_strings(statement[name], name, stack)
-            for name in ("Resource", "NotResource")
-            if name in statement
-        )
+        action_key = "Action" if "Action" in statement else "NotAction"
+        resource_key = "Resource" if "Resource" in statement else "NotResource"
+        actions = policy_strings(statement[action_key], action_key, stack)
+        resources = policy_strings(statement[resource_key], resource_key, stack)
         for pattern in resources:
             if pattern != "*" and not pattern.startswith(LOGICAL_ID_PREFIX):
                 raise UserError(
@@ -914,9 +908,8 @@ def update_stacks(
         except (Refused, UpdateFailed, ClientError) as error:
             notes = delete_change_sets(cloudformation, updates)
             if isinstance(error, Refused):
-                raise Refused(
-                    error.args[0] + [f"update-stacks: {note}" for note in notes]
-                ) from None
+                lines = error.args[0] + [f"update-stacks: {note}" for note in notes]
+                raise Refused(lines) from None
             message = aws_failure(error) if isinstance(error, ClientError) else str(error)
             raise UpdateFailed("; ".join([message, "no stack was changed", *notes])) from error
         except BaseException:

@@ -427,8 +427,7 @@ def test_a_change_set_replacing_a_protected_queue_is_refused_and_deleted(tmp_pat
     assert refused.value.args[0] == [
         f"update-stacks: {STACK}: Queue (AWS::SQS::Queue) would be replaced"
         " (ReceiveMessageWaitTimeSeconds changed), and the stack's policy keeps it: revert that"
-        " change (replacing it loses"
-        " what it holds); make bootstrap cannot do it either"
+        " change (replacing it loses what it holds); make bootstrap cannot do it either"
     ]
 
 
@@ -490,9 +489,8 @@ def test_a_failed_update_reports_the_failed_event_and_drops_the_next_change_set(
         cf_stub.assert_no_pending_responses()
         s3_stub.assert_no_pending_responses()
     assert str(failure.value) == (
-        f"{STACK} did not update (UPDATE_ROLLBACK_COMPLETE): Queue:"
-        " ReceiveMessageWaitTimeSeconds must"
-        " be at most 20; CloudFormation rolled it back, it runs what it ran before"
+        f"{STACK} did not update (UPDATE_ROLLBACK_COMPLETE): Queue: ReceiveMessageWaitTimeSeconds"
+        " must be at most 20; CloudFormation rolled it back, it runs what it ran before"
     )
     assert echoed == []
 
