@@ -111,3 +111,62 @@ def test_github_bootstrap_checks_the_repository_first_and_starts_the_first_build
     push = first(r"^git push ")
     start = first(r"codepipeline start-pipeline-execution --name model-build-")
     assert push < start
+
+
+def test_the_longest_answers_bootstrap_in_the_rehearsal(longest, moto_url, tmp_path):
+    """The rehearsal's bootstrap with the longest answers: every resource the stacks create
+    is created as the stacks role (its policies and the boundary allow each create handler),
+    and the CloudFormation stand-in answers for the three stacks."""
+    import os
+    import sys
+
+    from rehearsal.actions import Workspace
+    from rehearsal.bootstrap import bootstrap, host_stacks, rehearsal_iam
+    from rehearsal.environment import process_environment
+    from rehearsal.flow import ACCOUNT_ID, MOTO_CLIENTS, _moto_client
+    from rehearsal.iam import Recorder
+    from rehearsal.pushes import PipelineUpdates
+    from rehearsal.settings import load_settings
+    from rehearsal.source import GitRepository
+    from rehearsal.stacks import PipelineStacks
+
+    settings = load_settings(longest)
+    with process_environment(moto_url, settings.region):
+        clients = {name: _moto_client(name, moto_url, settings.region) for name in MOTO_CLIENTS}
+        workspace = Workspace(
+            git=GitRepository(longest),
+            commit="0" * 40,
+            source_dir=longest,
+            work_dir=tmp_path / "work",
+            log_dir=tmp_path / "logs",
+            python=sys.executable,
+            cli=settings.cli_package,
+            region=settings.region,
+            account_id=ACCOUNT_ID,
+            clients=clients,
+            base_env=dict(os.environ),
+            github_token="token",
+        )
+        stacks = bootstrap(
+            workspace,
+            settings.bootstrap_stack,
+            settings.build_stack,
+            settings.deploy_stack,
+            settings.github_token_secret,
+        )
+        iam = rehearsal_iam(stacks, workspace, Recorder(), tmp_path / "iam", (moto_url,))
+        service = PipelineStacks(moto_url, clients["s3"]).start()
+        try:
+            PipelineUpdates(workspace, stacks, iam).check_creation()
+            host_stacks(workspace, stacks, service)
+            cloudformation = boto3.client(
+                "cloudformation", region_name=settings.region, endpoint_url=service.url
+            )
+            for name in (settings.bootstrap_stack, settings.build_stack, settings.deploy_stack):
+                (stack,) = cloudformation.describe_stacks(StackName=name)["Stacks"]
+                assert stack["StackStatus"] == "CREATE_COMPLETE"
+            policy = cloudformation.get_stack_policy(StackName=settings.build_stack)
+            assert "LogicalResourceId/ArtifactBucket" in policy["StackPolicyBody"]
+        finally:
+            service.stop()
+            iam.stop()

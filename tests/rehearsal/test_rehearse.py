@@ -58,7 +58,12 @@ from rehearsal.flow import Rehearsal
 output = []
 rehearsal = Rehearsal(Path(sys.argv[1]), sys.executable, echo=output.append)
 exit_status = rehearsal.run()
-urls = [rehearsal.moto_url, rehearsal.runtime.url, rehearsal.credentials.url]
+urls = [
+    rehearsal.moto_url,
+    rehearsal.runtime.url,
+    rehearsal.credentials.url,
+    rehearsal.cloudformation.url,
+]
 addresses = [url.removeprefix("http://").rsplit(":", 1) for url in urls]
 listening = []
 for host, port in addresses:
@@ -123,7 +128,8 @@ def test_the_summary_lists_every_action_and_what_was_skipped(passing_rehearsal):
 def test_a_passing_rehearsal_is_quiet_and_leaves_its_logs(passing_rehearsal):
     result = passing_rehearsal.result
     assert result.stderr.strip() == ""
-    assert len(result.stdout.splitlines()) < 60, result.stdout
+    # Two lines a stage, the summary's rows (one an action) and its IAM and note lines.
+    assert len(result.stdout.splitlines()) < 80, result.stdout
     logs = passing_rehearsal.repository / "build" / "rehearsal"
     assert (logs / "summary.txt").read_text().startswith("Rehearsal summary")
     build_log = next(logs.glob("model-build-*/Build.log"))
@@ -195,11 +201,12 @@ def test_a_broken_buildspec_command_fails_naming_the_stage_and_the_command(
     assert result.returncode != 0
     assert f"1/{len(STAGES)} Model build: FAILED after" in result.stdout
     failure = next(line for line in result.stdout.splitlines() if " failed: " in line)
-    assert failure.startswith("rehearse: Model build failed: Build: buildspecs/build.yml")
+    # UpdatePipelines, the first action after Source, runs build.yml first.
+    assert failure.startswith("rehearse: Model build failed: UpdatePipelines: buildspecs/build.yml")
     assert f"command `{broken_command}` exited with status" in failure
     assert expected_in_log in result.stdout
     assert f"2/{len(STAGES)} Approval" not in result.stdout
-    log = next((repository / "build" / "rehearsal").glob("model-build-*/Build.log"))
+    log = next((repository / "build" / "rehearsal").glob("model-build-*/UpdatePipelines.log"))
     assert expected_in_log in log.read_text()
 
 
@@ -222,10 +229,13 @@ def test_moto_and_the_stand_ins_are_stopped_when_a_stage_fails(default_bake, tmp
 
     assert report["exit_status"] == 1
     assert any(
-        line.startswith("rehearse: Model build failed: Build: buildspecs/build.yml: version 0.1")
+        # UpdatePipelines is the first action to run build.yml.
+        line.startswith(
+            "rehearse: Model build failed: UpdatePipelines: buildspecs/build.yml: version 0.1"
+        )
         for line in report["output"]
     ), report["output"]
-    assert len(report["addresses"]) == 3
+    assert len(report["addresses"]) == 4
     assert report["still_listening"] == []
 
 
