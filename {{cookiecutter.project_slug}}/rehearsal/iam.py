@@ -1193,7 +1193,8 @@ def _handlers(
             for key in {*properties, *old_properties}
             if properties.get(key) != old_properties.get(key)
         }
-        if changed & _create_only(resource_type, account.region):
+        replaced = create_only(resource_type, account.region)
+        if "*" in replaced or changed & replaced:
             yield logical_id, "create", resource_type, properties
             yield logical_id, "delete", old_type, old_properties
         else:
@@ -1203,11 +1204,15 @@ def _handlers(
             yield logical_id, "delete", resource_type, properties
 
 
-def _create_only(resource_type: str, region: str) -> set[str]:
-    """Top-level properties whose change replaces the resource (registry schema)."""
+def create_only(resource_type: str, region: str) -> set[str]:
+    """Top-level properties whose change replaces the resource (registry schema); {"*"} for
+    a type the schemas lack: any change replaces it."""
     from cfnlint.schema import PROVIDER_SCHEMA_MANAGER
 
-    schema = PROVIDER_SCHEMA_MANAGER.get_resource_schema(region, resource_type).schema
+    try:
+        schema = PROVIDER_SCHEMA_MANAGER.get_resource_schema(region, resource_type).schema
+    except Exception:  # cfnlint's ResourceNotFoundError
+        return {"*"}
     return {
         path.removeprefix("/properties/").split("/", 1)[0]
         for path in schema.get("createOnlyProperties", [])

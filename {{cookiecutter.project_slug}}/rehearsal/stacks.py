@@ -32,6 +32,7 @@ from xml.sax.saxutils import escape
 import yaml
 
 from .cloudformation import NO_VALUE, CloudFormationLoader, Stack, TemplateError
+from .iam import create_only
 from .standins import LocalHttpService, QuietHandler
 
 NAMESPACE = "http://cloudformation.amazonaws.com/doc/2010-05-15/"
@@ -342,20 +343,6 @@ def _resolved(stack: Stack) -> dict[str, tuple[str, dict[str, Any]]]:
                 properties[key] = resolved
         found[logical_id] = (str(resource.get("Type")), properties)
     return found
-
-
-def create_only(resource_type: str, region: str) -> set[str]:
-    """Top-level properties whose change replaces a resource (registry schema)."""
-    from cfnlint.schema import PROVIDER_SCHEMA_MANAGER
-
-    try:
-        schema = PROVIDER_SCHEMA_MANAGER.get_resource_schema(region, resource_type).schema
-    except Exception:  # a type the schemas lack: every property replaces it
-        return {"*"}
-    return {
-        path.removeprefix("/properties/").split("/", 1)[0]
-        for path in schema.get("createOnlyProperties", [])
-    }
 
 
 def changes(before: Stack, after: Stack) -> list[dict[str, Any]]:
