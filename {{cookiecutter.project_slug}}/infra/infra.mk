@@ -47,7 +47,7 @@ stack_policy = $(AWS) cloudformation set-stack-policy --stack-name $(1) --stack-
 
 .PHONY: ci-build update-pipelines stage-config deploy-prod aws-cli bootstrap teardown retrain
 
-ci-build: lint test-unit pipeline-definition ## The model build pipeline's Build stage: lint, unit tests, templates, definition
+ci-build: check-data lint test-unit pipeline-definition ## The model build pipeline's Build stage: data, lint, unit tests, templates, definition
 
 update-pipelines: $(NEEDS_VENV) ## The UpdatePipelines action: check infra/, then update both pipeline stacks through change sets
 	@echo "==> Checking infra/: every role within the permissions boundary, cfn-lint, checkov"

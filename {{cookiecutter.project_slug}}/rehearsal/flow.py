@@ -448,8 +448,24 @@ class Rehearsal:
             self._timed(stage, action.name, lambda action=action: build.play(action))
         self._timed(stage, "SageMaker pipeline", self._play_sagemaker_pipeline)
 
+    def _local_runner(self, log_path: Path, code_dir: Path | None = None) -> Callable:
+        """run_local for the ExecutionPlayer: `python -m <cli> local` on the execution's data
+        and champion, with the code of code_dir (the source by default)."""
+
+        def run_local(data_dir: Path, build_dir: Path, champion: Path | None) -> Any:
+            args = ["--data-dir", str(data_dir), "--build-dir", str(build_dir)]
+            args += ["--champion", str(champion.resolve()) if champion else "none"]
+            return self.workspace.run_python(
+                ["-m", self.settings.cli_package, "local", *args], log_path, cwd=code_dir
+            )
+
+        return run_local
+
     def _play_sagemaker_pipeline(
-        self, expected_data_url: str | None = None, workdir_name: str = "sagemaker-pipeline"
+        self,
+        expected_data_url: str | None = None,
+        workdir_name: str = "sagemaker-pipeline",
+        code_dir: Path | None = None,
     ) -> str:
         """Play the execution the Train action started; check the package it registered
         (and the data URI it records, when one is expected)."""
@@ -459,16 +475,9 @@ class Rehearsal:
         expected_status = self.settings.model_approval_status
         execution_arn = newest_execution(clients["sagemaker"], pipeline_name)
 
-        def run_local(data_dir: Path, build_dir: Path) -> Any:
-            """`python -m <cli> local` on the execution's data."""
-            args = ["--data-dir", str(data_dir), "--build-dir", str(build_dir)]
-            return self.workspace.run_python(
-                ["-m", self.settings.cli_package, "local", *args], log_path
-            )
-
+        run_local = self._local_runner(log_path, code_dir)
         # Each played execution downloads its own input: never another execution's files.
         workdir = self.work_dir / workdir_name
-        workdir = self.work_dir / "sagemaker-pipeline"
         # SageMaker runs the pipeline's jobs and its registration with the pipeline's role.
         role_arn = clients["sagemaker"].describe_pipeline(PipelineName=pipeline_name)["RoleArn"]
         try:
@@ -771,12 +780,7 @@ class Rehearsal:
         execution_arn = self._start_training(self._train_environment(build))
         log_path = self.log_dir / "retraining.log"
 
-        def run_local(data_dir: Path, build_dir: Path) -> Any:
-            args = ["--data-dir", str(data_dir), "--build-dir", str(build_dir)]
-            return self.workspace.run_python(
-                ["-m", self.settings.cli_package, "local", *args], log_path
-            )
-
+        run_local = self._local_runner(log_path)
         try:
             ExecutionPlayer(
                 sagemaker, clients["s3"], execution_arn, self.work_dir / "broken-batch", run_local

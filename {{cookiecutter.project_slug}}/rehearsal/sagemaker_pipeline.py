@@ -3,7 +3,8 @@
 moto marks an execution Succeeded at once and runs nothing. This reads the execution's own
 pipeline definition and parameters from moto and does what SageMaker would:
 - the Processing and Training steps run through the project's local runner
-  (`python -m <cli> local`), on the input data the execution points at in S3;
+  (`python -m <cli> local`), on the input data the execution points at in S3, with the
+  champion model.tar.gz the evaluate step's champion input names (if any);
 - their outputs go to the S3 locations the definition gives them (the model artifact to
   <S3OutputPath>/<job>/output/model.tar.gz, each processing output to its S3Uri);
 - Condition steps are evaluated on the property files (evaluation.json), then their branch
@@ -13,6 +14,7 @@ pipeline definition and parameters from moto and does what SageMaker would:
 
 import json
 import re
+import shutil
 import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -29,6 +31,7 @@ LOCAL_MODEL_ARCHIVE = Path("model", "model.tar.gz")
 MODEL_ARCHIVE_NAME = "model.tar.gz"
 CODE_INPUT_DIR = PROCESSING_ROOT + "input/code"
 DATA_INPUT_DIR = PROCESSING_ROOT + "input"
+CHAMPION_INPUT_DIR = PROCESSING_ROOT + "champion"
 JOB_STEP_TYPES = ("Processing", "Training")
 PROPERTY_PATH = re.compile(r"\.?([A-Za-z0-9_]+)|\[(?:'([^']*)'|\"([^\"]*)\"|(\d+))\]")
 COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
@@ -83,7 +86,8 @@ def newest_execution(sagemaker: Any, pipeline_name: str) -> str:
 
 
 class ExecutionPlayer:
-    """Plays one execution; run_local(data_dir, build_dir) runs the local runner."""
+    """Plays one execution; run_local(data_dir, build_dir, champion) runs the local runner
+    (champion: the model.tar.gz to compare with, or None)."""
 
     def __init__(
         self,
@@ -91,7 +95,7 @@ class ExecutionPlayer:
         s3: Any,
         execution_arn: str,
         workdir: Path,
-        run_local: Callable[[Path, Path], subprocess.CompletedProcess],
+        run_local: Callable[[Path, Path, Path | None], subprocess.CompletedProcess],
     ) -> None:
         self.sagemaker = sagemaker
         self.s3 = s3
@@ -186,9 +190,24 @@ class ExecutionPlayer:
             self._download(
                 uri, data_dir, f"step {first['Name']} input {processing_input['InputName']}"
             )
-        result = self.run_local(data_dir, self.build_dir)
+        result = self.run_local(data_dir, self.build_dir, self._champion(steps))
         self.played.jobs.extend(step["Name"] for step in steps if step["Type"] in JOB_STEP_TYPES)
         return result.returncode
+
+    def _champion(self, steps: list[dict[str, Any]]) -> Path | None:
+        """Download what a step's champion input names; its model.tar.gz, if it holds one."""
+        directory = self.workdir / "champion-input"
+        shutil.rmtree(directory, ignore_errors=True)
+        for step in steps:
+            for processing_input in step["Arguments"].get("ProcessingInputs", []):
+                s3_input = processing_input.get("S3Input", {})
+                if s3_input.get("LocalPath") != CHAMPION_INPUT_DIR:
+                    continue
+                uri = str(self.resolve(s3_input["S3Uri"]))
+                self._download(uri, directory, f"step {step['Name']} input champion")
+                archive = directory / MODEL_ARCHIVE_NAME
+                return archive if archive.is_file() else None
+        return None
 
     def _download(self, uri: str, directory: Path, what: str) -> None:
         bucket, key = split_s3_uri(uri)

@@ -49,15 +49,67 @@ def sagemaker_client():
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    """Write the sample data set CSV."""
-    from {{ cookiecutter.package_name }}.data import write_dataset
+    """Write the data set CSV (load_dataset()'s, or --source's), or only check it."""
+    from {{ cookiecutter.package_name }}.data import dataset_csv_bytes, write_dataset
 
     try:
-        path = write_dataset(args.output_dir)
+        if args.check:
+            rows = dataset_csv_bytes().count(b"\n") - 1
+            print(f"Data: load_dataset() gives {rows} rows with every schema column")
+            return 0
+        path = write_dataset(args.output_dir, args.source)
+    except ValueError as error:
+        raise UserError(error) from error
     except OSError as error:
         raise UserError(f"cannot write the data set: {error}") from error
-    print(f"Wrote {path}")
+    print(f"Wrote {path}" + (f" from {args.source}" if args.source else ""))
+    if args.source:
+        print(
+            "make local-pipeline trains on it. CI and the cloud train on data in S3: upload it"
+            " under s3://<artifact bucket>/{{ cookiecutter.__data_prefix }}<batch>/ with the"
+            " {{ cookiecutter.__data_ready_marker }} marker (README, Use your own data)"
+        )
     return 0
+
+
+# A gate the sample data clears by more than this passes nearly any model.
+LOOSE_GATE_MARGIN = 0.15
+
+
+def kept_champion(build_dir: Path) -> Path:
+    """Where a local run keeps the last model that passed its gate: beside build_dir."""
+    return build_dir.parent / "champion" / "model.tar.gz"
+
+
+def local_champion(choice: str, build_dir: Path) -> Path | None:
+    """The model the local gate compares with: --champion's archive, none, or the last
+    local model that passed the gate (if there is one)."""
+    if choice == "none":
+        return None
+    if choice == "previous":
+        previous = kept_champion(build_dir)
+        return previous if previous.is_file() else None
+    path = Path(choice)
+    if not path.is_file():
+        raise UserError(
+            f"--champion {choice}: no such file; give a model.tar.gz (one a local run left"
+            " in build/local/model/, or downloaded from the registry), or none"
+        )
+    return path
+
+
+def local_commit() -> str | None:
+    """The checkout's commit, with -dirty when files differ from it; None outside git."""
+    import subprocess
+
+    def git(*args: str) -> str | None:
+        result = subprocess.run(["git", *args], capture_output=True, text=True, check=False)
+        return result.stdout.strip() if result.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if commit and git("status", "--porcelain", "--untracked-files=no"):
+        commit += "-dirty"
+    return commit
 
 
 def cmd_local(args: argparse.Namespace) -> int:
@@ -68,25 +120,43 @@ def cmd_local(args: argparse.Namespace) -> int:
         from {{ cookiecutter.package_name }}.data import write_dataset
 
         print(f"Writing the sample data set to {write_dataset(args.data_dir)}")
+    champion = local_champion(args.champion, args.build_dir)
     started = time.perf_counter()
     try:
-        run = local.run_local_pipeline(args.data_dir, args.build_dir)
+        run = local.run_local_pipeline(
+            args.data_dir, args.build_dir, champion=champion, commit=local_commit()
+        )
     except local.StepFailedError as error:
         return failed(args, error)
-    value = local.metric_value(run.report(), config.QUALITY_METRIC)
+    report = run.report()
+    metric = config.QUALITY_METRIC
+    value = local.metric_value(report, metric)
     print(
         "Timing: "
         + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in run.timings.items())
         + f"; total {time.perf_counter() - started:.1f} s"
     )
-    print(f"Model: {run.model_archive}\nEvaluation: {run.evaluation_file}")
-    if value < args.threshold:
-        return failed(
-            args,
-            f"quality gate failed: {config.QUALITY_METRIC} {value:.4f} is below the "
-            f"threshold {args.threshold:.4f}",
+    print(
+        f"Model: {run.model_archive}\nEvaluation: {run.evaluation_file}\nReport: {run.report_file}"
+    )
+    print(f"Compared with: {report['quality_gate'][metric]['explanation']}")
+    if champion is not None and report["champion"]["metrics"] is None:
+        print(f"Champion {champion}: {report['champion']['not_comparable']}")
+    failures = local.gate_failures(report, metric, args.threshold)
+    if failures:
+        return failed(args, f"quality gate failed: {metric} {value:.4f}: " + "; ".join(failures))
+    print(f"Quality gate passed: {metric} {value:.4f} >= {args.threshold:.4f}")
+    kept = kept_champion(args.build_dir)
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    kept.write_bytes(run.model_archive.read_bytes())
+    print(f"Kept as the local champion, which the next run compares with: {kept}")
+    if value - args.threshold > LOOSE_GATE_MARGIN:
+        print(
+            f"warning: {metric} {value:.4f} beats the threshold {args.threshold:.4f} by more"
+            f" than {LOOSE_GATE_MARGIN}: a gate this low passes nearly any model; raise"
+            f" QUALITY_THRESHOLD in src/{{ cookiecutter.package_name }}/config.py towards"
+            f" {value - 0.05:.2f}"
         )
-    print(f"Quality gate passed: {config.QUALITY_METRIC} {value:.4f} >= {args.threshold:.4f}")
     return 0
 
 
@@ -157,7 +227,10 @@ def cmd_upsert(args: argparse.Namespace) -> int:
 
 
 def cmd_start(args: argparse.Namespace) -> int:
-    """Start the SageMaker pipeline and optionally wait for it."""
+    """Start the SageMaker pipeline (with the production model as the champion) and
+    optionally wait for it."""
+    import boto3
+
     from . import aws
     from .pipeline_service import (
         ExecutionFailedError,
@@ -165,17 +238,33 @@ def cmd_start(args: argparse.Namespace) -> int:
         start_execution,
         wait_for_execution,
     )
+    from .registry import model_data_url, production_model
 
     commit_id = aws.resolve_commit_id(args.commit_id)
     data_url = aws.input_data_url(args.input_data_url)
     client = sagemaker_client()
     if data_url is None:
         data_url = previous_input_data_url(client, config.SAGEMAKER_PIPELINE_NAME)
+    cloudformation = boto3.client("cloudformation", region_name=config.AWS_REGION)
+    champion = production_model(cloudformation, client, config.PROD_STACK_NAME)
+    champion_url = model_data_url(champion) if champion else None
     execution_arn = start_execution(
-        client, commit_id, config.SAGEMAKER_PIPELINE_NAME, input_data_url=data_url
+        client,
+        commit_id,
+        config.SAGEMAKER_PIPELINE_NAME,
+        input_data_url=data_url,
+        champion_url=champion_url,
     )
     data = data_url or "the pipeline's default data set"
     print(f"Started {execution_arn} (commit {commit_id}, data {data})")
+    if champion:
+        built_from = champion.get("MetadataProperties", {}).get("CommitId", "an unknown commit")
+        print(
+            f"Champion: {champion['ModelPackageArn']} (built from {built_from}), which"
+            f" {config.PROD_STACK_NAME} serves: {champion_url}"
+        )
+    else:
+        print(f"Champion: none ({config.PROD_STACK_NAME} serves no model yet)")
     if args.wait:
         try:
             wait_for_execution(client, execution_arn, poll_seconds=args.poll_seconds)
@@ -417,13 +506,20 @@ def build_parser() -> argparse.ArgumentParser:
         )
         commit_option(sub, "being built")
 
-    data = command("data", cmd_data, "write the sample data set CSV")
+    data = command("data", cmd_data, "write the data set CSV into data/")
     data.add_argument("--output-dir", type=Path, default=Path("data"))
+    data.add_argument("--source", help="a CSV file (.csv, .csv.gz) or s3:// URI to copy instead")
+    data.add_argument("--check", action="store_true", help="only check that load_dataset() works")
 
     local = command("local", cmd_local, "run preprocess, train, evaluate and the gate locally")
     local.add_argument("--data-dir", type=Path, default=Path("data"))
     local.add_argument("--build-dir", type=Path, default=Path("build", "local"))
     local.add_argument("--threshold", type=float, default=config.QUALITY_THRESHOLD)
+    local.add_argument(
+        "--champion",
+        default="previous",
+        help="the model.tar.gz to compare with, `previous` (the last one that passed) or `none`",
+    )
 
     serve = command("serve", cmd_serve, "serve a model.tar.gz with the SageMaker contract")
     serve.add_argument("--model", type=Path, default=DEFAULT_MODEL_ARCHIVE)

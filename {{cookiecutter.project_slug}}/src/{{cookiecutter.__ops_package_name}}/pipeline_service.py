@@ -19,8 +19,10 @@ RUNNING_STATUSES = {"Executing", "Stopping"}
 # A role without sagemaker:ListPipelineExecutionSteps can still follow the execution.
 ACCESS_DENIED_CODES = {"AccessDenied", "AccessDeniedException"}
 DEFAULT_POLL_SECONDS = 30.0
-# The SageMaker pipeline parameter holding the S3 URI of the training data.
+# The SageMaker pipeline parameters holding the S3 URI of the training data, and of the
+# production model's model.tar.gz (the champion the gate compares with).
 INPUT_DATA_PARAMETER = "InputDataUrl"
+CHAMPION_PARAMETER = "ChampionModelUrl"
 SUCCEEDED = "Succeeded"
 # How far back a push looks for the data of a successful run: the newest 1,000 executions
 # (10 ListPipelineExecutions calls of 100, the most one returns), and the parameters of the
@@ -129,17 +131,25 @@ def upsert_pipeline(
 
 
 def start_execution(
-    sagemaker_client, commit_id: str, pipeline_name: str, input_data_url: str | None = None
+    sagemaker_client,
+    commit_id: str,
+    pipeline_name: str,
+    input_data_url: str | None = None,
+    champion_url: str | None = None,
 ) -> str:
-    """Start the pipeline for one commit (and data URI, if given); return the execution ARN.
+    """Start the pipeline for one commit (and data URI, and champion, if given); return the
+    execution ARN.
 
-    The commit id becomes the CommitId parameter and the data URI the InputDataUrl
-    parameter; the registered model package records both. Without a data URI the
-    pipeline's default (the sample data set) is used.
+    The commit id becomes the CommitId parameter, the data URI the InputDataUrl parameter
+    and the champion's model.tar.gz the ChampionModelUrl parameter; the registered model
+    package records the first two. Without a data URI the pipeline's default (the sample
+    data set) is used; without a champion, the gate has only the threshold and the baseline.
     """
     parameters = [{"Name": "CommitId", "Value": commit_id}]
     if input_data_url:
         parameters.append({"Name": INPUT_DATA_PARAMETER, "Value": input_data_url})
+    if champion_url:
+        parameters.append({"Name": CHAMPION_PARAMETER, "Value": champion_url})
     response = sagemaker_client.start_pipeline_execution(
         PipelineName=pipeline_name,
         PipelineExecutionDisplayName=f"commit-{commit_id[:12]}",

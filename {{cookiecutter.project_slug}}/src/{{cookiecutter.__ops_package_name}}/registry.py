@@ -38,3 +38,49 @@ def latest_approved_package(
         " approve that commit's package in the SageMaker Model Registry, or deploy a commit"
         " that has one"
     )
+
+
+# A stack in one of these serves nothing (or is going away): there is no production model.
+NOT_SERVING = {
+    "CREATE_IN_PROGRESS",
+    "CREATE_FAILED",
+    "ROLLBACK_IN_PROGRESS",
+    "ROLLBACK_FAILED",
+    "ROLLBACK_COMPLETE",
+    "DELETE_IN_PROGRESS",
+    "DELETE_FAILED",
+    "DELETE_COMPLETE",
+}
+
+
+def production_model(
+    cloudformation_client: Any, sagemaker_client: Any, stack_name: str
+) -> dict[str, Any] | None:
+    """The model package the production endpoint stack serves (its ModelPackageArn
+    parameter), described from the registry; None when there is no such stack yet.
+
+    The merge step keeps the main branch at the commit this package was built from, so it
+    is the package of the production branch's head. Its ModelDataUrl is the champion.
+    """
+    from botocore.exceptions import ClientError
+
+    try:
+        stacks = cloudformation_client.describe_stacks(StackName=stack_name)["Stacks"]
+    except ClientError as error:
+        if "does not exist" in error.response.get("Error", {}).get("Message", ""):
+            return None
+        raise
+    if not stacks or stacks[0]["StackStatus"] in NOT_SERVING:
+        return None
+    parameters = {
+        p["ParameterKey"]: p.get("ParameterValue") for p in stacks[0].get("Parameters", [])
+    }
+    if not parameters.get("ModelPackageArn"):
+        return None
+    return sagemaker_client.describe_model_package(ModelPackageName=parameters["ModelPackageArn"])
+
+
+def model_data_url(package: dict[str, Any]) -> str:
+    """The S3 URI of a package's model.tar.gz."""
+    container = package["InferenceSpecification"]["Containers"][0]
+    return container.get("ModelDataUrl") or container["ModelDataSource"]["S3DataSource"]["S3Uri"]

@@ -24,6 +24,9 @@ SAGEMAKER_ROLE_NAME = "{{ cookiecutter.__sagemaker_role_name }}"
 GITHUB_CONNECTION_NAME = "{{ cookiecutter.__github_connection_name }}"
 STAGING_ENDPOINT_NAME = "{{ cookiecutter.__staging_endpoint_name }}"
 PROD_ENDPOINT_NAME = "{{ cookiecutter.__prod_endpoint_name }}"
+# The production endpoint's stack: its ModelPackageArn parameter names the model production
+# runs, the champion a new model is compared with.
+PROD_STACK_NAME = "{{ cookiecutter.__prod_stack_name }}"
 
 # New data: files uploaded under s3://<artifact bucket>/<DATA_PREFIX><batch>/ start one build
 # when the batch's DATA_READY_MARKER object is created beside them.
@@ -34,6 +37,11 @@ DATA_READY_MARKER = "{{ cookiecutter.__data_ready_marker }}"
 MODEL_APPROVAL_STATUS = "{{ cookiecutter.__model_approval_status }}"
 QUALITY_METRIC = "{{ cookiecutter.quality_metric }}"
 QUALITY_THRESHOLD = {{ cookiecutter.quality_threshold | float }}
+# The gate also refuses a model whose metric does not beat a model that always answers the
+# majority class by BASELINE_MARGIN (class balance alone can score a high accuracy or f1),
+# or falls below the production model's, on the same test rows, by more than CHAMPION_MARGIN.
+BASELINE_MARGIN = 0.05
+CHAMPION_MARGIN = 0.02
 
 PROCESSING_INSTANCE_TYPE = "{{ cookiecutter.processing_instance_type }}"
 TRAINING_INSTANCE_TYPE = "{{ cookiecutter.training_instance_type }}"

@@ -6,7 +6,10 @@ missing, as in real exports.
 
 To use your own table, make `load_dataset()` return it (a pandas DataFrame holding the columns
 that `steps/data_schema.py` declares) and declare its columns there: `make data`, the local
-pipeline and the data set `upsert` publishes all come from this one function.
+pipeline and the data set `upsert` publishes all come from this one function. A file it
+reads must be committed (outside data/, which git ignores) to reach CI; larger data lives in
+S3 under the new-data prefix instead (README, "Use your own data"). `make data SRC=<file or
+s3 URI>` copies a table into data/ for local runs without any edit (`read_table`).
 """
 
 from pathlib import Path
@@ -73,26 +76,83 @@ def load_dataset() -> pd.DataFrame:
     return synthetic_churn()
 
 
-def dataset_csv_bytes() -> bytes:
-    """The data set as CSV bytes with a header row (identical on every run)."""
-    table = load_dataset()
+def read_table(source: str) -> pd.DataFrame:
+    """A table from a CSV file (compressed or not), an s3://bucket/key object, or every CSV
+    under an s3://bucket/prefix/ (one table, as the pipeline reads its InputDataUrl)."""
+    if not source.startswith("s3://"):
+        return pd.read_csv(source)
+    import io
+
+    import boto3
+
+    bucket, _, key = source[len("s3://") :].partition("/")
+    s3 = boto3.client("s3")
+    if key and not key.endswith("/"):
+        keys = [key]
+    else:
+        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key)
+        keys = [
+            item["Key"]
+            for page in pages
+            for item in page.get("Contents", [])
+            if item["Key"].endswith((".csv", ".csv.gz"))
+        ]
+        if not keys:
+            raise FileNotFoundError(f"no .csv or .csv.gz object under {source}")
+    tables = []
+    for name in sorted(keys):
+        body = s3.get_object(Bucket=bucket, Key=name)["Body"].read()
+        compression = "gzip" if name.endswith(".gz") else None
+        tables.append(pd.read_csv(io.BytesIO(body), compression=compression))
+    return pd.concat(tables, ignore_index=True)
+
+
+def checked_csv_bytes(table: pd.DataFrame, source: str = "load_dataset()") -> bytes:
+    """The table as CSV bytes, once it holds every column the schema declares."""
     missing = [
         name for name in (*data_schema.FEATURES, data_schema.LABEL) if name not in table.columns
     ]
     if missing:
         raise ValueError(
-            f"load_dataset() returned no {', '.join(map(repr, missing))} column: "
+            f"{source} returned no {', '.join(map(repr, missing))} column: "
             "make it return the columns steps/data_schema.py declares, or declare its columns there"
         )
     return table.to_csv(index=False).encode()
 
 
-def write_dataset(output_dir: Path) -> Path:
-    """Write the CSV into output_dir (created if missing) and return its path."""
+def dataset_csv_bytes() -> bytes:
+    """The data set as CSV bytes with a header row (identical on every run).
+
+    A file load_dataset() cannot find is one ValueError naming it and the two places data
+    can live, so a Build without the file says so in one line.
+    """
+    try:
+        table = load_dataset()
+    except FileNotFoundError as error:
+        missing = error.filename or str(error)
+        raise ValueError(
+            f"load_dataset() found no {missing}: commit the file (outside data/, which git"
+            " ignores) so that CI has it, or keep the data in S3 under the new-data prefix"
+            " and train there (README, Use your own data)"
+        ) from error
+    return checked_csv_bytes(table)
+
+
+def write_dataset(output_dir: Path, source: str | None = None) -> Path:
+    """Write the CSV (load_dataset()'s table, or the table at source) into output_dir
+    (created if missing) and return its path."""
     output_dir = Path(output_dir)
     if output_dir.exists() and not output_dir.is_dir():
         raise NotADirectoryError(f"{output_dir} is a file: pass a directory to --output-dir")
     output_dir.mkdir(parents=True, exist_ok=True)
     path = output_dir / DATASET_FILE_NAME
-    path.write_bytes(dataset_csv_bytes())
+    if source is None:
+        body = dataset_csv_bytes()
+    else:
+        try:
+            table = read_table(source)
+        except FileNotFoundError as error:
+            raise ValueError(f"{source}: no such file ({error})") from error
+        body = checked_csv_bytes(table, source)
+    path.write_bytes(body)
     return path

@@ -12,10 +12,11 @@ The SageMaker container paths are mapped under the build directory (build/local/
     SM_MODEL_DIR (/opt/ml/model)          build/local/training/model
     model.tar.gz in S3                    build/local/model/model.tar.gz
     /opt/ml/processing/evaluation         build/local/evaluation
+    /opt/ml/processing/champion           build/local/champion (a copy of the champion)
 
 The data directory plays the pipeline's InputDataUrl prefix: every CSV in it is part of the
 table. The CLI then applies the pipeline's quality gate to the evaluation report
-(`metric_value`); build/local/report.html shows its plots.
+(`gate_failures`, the Condition step's three comparisons); build/local/report.html shows it.
 """
 
 import json
@@ -28,6 +29,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from . import config
 from .report import REPORT_FILE_NAME, render
 from .steps import data_schema, evaluate, preprocess
 
@@ -57,6 +59,28 @@ class LocalRun:
 def metric_value(report: dict, metric: str) -> float:
     """One metric's value from an evaluation report."""
     return float(report["binary_classification_metrics"][metric]["value"])
+
+
+def gate_failures(report: dict, metric: str, threshold: float) -> list[str]:
+    """What the pipeline's quality gate would refuse the model for (empty: it passes).
+
+    The same three comparisons as the CheckModelQuality step, on the same report.
+    """
+    value = metric_value(report, metric)
+    floors = report["quality_gate"][metric]
+    failures = []
+    if value < threshold:
+        failures.append(f"it is below the threshold {threshold:.4f}")
+    if value < floors["baseline_floor"]:
+        failures.append(
+            f"it does not beat a model that always answers the majority class: it needs"
+            f" {floors['baseline_floor']:.4f}"
+        )
+    if value < floors["champion_floor"]:
+        failures.append(
+            f"it is worse than the production model: it needs {floors['champion_floor']:.4f}"
+        )
+    return failures
 
 
 def run_script(script: Path, args: list[str], env: dict[str, str]) -> int:
@@ -105,12 +129,23 @@ def run_local_pipeline(
     build_dir: Path = DEFAULT_BUILD_DIR,
     echo: Callable[[str], None] = print,
     hyperparameters: dict | None = None,
+    champion: Path | None = None,
+    commit: str | None = None,
 ) -> LocalRun:
-    """Preprocess, train and evaluate on the CSVs in data_dir; outputs go under build_dir."""
+    """Preprocess, train and evaluate on the CSVs in data_dir; outputs go under build_dir.
+
+    champion is a model.tar.gz the evaluate step compares the model with (it may be the
+    previous run's model, under build_dir); commit names the code in the report.
+    """
     data_dir, build_dir = Path(data_dir), Path(build_dir)
+    champion_bytes = Path(champion).read_bytes() if champion else None
     # Stale splits or models from an earlier run must not leak into this one.
     shutil.rmtree(build_dir, ignore_errors=True)
     run = LocalRun(build_dir)
+    champion_dir = build_dir / "champion"
+    if champion_bytes is not None:
+        champion_dir.mkdir(parents=True)
+        (champion_dir / evaluate.MODEL_ARCHIVE_NAME).write_bytes(champion_bytes)
     splits = {name: build_dir / name for name in preprocess.SPLIT_FILE_NAMES}
     training_model_dir = build_dir / "training" / "model"
 
@@ -134,11 +169,23 @@ def run_local_pipeline(
     }
     step("train", options(hyperparameters or {}), env=training_env)
     package_model(training_model_dir, run.model_archive)
-    evaluate_dirs = {
+    evaluate_options = {
         "model-dir": run.model_archive.parent,
         "test-dir": splits["test"],
         "output-dir": run.evaluation_file.parent,
+        "champion-dir": champion_dir,
+        "champion-url": champion or "",
+        "baseline-margin": config.BASELINE_MARGIN,
+        "champion-margin": config.CHAMPION_MARGIN,
     }
-    step("evaluate", options(evaluate_dirs))
-    run.report_file.write_text(render(run.report()))
+    step("evaluate", options(evaluate_options))
+    run.report_file.write_text(
+        render(
+            run.report(),
+            project=config.PROJECT_NAME,
+            commit=commit or "not committed",
+            metric=config.QUALITY_METRIC,
+            threshold=config.QUALITY_THRESHOLD,
+        )
+    )
     return run

@@ -1,5 +1,11 @@
 """The SageMaker pipeline: preprocess, train, evaluate, gate on quality, register or fail.
 
+The gate registers the model only if its metric reaches the threshold, beats the
+majority-class baseline by BASELINE_MARGIN, and is at least the production model's (the
+champion, scored on the same test rows) minus CHAMPION_MARGIN. The Train action passes the
+champion's model.tar.gz as the ChampionModelUrl parameter; without one it points at a
+placeholder object, and only the threshold and the baseline apply.
+
 Built with the SageMaker Python SDK v3 (`sagemaker.mlops.workflow`). Building it uploads the
 step scripts to the artifact bucket, so it needs S3 (moto is enough: `definition --offline`).
 All three jobs run on the SageMaker framework image that `steps/classifier.py` names, which
@@ -102,7 +108,25 @@ def training_code_archive() -> bytes:
     return gzip.compress(buffer.getvalue(), mtime=0)
 
 
-def pipeline_parameters(input_data_uri: str, commit_id: str) -> dict[str, Parameter]:
+# What ChampionModelUrl points at when production runs no model yet: a prefix without a
+# model.tar.gz (a processing input must name objects that exist).
+NO_CHAMPION_FILE = "no-champion.txt"
+NO_CHAMPION_TEXT = (
+    b"No production model: the quality gate compares with the threshold and the baseline.\n"
+)
+
+
+def upload_code(s3_client, bucket: str, file_name: str, body: bytes) -> str:
+    """Put body under <pipeline>/code/<its content hash>/file_name; return its S3 URI."""
+    digest = hashlib.sha256(body).hexdigest()
+    key = f"{config.SAGEMAKER_PIPELINE_NAME}/code/{digest}/{file_name}"
+    s3_client.put_object(Bucket=bucket, Key=key, Body=body)
+    return f"s3://{bucket}/{key}"
+
+
+def pipeline_parameters(
+    input_data_uri: str, commit_id: str, no_champion_uri: str
+) -> dict[str, Parameter]:
     """The parameters an execution may override, by name, in the definition's order."""
     parameters = [
         ParameterString("InputDataUrl", default_value=input_data_uri),
@@ -113,6 +137,8 @@ def pipeline_parameters(input_data_uri: str, commit_id: str) -> dict[str, Parame
         ParameterFloat("QualityThreshold", default_value=config.QUALITY_THRESHOLD),
         ParameterString("ModelApprovalStatus", default_value=config.MODEL_APPROVAL_STATUS),
         ParameterString("CommitId", default_value=commit_id),
+        # The production model's model.tar.gz, which the Train action looks up.
+        ParameterString("ChampionModelUrl", default_value=no_champion_uri),
     ]
     return {parameter.name: parameter for parameter in parameters}
 
@@ -159,10 +185,7 @@ class StepContext:
         """
         if body is None:
             body = (STEPS_DIR / file_name).read_bytes()
-        digest = hashlib.sha256(body).hexdigest()
-        key = f"{config.SAGEMAKER_PIPELINE_NAME}/code/{digest}/{file_name}"
-        self.boto_session.client("s3").put_object(Bucket=self.bucket, Key=key, Body=body)
-        return f"s3://{self.bucket}/{key}"
+        return upload_code(self.boto_session.client("s3"), self.bucket, file_name, body)
 
     def output(self, step_name: str, name: str) -> shapes.ProcessingOutput:
         """A processing job's output, under a prefix per execution: no run overwrites another's."""
@@ -271,7 +294,9 @@ def train_step(context: StepContext, preprocessed: ProcessingStep) -> TrainingSt
 def evaluate_step(
     context: StepContext, preprocessed: ProcessingStep, trained: TrainingStep
 ) -> ProcessingStep:
-    """EvaluateModel: score the test split with the trained model; evaluation.json."""
+    """EvaluateModel: score the test split with the trained model and the champion, beside
+    the majority-class baseline; evaluation.json."""
+    champion = context.parameters["ChampionModelUrl"]
     report = PropertyFile(
         name=EVALUATION_REPORT,
         output_name=EVALUATION_OUTPUT,
@@ -281,15 +306,25 @@ def evaluate_step(
         name=EVALUATE_STEP,
         step_args=context.processor.run(
             code=context.upload("evaluate.py"),
+            arguments=[
+                "--champion-url",
+                champion,
+                "--baseline-margin",
+                str(config.BASELINE_MARGIN),
+                "--champion-margin",
+                str(config.CHAMPION_MARGIN),
+            ],
             inputs=[
                 processing_input("model", trained.properties.ModelArtifacts.S3ModelArtifacts),
                 processing_input("test", split_uri(preprocessed, "test")),
+                processing_input("champion", champion),
             ],
             outputs=[context.output(EVALUATE_STEP, EVALUATION_OUTPUT)],
         ),
         property_files=[report],
         # Cached too: a push that changes neither data nor code (deploy configuration, the
-        # threshold) then runs no job at all and still registers a package for its commit.
+        # threshold) nor the production model then runs no job at all and still registers
+        # a package for its commit.
         cache_config=STEP_CACHE,
         retry_policies=JOB_RETRIES,
     )
@@ -346,8 +381,8 @@ def register_step(
     )
 
 
-def fail_step(metric: JsonGet, threshold: ParameterFloat) -> FailStep:
-    """FailQualityGate: stop the execution, naming the metric and the threshold."""
+def fail_step(metric: JsonGet, threshold: ParameterFloat, explanation: JsonGet) -> FailStep:
+    """FailQualityGate: stop the execution, naming the metric and every floor it had to reach."""
     return FailStep(
         name=FAIL_STEP,
         error_message=Join(
@@ -355,8 +390,10 @@ def fail_step(metric: JsonGet, threshold: ParameterFloat) -> FailStep:
             values=[
                 f"Quality gate failed: {config.QUALITY_METRIC}",
                 metric,
-                "is below the threshold",
+                "must reach the threshold",
                 threshold,
+                "and",
+                explanation,
             ],
         ),
     )
@@ -365,19 +402,26 @@ def fail_step(metric: JsonGet, threshold: ParameterFloat) -> FailStep:
 def quality_gate_step(
     context: StepContext, trained: TrainingStep, evaluated: ProcessingStep
 ) -> ConditionStep:
-    """CheckModelQuality: register the model if its metric reaches the threshold, else fail."""
+    """CheckModelQuality: register the model if its metric reaches the threshold, the
+    majority-class baseline plus its margin and the champion minus its margin; else fail."""
     (report,) = evaluated.property_files
-    metric = JsonGet(
-        step_name=evaluated.name,
-        property_file=report,
-        json_path=f"binary_classification_metrics.{config.QUALITY_METRIC}.value",
-    )
+
+    def value(path: str) -> JsonGet:
+        return JsonGet(step_name=evaluated.name, property_file=report, json_path=path)
+
+    metric = value(f"binary_classification_metrics.{config.QUALITY_METRIC}.value")
+    floors = f"quality_gate.{config.QUALITY_METRIC}"
     threshold = context.parameters["QualityThreshold"]
     return ConditionStep(
         name=QUALITY_GATE_STEP,
-        conditions=[ConditionGreaterThanOrEqualTo(left=metric, right=threshold)],
+        # All must hold.
+        conditions=[
+            ConditionGreaterThanOrEqualTo(left=metric, right=threshold),
+            ConditionGreaterThanOrEqualTo(left=metric, right=value(f"{floors}.baseline_floor")),
+            ConditionGreaterThanOrEqualTo(left=metric, right=value(f"{floors}.champion_floor")),
+        ],
         if_steps=[register_step(context, trained, evaluated)],
-        else_steps=[fail_step(metric, threshold)],
+        else_steps=[fail_step(metric, threshold, value(f"{floors}.explanation"))],
     )
 
 
@@ -385,7 +429,10 @@ def get_pipeline(
     *, role_arn: str, bucket: str, input_data_uri: str, commit_id: str, boto_session: boto3.Session
 ) -> Pipeline:
     """The SageMaker pipeline, with parameters defaulting to this project's settings."""
-    parameters = pipeline_parameters(input_data_uri, commit_id)
+    no_champion_uri = upload_code(
+        boto_session.client("s3"), bucket, NO_CHAMPION_FILE, NO_CHAMPION_TEXT
+    )
+    parameters = pipeline_parameters(input_data_uri, commit_id, no_champion_uri)
     context = StepContext(parameters, role_arn, bucket, boto_session)
     preprocessed = preprocess_step(context)
     trained = train_step(context, preprocessed)

@@ -2,8 +2,9 @@
 
 The table has the columns steps/data_schema.py declares: numeric features drawn from a normal
 distribution, categorical ones from three made-up values per column, and a label (the
-schema's two classes, as text) that the features decide up to some noise. Nothing here knows
-the sample data set, so the tests hold for any table the schema describes.
+schema's two classes, as text). The label follows a known signal: the first feature decides
+it strongly, the others weakly, up to some noise (`signal`). Nothing here knows the sample
+data set, so the tests hold for any table the schema describes, however many features.
 """
 
 from pathlib import Path
@@ -14,13 +15,16 @@ import pandas as pd
 from {{ cookiecutter.package_name }} import local
 from {{ cookiecutter.package_name }}.steps import data_schema
 
-TINY_ROWS = 120
+TINY_ROWS = 300
 FEATURES = list(data_schema.FEATURES)
 NUMERIC = [name for name, kind in data_schema.FEATURES.items() if kind == data_schema.NUMERIC]
 CATEGORICAL = [
     name for name, kind in data_schema.FEATURES.items() if kind == data_schema.CATEGORICAL
 ]
 POSITIVE, NEGATIVE = str(data_schema.POSITIVE_CLASS), str(data_schema.NEGATIVE_CLASS)
+# The weight of each feature in the label's signal: the first decides, the rest nudge.
+WEIGHTS = {name: 2.0 if number == 0 else 0.2 for number, name in enumerate(FEATURES)}
+NOISE = 0.3
 
 
 def categories(name: str) -> list[str]:
@@ -28,20 +32,29 @@ def categories(name: str) -> list[str]:
     return [f"{name}-{letter}" for letter in "abc"]
 
 
-def tiny_table(rows: int = TINY_ROWS, seed: int = 0) -> pd.DataFrame:
-    """The schema's features and label; the label follows the sum of the feature effects."""
-    rng = np.random.RandomState(seed)
-    table = pd.DataFrame(index=range(rows))
-    effect = rng.normal(scale=0.3, size=rows)
+def signal(table: pd.DataFrame) -> np.ndarray:
+    """The noise-free score the label follows: each feature's value (a category's position
+    among its three values, centred) times its weight. A perfect model ranks rows by it."""
+    total = np.zeros(len(table))
     for name in FEATURES:
         if name in NUMERIC:
-            values = rng.normal(size=rows)
-            table[name] = values.round(4)
-            effect += values
+            values = pd.to_numeric(table[name]).to_numpy()
         else:
-            codes = rng.randint(0, 3, size=rows)
-            table[name] = np.asarray(categories(name))[codes]
-            effect += codes - 1
+            values = table[name].map(categories(name).index).to_numpy() - 1
+        total = total + WEIGHTS[name] * values
+    return total
+
+
+def tiny_table(rows: int = TINY_ROWS, seed: int = 0) -> pd.DataFrame:
+    """The schema's features and label; the label is the sign of signal() plus noise."""
+    rng = np.random.RandomState(seed)
+    table = pd.DataFrame(index=range(rows))
+    for name in FEATURES:
+        if name in NUMERIC:
+            table[name] = rng.normal(size=rows).round(4)
+        else:
+            table[name] = np.asarray(categories(name))[rng.randint(0, 3, size=rows)]
+    effect = signal(table) + rng.normal(scale=NOISE, size=rows)
     table[data_schema.LABEL] = np.where(effect > 0, POSITIVE, NEGATIVE)
     return table
 

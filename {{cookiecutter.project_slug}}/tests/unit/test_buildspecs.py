@@ -101,10 +101,10 @@ def test_every_command_names_an_existing_make_target(name: str) -> None:
         assert set(targets) <= make_targets(), f"{command}: {set(targets) - make_targets()}"
 
 
-def test_ci_build_runs_lint_unit_tests_and_the_pipeline_definition() -> None:
+def test_ci_build_checks_the_data_first_then_lint_unit_tests_and_the_definition() -> None:
     text = (ROOT / "infra" / "infra.mk").read_text()
     (prerequisites,) = re.findall(r"^ci-build: ([^#\n]*)", text, re.MULTILINE)
-    assert set(prerequisites.split()) == {"lint", "test-unit", "pipeline-definition"}
+    assert prerequisites.split() == ["check-data", "lint", "test-unit", "pipeline-definition"]
 
 
 def test_make_targets_reference_is_expanded_for_every_project() -> None:

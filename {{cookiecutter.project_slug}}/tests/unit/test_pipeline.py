@@ -77,7 +77,7 @@ def test_steps_and_types(definition, steps):
     assert [step["Name"] for step in gate["ElseSteps"]] == [FAIL]
 
 
-def test_parameters_default_to_the_project_settings(definition):
+def test_parameters_default_to_the_project_settings(definition, pipeline):
     defaults = {param["Name"]: param["DefaultValue"] for param in definition["Parameters"]}
     digest = hashlib.sha256(data.dataset_csv_bytes()).hexdigest()[:16]
     assert defaults == {
@@ -89,8 +89,11 @@ def test_parameters_default_to_the_project_settings(definition):
         "QualityThreshold": config.QUALITY_THRESHOLD,
         "ModelApprovalStatus": config.MODEL_APPROVAL_STATUS,
         "CommitId": COMMIT_ID,
+        "ChampionModelUrl": defaults["ChampionModelUrl"],
     }
     assert defaults["InputDataUrl"].endswith(f"/input/{digest}/{data.DATASET_FILE_NAME}")
+    # No production model: a placeholder the evaluate step finds no model.tar.gz in.
+    assert defaults["ChampionModelUrl"].endswith(f"/{pipeline.NO_CHAMPION_FILE}")
 
 
 def test_training_reads_the_preprocessed_splits(steps):
@@ -174,17 +177,42 @@ def test_evaluation_scores_the_trained_model_on_the_test_split(steps, pipeline):
     ]
 
 
-def test_gate_compares_the_configured_metric_with_the_threshold_parameter(steps):
-    (condition,) = steps[GATE]["Arguments"]["Conditions"]
-    assert condition["Type"] == "GreaterThanOrEqualTo"
-    assert condition["LeftValue"]["Std:JsonGet"]["Path"] == (
-        f"binary_classification_metrics.{config.QUALITY_METRIC}.value"
-    )
-    assert condition["RightValue"] == get("QualityThreshold")
+def test_gate_needs_the_threshold_the_baseline_floor_and_the_champion_floor(steps):
+    def report(path: str) -> dict:
+        property_file = {"Get": f"Steps.{EVALUATE}.PropertyFiles.EvaluationReport"}
+        return {"Std:JsonGet": {"Path": path, "PropertyFile": property_file}}
+
+    metric = report(f"binary_classification_metrics.{config.QUALITY_METRIC}.value")
+    floors = f"quality_gate.{config.QUALITY_METRIC}"
+    conditions = steps[GATE]["Arguments"]["Conditions"]
+    assert conditions == [
+        {"Type": "GreaterThanOrEqualTo", "LeftValue": metric, "RightValue": right}
+        for right in (
+            get("QualityThreshold"),
+            report(f"{floors}.baseline_floor"),
+            report(f"{floors}.champion_floor"),
+        )
+    ]
     message = steps[FAIL]["Arguments"]["ErrorMessage"]["Std:Join"]["Values"]
     assert config.QUALITY_METRIC in message[0]
-    assert message[1] == condition["LeftValue"]
-    assert message[-1] == get("QualityThreshold")
+    assert message[1] == metric
+    assert get("QualityThreshold") in message
+    assert message[-1] == report(f"{floors}.explanation")
+
+
+def test_the_evaluate_step_reads_the_champion_parameter_and_the_configured_margins(steps):
+    arguments = steps[EVALUATE]["Arguments"]
+    inputs = {item["InputName"]: item["S3Input"] for item in arguments["ProcessingInputs"]}
+    assert inputs["champion"]["S3Uri"] == get("ChampionModelUrl")
+    assert inputs["champion"]["LocalPath"] == "/opt/ml/processing/champion"
+    assert arguments["AppSpecification"]["ContainerArguments"] == [
+        "--champion-url",
+        get("ChampionModelUrl"),
+        "--baseline-margin",
+        str(config.BASELINE_MARGIN),
+        "--champion-margin",
+        str(config.CHAMPION_MARGIN),
+    ]
 
 
 def test_registration_records_metrics_commit_data_and_approval(steps):
