@@ -38,6 +38,7 @@ stage, the action and the command, and the logs stay under build/rehearsal/.
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import logging
 import shutil
@@ -93,6 +94,7 @@ from .pushes import (
     function_code_change,
     lint_error,
     play_push,
+    weaker_model,
     widened_role,
 )
 from .retraining import (
@@ -139,7 +141,17 @@ MOTO_CLIENTS = (
     "cloudwatch",
     "dynamodb",
 )
-STAGES = ("Model build", "Approval", "Model deploy", "Merge", "Retraining", "Pipeline update")
+STAGES = (
+    "Model build",
+    "Approval",
+    "Model deploy",
+    "Merge",
+    "Retraining",
+    "Pipeline update",
+    "Champion gate",
+)
+# The quality threshold the weaker model's push sets: only production's model can refuse it.
+LOWERED_THRESHOLD = 0.01
 # The batches the Retraining stage lands: the sample data set in parts, and a broken one.
 NEW_BATCH = "rehearsal-batch"
 BROKEN_BATCH = "rehearsal-broken-batch"
@@ -257,6 +269,7 @@ class Rehearsal:
                 self._merge,
                 self._retraining,
                 self._pipeline_update,
+                self._champion_gate,
             )
             for number, (stage, play) in enumerate(zip(STAGES, stages, strict=True), 1):
                 if not self._stage(number, stage, play):
@@ -874,6 +887,123 @@ class Rehearsal:
         )
         self._timed(stage, "Function code", self._push_function_code)
         self._timed(stage, "First run", self._first_run_notification)
+
+    def _champion_gate(self) -> None:
+        stage = STAGES[6]
+        self._timed(stage, "Weaker model", self._weaker_model_refused)
+        self._timed(stage, "As good as production", self._as_good_as_production)
+
+    def _train_at_push(self, message: str, edit: Callable[[Path], None]) -> tuple[str, Any, Any]:
+        """A push's Source and Train actions (its lint, tests and pipeline update are
+        rehearsed in stages 1 and 6), then its SageMaker pipeline execution played with
+        the pushed code: (commit, the played execution or the PipelineExecutionError, the
+        evaluation report)."""
+        commit, files = self.pushes.push(message, edit)
+        pushed = dataclasses.replace(
+            self.workspace, git=self.pushes.git, commit=commit, source_dir=files
+        )
+        build = PipelinePlayer(pushed, self.stacks.build, commit)
+        source, *actions = build.actions()
+        build.play(source)
+        build.play(next(action for action in actions if action.name == "Train"))
+        clients = self.workspace.clients
+        pipeline_name = self.stacks.build.parameter(SAGEMAKER_PIPELINE_PARAMETER)
+        execution_arn = newest_execution(clients["sagemaker"], pipeline_name)
+        role_arn = clients["sagemaker"].describe_pipeline(PipelineName=pipeline_name)["RoleArn"]
+        log_path = self.log_dir / "champion-gate.log"
+        player = ExecutionPlayer(
+            clients["sagemaker"],
+            clients["s3"],
+            execution_arn,
+            self.work_dir / f"champion-{commit[:7]}",
+            self._local_runner(log_path, files),
+        )
+        with self.workspace.acting_as(role_arn, "SageMaker pipeline") as calls:
+            try:
+                outcome = player.play()
+            except PipelineExecutionError as error:
+                outcome = error
+        self.workspace.check_iam(calls, "SageMaker pipeline")
+        reports = [path for files in player.property_files.values() for path in files.values()]
+        if not reports:
+            raise StageFailed(f"the execution at {commit[:7]} wrote no evaluation report", log_path)
+        report = json.loads(reports[0].read_text())
+        # The gated metric, as the definition's Condition step reads it.
+        (gate,) = [step for step in player.definition["Steps"] if step["Type"] == "Condition"]
+        path = gate["Arguments"]["Conditions"][0]["LeftValue"]["Std:JsonGet"]["Path"]
+        report["gated_metric"] = path.split(".")[1]
+        return commit, outcome, report
+
+    def _champion_numbers(self, report: dict[str, Any]) -> tuple[float, float]:
+        """The gated metric's value and the champion floor it had to reach."""
+        metric = report["gated_metric"]
+        value = report["binary_classification_metrics"][metric]["value"]
+        floor = report["quality_gate"][metric]["champion_floor"]
+        if not (report.get("champion") or {}).get("metrics"):
+            raise StageFailed(
+                "the evaluation compared with no production model: the Train action did not"
+                " pass the production endpoint's model as ChampionModelUrl"
+            )
+        return value, floor
+
+    def _weaker_model_refused(self) -> str:
+        """A weaker model, with the threshold lowered so far that only the comparison with
+        the production model can refuse it: refused, nothing registered."""
+        before = self._package_count()
+        commit, outcome, report = self._train_at_push(
+            "a weaker model and a lower threshold", weaker_model(LOWERED_THRESHOLD)
+        )
+        self.pushes.revert()
+        metric = report["gated_metric"]
+        value, floor = self._champion_numbers(report)
+        if not isinstance(outcome, PipelineExecutionError):
+            raise StageFailed(
+                f"push {commit[:7]}: {metric} {value:.4f} against production's floor"
+                f" {floor:.4f}, and the gate registered {outcome.model_package_arn}"
+            )
+        if value >= floor:
+            raise StageFailed(
+                f"push {commit[:7]}: the weaker model scores {metric} {value:.4f}, not below"
+                f" production's floor {floor:.4f}: the rehearsal's weaker model is not weaker"
+                " on this data"
+            )
+        if "production model" not in str(outcome):
+            raise StageFailed(f"the gate's message does not name the production model: {outcome}")
+        if self._package_count() != before:
+            raise StageFailed("the refused model was registered all the same")
+        return (
+            f"push {commit[:7]} (threshold {LOWERED_THRESHOLD}): {metric} {value:.4f} < the"
+            f" production model's floor {floor:.4f}; FailQualityGate, nothing registered"
+        )
+
+    def _as_good_as_production(self) -> str:
+        """The weaker change reverted: the model scores as production's does, and is
+        registered, for its own commit."""
+        commit, outcome, report = self._train_at_push("the classifier restored", lambda _: None)
+        metric = report["gated_metric"]
+        value, floor = self._champion_numbers(report)
+        if isinstance(outcome, PipelineExecutionError):
+            raise StageFailed(f"push {commit[:7]}: {outcome}")
+        package = self.workspace.clients["sagemaker"].describe_model_package(
+            ModelPackageName=outcome.model_package_arn
+        )
+        recorded = package.get("MetadataProperties", {}).get("CommitId")
+        if recorded != commit:
+            raise StageFailed(
+                f"{outcome.model_package_arn} records commit {recorded}, not {commit}"
+            )
+        return (
+            f"push {commit[:7]}: {metric} {value:.4f} >= the production model's floor"
+            f" {floor:.4f}; registered {outcome.model_package_arn.rsplit('/', 2)[-2:][-1]}"
+        )
+
+    def _package_count(self) -> int:
+        group = self.stacks.build.parameter("ModelPackageGroupName")
+        return len(
+            self.workspace.clients["sagemaker"].list_model_packages(ModelPackageGroupName=group)[
+                "ModelPackageSummaryList"
+            ]
+        )
 
     def _hosted(self) -> dict[str, Any]:
         return {name: (h.body, h.updates) for name, h in self.cloudformation.stacks.items()}

@@ -360,6 +360,15 @@ def _kms_key(parameter: str) -> Callable[[Call, Account], list[str]]:
     return arns
 
 
+def _arn_in(parameter: str) -> Callable[[Call, Account], list[str]]:
+    """The resource is the ARN the request names (AddTags and ListTags: ResourceArn)."""
+
+    def arns(call: Call, account: Account) -> list[str]:
+        return [_value(call, parameter)]
+
+    return arns
+
+
 @dataclass(frozen=True)
 class Rule:
     """How one operation is authorized: its action(s) and where each resource ARN comes from.
@@ -418,6 +427,9 @@ RULES: dict[tuple[str, str], Rule] = {
         _named("sagemaker:model-package/{}", "ModelPackageArn"),
         "ModelPackageArn",
     ),
+    # Tags are authorized on the tagged resource (upsert re-tags the pipeline it updates).
+    (SAGEMAKER, "AddTags"): _rule("sagemaker:AddTags", _arn_in("ResourceArn"), "ResourceArn"),
+    (SAGEMAKER, "ListTags"): _rule("sagemaker:ListTags", _arn_in("ResourceArn"), "ResourceArn"),
     (SAGEMAKER, "ListModelPackages"): _rule("sagemaker:ListModelPackages", _everything),
     (SAGEMAKER, "ListPipelines"): _rule("sagemaker:ListPipelines", _everything),
     (SAGEMAKER, "DescribeModelPackageGroup"): _rule(
@@ -462,6 +474,11 @@ RULES: dict[tuple[str, str], Rule] = {
     ),
     (SAGEMAKER, "ListPipelineExecutionSteps"): _rule(
         "sagemaker:ListPipelineExecutionSteps", _pipeline_execution, "PipelineExecutionArn"
+    ),
+    (SAGEMAKER, "ListPipelineParametersForExecution"): _rule(
+        "sagemaker:ListPipelineParametersForExecution",
+        _pipeline_execution,
+        "PipelineExecutionArn",
     ),
     (SAGEMAKER, "StopPipelineExecution"): _rule(
         "sagemaker:StopPipelineExecution", _pipeline_execution, "PipelineExecutionArn"

@@ -17,6 +17,7 @@ the updated templates give them, within the permissions boundary.
 
 import dataclasses
 import json
+import re
 import shutil
 import subprocess
 import uuid
@@ -163,6 +164,40 @@ def function_code_change(mark: str) -> Callable[[Path], None]:
         (handler,) = sorted((root / "lambdas").glob("*/app.py"))
         with open(handler, "a", encoding="utf-8") as module:
             module.write(f"\n# make rehearse: {mark}\n")
+
+    return change
+
+
+# Hyperparameters that make the template's classifier one shallow tree: a weaker model.
+WEAKER = {"num_round": 1, "max_depth": 1}
+HYPERPARAMETER = r'("{name}"\s*:\s*)[0-9.]+'
+
+
+def weaker_model(threshold: float) -> Callable[[Path], None]:
+    """One shallow tree instead of the classifier's boosted ones, and the quality threshold
+    lowered to `threshold`, so that only the comparison with production can refuse it."""
+
+    def change(root: Path) -> None:
+        (classifier,) = sorted(root.glob("src/*/steps/classifier.py"))
+        text = classifier.read_text()
+        for name, value in WEAKER.items():
+            text, count = re.subn(HYPERPARAMETER.format(name=name), rf"\g<1>{value}", text)
+            if count != 1:
+                raise ActionFailed(
+                    f"{classifier.name} has no {name} hyperparameter to weaken: the rehearsal"
+                    " makes a weaker model by giving the classifier one shallow tree"
+                )
+        classifier.write_text(text)
+        (config,) = sorted(root.glob("src/*/config.py"))
+        text, count = re.subn(
+            r"^QUALITY_THRESHOLD = .*$",
+            f"QUALITY_THRESHOLD = {threshold}",
+            config.read_text(),
+            flags=re.M,
+        )
+        if count != 1:
+            raise ActionFailed(f"{config} has no QUALITY_THRESHOLD line")
+        config.write_text(text)
 
     return change
 

@@ -418,24 +418,34 @@ def test_the_local_gate_refuses_for_each_floor_it_misses(value, expected):
 
 @pytest.fixture(scope="module")
 def champion_runs(tmp_path_factory):
-    """A weak model (one stump) and a full one on the same tiny data; each compared with
-    the other as the champion."""
+    """A model that learned the signal (strong) and one trained on the same columns with
+    shuffled labels (weak): whatever the classifier, the weak one has nothing to learn.
+    Each is then compared with the other as the champion, on the strong run's test rows."""
     workdir = tmp_path_factory.mktemp("champion")
-    data_dir = workdir / "data"
-    write_tiny_dataset(data_dir)
+    table = tiny_table()
+    shuffled = table.copy()
+    shuffled[LABEL] = np.random.RandomState(1).permutation(table[LABEL])
+    write_tiny_dataset(workdir / "data", table)
+    write_tiny_dataset(workdir / "shuffled", shuffled)
 
-    def run(name: str, champion=None, **hyperparameters):
+    def run(name: str, data: str, champion=None):
         return local.run_local_pipeline(
-            data_dir,
-            workdir / name,
-            echo=lambda _: None,
-            hyperparameters=hyperparameters,
-            champion=champion,
+            workdir / data, workdir / name, echo=lambda _: None, champion=champion
         )
 
-    strong = run("strong", num_round=20, max_depth=2)
-    weak = run("weak", champion=strong.model_archive, num_round=1, max_depth=1, eta=0.05)
-    again = run("again", champion=weak.model_archive, num_round=20, max_depth=2)
+    strong = run("strong", "data")
+    noise = run("noise", "shuffled")
+    # The local runner with a champion: the strong model again, the noise one as champion.
+    again = run("again", "data", champion=noise.model_archive)
+    # The weak model scored on the strong run's test rows, the strong model as champion.
+    weak = local.LocalRun(workdir / "weak")
+    arguments = {
+        "--model-dir": noise.model_archive.parent,
+        "--test-dir": strong.build_dir / "test",
+        "--output-dir": weak.evaluation_file.parent,
+        "--champion-dir": strong.model_archive.parent,
+    }
+    assert evaluate.main([str(v) for item in arguments.items() for v in item]) == 0
     return strong, weak, again
 
 
@@ -461,6 +471,7 @@ def test_a_worse_model_than_the_champion_is_refused_and_a_better_one_passes(cham
     weak_value = local.metric_value(weak.report(), "auc")
     assert weak_value < weak.report()["quality_gate"]["auc"]["champion_floor"]
     assert any("production model" in f for f in local.gate_failures(weak.report(), "auc", 0.0))
+    assert again.report()["champion"]["metrics"] is not None
     assert not local.gate_failures(again.report(), "auc", 0.0)
 
 
