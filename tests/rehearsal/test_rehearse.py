@@ -48,6 +48,8 @@ SUMMARY_ROWS = (
     "Retrain",
     "Schedule",
     "Notifications",
+    "Weaker model",
+    "As good as production",
 )
 # Runs a failing rehearsal in this process, then probes the ports it served on.
 STOPPED_CHECK = """
@@ -170,6 +172,23 @@ def test_new_data_and_the_schedule_start_the_build_and_failures_reach_their_rule
     ):
         assert f"{failure} -> {rule}" in rows["Notifications"]
     assert "successes reached no rule" in rows["Notifications"]
+
+
+def test_a_weaker_push_is_refused_against_production_and_a_restored_one_registered(
+    passing_rehearsal,
+):
+    summary = passing_rehearsal.result.stdout.split("Rehearsal summary", 1)[1]
+    rows = {
+        found[1]: line
+        for line in summary.splitlines()
+        if (found := re.match(r"\s*Champion gate\s+(.+?)\s{2,}[0-9.]+ s", line))
+    }
+    floor = r"the production model's floor [0-9.]+"
+    weaker, restored = rows["Weaker model"], rows["As good as production"]
+    assert re.search(rf"labels shuffled; .* [0-9.]+ < {floor}; FailQualityGate", weaker)
+    assert "nothing registered" in weaker
+    group = passing_rehearsal.answers["__model_package_group_name"]
+    assert re.search(rf"[0-9.]+ >= {floor}; registered {group}/\d+", restored)
 
 
 def test_the_rehearsal_never_writes_to_git(passing_rehearsal):

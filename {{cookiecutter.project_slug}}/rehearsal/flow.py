@@ -82,8 +82,9 @@ from .environment import (
     write_aws_cli,
 )
 from .iam import Call, IamError, Recorder, RehearsalIam
-from .moto_shims import moto_as_aws
+from .moto_shims import execution_failed, moto_as_aws
 from .pushes import (
+    LOWERED_GATE,
     MARKER_VARIABLE,
     RESTART_LINE,
     PipelineUpdates,
@@ -150,8 +151,6 @@ STAGES = (
     "Pipeline update",
     "Champion gate",
 )
-# The quality threshold the weaker model's push sets: only production's model can refuse it.
-LOWERED_THRESHOLD = 0.01
 # The batches the Retraining stage lands: the sample data set in parts, and a broken one.
 NEW_BATCH = "rehearsal-batch"
 BROKEN_BATCH = "rehearsal-broken-batch"
@@ -500,6 +499,7 @@ class Rehearsal:
             with self.workspace.acting_as(role_arn, "SageMaker pipeline") as calls:
                 played = player.play()
         except PipelineExecutionError as error:
+            execution_failed(execution_arn, str(error))
             raise StageFailed(f"{pipeline_name}: {error}", log_path) from error
         if self.iam is not None:
             actor = self.iam.actor(role_arn)
@@ -798,14 +798,12 @@ class Rehearsal:
             ExecutionPlayer(
                 sagemaker, clients["s3"], execution_arn, self.work_dir / "broken-batch", run_local
             ).play()
-        except PipelineExecutionError:
-            pass
+        except PipelineExecutionError as error:
+            execution_failed(execution_arn, str(error))
         else:
             raise StageFailed(f"the SageMaker pipeline did not fail on {variable['value']}")
         execution = sagemaker.describe_pipeline_execution(PipelineExecutionArn=execution_arn)
-        failures["SageMaker pipeline failed"] = sagemaker_execution_event(
-            region, {**execution, "PipelineExecutionStatus": "Failed"}
-        )
+        failures["SageMaker pipeline failed"] = sagemaker_execution_event(region, execution)
         failures["build pipeline failed"] = pipeline_execution_event(
             region, build_name, "rehearsal-broken-batch", "FAILED"
         )
@@ -922,6 +920,7 @@ class Rehearsal:
             try:
                 outcome = player.play()
             except PipelineExecutionError as error:
+                execution_failed(execution_arn, str(error))
                 outcome = error
         self.workspace.check_iam(calls, "SageMaker pipeline")
         reports = [path for files in player.property_files.values() for path in files.values()]
@@ -947,11 +946,12 @@ class Rehearsal:
         return value, floor
 
     def _weaker_model_refused(self) -> str:
-        """A weaker model, with the threshold lowered so far that only the comparison with
-        the production model can refuse it: refused, nothing registered."""
+        """A weaker model, with the threshold and the baseline margin lowered so far that
+        only the comparison with the production model can refuse it: refused, nothing
+        registered."""
         before = self._package_count()
         commit, outcome, report = self._train_at_push(
-            "a weaker model and a lower threshold", weaker_model(LOWERED_THRESHOLD)
+            "a weaker model, and only the production model to beat", weaker_model()
         )
         self.pushes.revert()
         metric = report["gated_metric"]
@@ -971,8 +971,9 @@ class Rehearsal:
             raise StageFailed(f"the gate's message does not name the production model: {outcome}")
         if self._package_count() != before:
             raise StageFailed("the refused model was registered all the same")
+        lowered = ", ".join(f"{k} {v}" for k, v in LOWERED_GATE.items())
         return (
-            f"push {commit[:7]} (threshold {LOWERED_THRESHOLD}): {metric} {value:.4f} < the"
+            f"push {commit[:7]} (labels shuffled; {lowered}): {metric} {value:.4f} < the"
             f" production model's floor {floor:.4f}; FailQualityGate, nothing registered"
         )
 
@@ -994,7 +995,7 @@ class Rehearsal:
             )
         return (
             f"push {commit[:7]}: {metric} {value:.4f} >= the production model's floor"
-            f" {floor:.4f}; registered {outcome.model_package_arn.rsplit('/', 2)[-2:][-1]}"
+            f" {floor:.4f}; registered {'/'.join(outcome.model_package_arn.rsplit('/', 2)[-2:])}"
         )
 
     def _package_count(self) -> int:

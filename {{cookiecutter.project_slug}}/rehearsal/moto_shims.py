@@ -24,6 +24,12 @@ AWS::SageMaker::Endpoint's EndpointName. CloudFormation names the endpoint with 
 resource type's schema); moto's CloudFormation ignores it and generates a name, so the
 stack's EndpointName output would not be the endpoint the templates' policies name. The
 patch gives moto the name property of that one resource type.
+
+A pipeline execution's status. moto marks every execution Succeeded when it starts it and
+runs nothing; the rehearsal plays the execution afterwards. SageMaker marks an execution
+whose step failed Failed, with the failure reason (DescribePipelineExecution), and the
+project reads that status (a failed batch is never retrained on). `execution_failed` sets
+what SageMaker would, on the execution moto keeps.
 """
 
 import contextlib
@@ -86,3 +92,16 @@ def moto_as_aws() -> Iterator[None]:
         Stack.has_parameters = original_has_parameters  # type: ignore[method-assign]
         FakeEndpoint.cloudformation_name_type = original_name_type  # type: ignore[method-assign]
         parsing.get_name_type_map.cache_clear()
+
+
+def execution_failed(execution_arn: str, reason: str) -> None:
+    """Mark a played execution Failed in the moto server of this process, as SageMaker
+    would; moto keeps it under its pipeline, in the account and region of its ARN."""
+    from moto.sagemaker.models import sagemaker_backends
+
+    _, _, _, region, account, resource = execution_arn.split(":", 5)
+    pipeline_name = resource.split("/")[1]
+    pipeline = sagemaker_backends[account][region].pipelines[pipeline_name]
+    execution = pipeline.pipeline_executions[execution_arn]
+    execution.pipeline_execution_status = "Failed"
+    execution.pipeline_execution_failure_reason = reason

@@ -168,35 +168,46 @@ def function_code_change(mark: str) -> Callable[[Path], None]:
     return change
 
 
-# Hyperparameters that make the template's classifier one shallow tree: a weaker model.
-WEAKER = {"num_round": 1, "max_depth": 1}
-HYPERPARAMETER = r'("{name}"\s*:\s*)[0-9.]+'
+# Appended to the classifier module: its own fit, given shuffled training labels. Whatever
+# the classifier, the model then learns nothing (docs/change-the-model.md: fit is the one
+# call train.py makes, with (features, labels) pairs).
+SHUFFLED_LABELS_FIT = """
+
+# make rehearse: a weaker model, fitted on shuffled training labels.
+_fit_on_the_real_labels = fit
 
 
-def weaker_model(threshold: float) -> Callable[[Path], None]:
-    """One shallow tree instead of the classifier's boosted ones, and the quality threshold
-    lowered to `threshold`, so that only the comparison with production can refuse it."""
+def fit(train, validation, *rest):
+    import numpy
+
+    features, labels = train
+    shuffled = numpy.random.default_rng(0).permutation(labels)
+    return _fit_on_the_real_labels((features, shuffled), validation, *rest)
+"""
+# What the push sets in config.py, so that only the comparison with production can refuse
+# the weaker model: no threshold to speak of, and floors below any majority-class baseline.
+LOWERED_GATE = {"QUALITY_THRESHOLD": "0.0", "BASELINE_MARGIN": "-1.0"}
+
+
+def weaker_model() -> Callable[[Path], None]:
+    """The classifier fitted on shuffled labels, and the config's threshold and baseline
+    margin lowered (LOWERED_GATE)."""
 
     def change(root: Path) -> None:
         (classifier,) = sorted(root.glob("src/*/steps/classifier.py"))
         text = classifier.read_text()
-        for name, value in WEAKER.items():
-            text, count = re.subn(HYPERPARAMETER.format(name=name), rf"\g<1>{value}", text)
-            if count != 1:
-                raise ActionFailed(
-                    f"{classifier.name} has no {name} hyperparameter to weaken: the rehearsal"
-                    " makes a weaker model by giving the classifier one shallow tree"
-                )
-        classifier.write_text(text)
+        if not re.search(r"^def fit\(", text, flags=re.M):
+            raise ActionFailed(
+                f"{classifier} has no fit function: the rehearsal makes a weaker model by"
+                " giving fit shuffled labels"
+            )
+        classifier.write_text(text + SHUFFLED_LABELS_FIT)
         (config,) = sorted(root.glob("src/*/config.py"))
-        text, count = re.subn(
-            r"^QUALITY_THRESHOLD = .*$",
-            f"QUALITY_THRESHOLD = {threshold}",
-            config.read_text(),
-            flags=re.M,
-        )
-        if count != 1:
-            raise ActionFailed(f"{config} has no QUALITY_THRESHOLD line")
+        text = config.read_text()
+        for name, value in LOWERED_GATE.items():
+            text, count = re.subn(rf"^{name} = .*$", f"{name} = {value}", text, flags=re.M)
+            if count != 1:
+                raise ActionFailed(f"{config} has no {name} line")
         config.write_text(text)
 
     return change
