@@ -67,7 +67,7 @@ def cmd_data(args: argparse.Namespace) -> int:
         print(
             "make local-pipeline trains on it. CI and the cloud train on data in S3: upload it"
             " under s3://<artifact bucket>/{{ cookiecutter.__data_prefix }}<batch>/ with the"
-            " {{ cookiecutter.__data_ready_marker }} marker (README, Use your own data)"
+            " {{ cookiecutter.__data_ready_marker }} marker (README, Your data)"
         )
     return 0
 

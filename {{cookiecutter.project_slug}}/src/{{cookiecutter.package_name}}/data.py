@@ -8,7 +8,7 @@ To use your own table, make `load_dataset()` return it (a pandas DataFrame holdi
 that `steps/data_schema.py` declares) and declare its columns there: `make data`, the local
 pipeline and the data set `upsert` publishes all come from this one function. A file it
 reads must be committed (outside data/, which git ignores) to reach CI; larger data lives in
-S3 under the new-data prefix instead (README, "Use your own data"). `make data SRC=<file or
+S3 under the new-data prefix instead (README, "Your data"). `make data SRC=<file or
 s3 URI>` copies a table into data/ for local runs without any edit (`read_table`).
 """
 
@@ -117,6 +117,16 @@ def checked_csv_bytes(table: pd.DataFrame, source: str = "load_dataset()") -> by
             f"{source} returned no {', '.join(map(repr, missing))} column: "
             "make it return the columns steps/data_schema.py declares, or declare its columns there"
         )
+    classes = (str(data_schema.POSITIVE_CLASS), str(data_schema.NEGATIVE_CLASS))
+    labels = table[data_schema.LABEL].astype(str).str.strip()
+    unknown = sorted(set(labels[~labels.isin(classes)]))
+    if unknown:
+        shown = ", ".join(map(repr, unknown[:3])) + (", ..." if len(unknown) > 3 else "")
+        raise ValueError(
+            f"{source}: {data_schema.LABEL!r} holds {shown} besides {classes[0]!r} and"
+            f" {classes[1]!r}: set POSITIVE_CLASS and NEGATIVE_CLASS in steps/data_schema.py to"
+            " the label's two values, or map them in load_dataset()"
+        )
     return table.to_csv(index=False).encode()
 
 
@@ -133,7 +143,7 @@ def dataset_csv_bytes() -> bytes:
         raise ValueError(
             f"load_dataset() found no {missing}: commit the file (outside data/, which git"
             " ignores) so that CI has it, or keep the data in S3 under the new-data prefix"
-            " and train there (README, Use your own data)"
+            " and train there (README, Your data)"
         ) from error
     return checked_csv_bytes(table)
 

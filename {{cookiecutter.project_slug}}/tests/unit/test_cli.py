@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from ml_support import write_tiny_dataset
 from moto import mock_aws
@@ -128,6 +129,39 @@ def test_data_into_a_file_is_one_line(capsys, tmp_path):
     status, _, err = run(capsys, "data", "--output-dir", str(tmp_path / "data"))
     assert status == 2
     assert_one_line_error(err, "is a file")
+
+
+def test_data_from_a_source_says_where_ci_finds_data(capsys, tmp_path):
+    source = tmp_path / "mine.csv"
+    source.write_bytes(data.dataset_csv_bytes())
+    argv = ["data", "--output-dir", str(tmp_path / "data"), "--source", str(source)]
+    status, out, _ = run(capsys, *argv)
+    assert status == 0
+    assert (tmp_path / "data" / data.DATASET_FILE_NAME).read_bytes() == source.read_bytes()
+    assert f"from {source}" in out and "s3://" in out
+
+
+def test_data_from_a_missing_source_is_one_line(capsys, tmp_path):
+    missing = tmp_path / "nowhere.csv"
+    status, _, err = run(capsys, "data", "--source", str(missing))
+    assert status == 2
+    assert_one_line_error(err, str(missing), "no such file")
+
+
+def test_data_check_counts_the_rows_and_writes_nothing(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    status, out, _ = run(capsys, "data", "--check")
+    assert status == 0
+    rows = len(data.load_dataset())
+    assert f"load_dataset() gives {rows} rows" in out
+    assert not (tmp_path / "data").exists()
+
+
+def test_data_check_of_a_loader_without_its_file_is_one_line(capsys, monkeypatch):
+    monkeypatch.setattr(data, "load_dataset", lambda: pd.read_csv("exports/missing.csv"))
+    status, _, err = run(capsys, "data", "--check")
+    assert status == 2
+    assert_one_line_error(err, "exports/missing.csv", "commit the file")
 
 
 @pytest.mark.parametrize(("threshold", "expected_status"), [("0.5", 0), ("1.01", 1)])
