@@ -1,20 +1,24 @@
-"""A user's own table: switch the loader and the schema of a bake, change nothing else.
+"""A user's own table, set up as the generated README's "Your data" says, nothing else changed.
 
-The test writes another table (other column names, categorical columns with commas and
-spaces in their values, a text label whose positive class is not first), points the bake's
-`load_dataset()` at it, declares it in `steps/data_schema.py`, and expects the baked unit
-and integration suites and the whole offline flow (`make rehearse`) to pass as they are. The
-rehearsal engine's own tests (tests/rehearsal/: rehearsals of repositories broken on purpose
-among them) read no data: they run on the default and GitHub bakes.
+The test writes a table unlike the sample (other column names, five numeric and twelve
+categorical features, values with commas and spaces, a text label whose positive class is
+most of the rows), commits it under `exports/`, points the bake's `load_dataset()` at it,
+declares it in `steps/data_schema.py`, sets the quality threshold to what the model reaches
+on it, and expects `make check-data`, `make data SRC=`, the baked unit and integration
+suites, the local pipeline and the whole offline flow (`make rehearse`, the champion gate
+included) to pass as they are. The rehearsal engine's own
+tests (tests/rehearsal/: rehearsals of repositories broken on purpose among them) read no
+data: they run on the default and GitHub bakes.
 """
 
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import DEFAULT, bake, make, run
+from conftest import DEFAULT, PYTHON, bake, make, run
 
 TABLE_ROWS = 900
 # Five numeric features and twelve categorical ones, most of them noise, as real exports are.
@@ -89,13 +93,24 @@ def own_data_bake(tmp_path_factory) -> Path:
     project = bake(tmp_path_factory.mktemp("own-data"), **DEFAULT)
     package = next(project.glob("src/*/steps")).parent
     (project / "exports").mkdir()
-    # Compressed, as exports often are (and the rehearsal copies no *.csv file).
+    # Compressed, as exports often are; outside data/, whose CSVs git ignores.
     loan_table().to_csv(project / "exports" / "loans.csv.gz", index=False)
     replace_once(
         package / "steps" / "data_schema.py", r"^FEATURES = \{.*?^NEGATIVE_CLASS = .*?\n", SCHEMA
     )
     replace_once(package / "data.py", r"^def load_dataset\(\).*?\n\n\n", LOADER + "\n\n")
     assert "from pathlib import Path" in (package / "data.py").read_text()
+    # The README's last step: the gate set to what the model reaches on this table, read
+    # from the local pipeline's refusal (or its success), a little below it.
+    config = package / "config.py"
+    (metric,) = re.findall(r'^QUALITY_METRIC = "(\w+)"', config.read_text(), flags=re.M)
+    result = make("local-pipeline", project)
+    output = result.stdout + result.stderr
+    found = re.search(rf"gate (?:failed|passed): {metric} ([0-9.]+)", output)
+    assert found, output
+    threshold = round(float(found[1]) - 0.05, 2)
+    replace_once(config, r"^QUALITY_THRESHOLD = .*?$", f"QUALITY_THRESHOLD = {threshold}")
+    shutil.rmtree(project / "build")
     # Committed, as a user would before pushing: the rehearsal builds commits.
     identity = ["-c", "user.name=Dev", "-c", "user.email=dev@example.com"]
     for command in (["git", "add", "--all"], ["git", *identity, "commit", "-q", "-m", "Loans"]):
@@ -105,7 +120,7 @@ def own_data_bake(tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize("target", ["test-unit", "test-integration"])
-def test_the_suites_pass_with_only_the_loader_and_the_schema_changed(own_data_bake, target):
+def test_the_suites_pass_after_the_readme_steps(own_data_bake, target):
     result = make(target, own_data_bake, env={"WORKERS": "0"})
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert re.search(r"\d+ passed", result.stdout)
@@ -116,6 +131,30 @@ def test_the_whole_flow_rehearses_with_the_loan_table(own_data_bake):
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert re.search(r"^  Total +\S+ s +passed$", result.stdout, re.MULTILINE), result.stdout
     assert re.search(r"^IAM: \d+ calls checked .*; 0 denied", result.stdout, re.MULTILINE)
+
+
+def test_check_data_accepts_the_loader_and_make_data_copies_a_file(own_data_bake):
+    result = make("check-data", own_data_bake)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"load_dataset() gives {TABLE_ROWS} rows" in result.stdout
+    source = own_data_bake / "exports" / "loans.csv.gz"
+    result = run(["make", "data", f"SRC={source}", "PYTHON=" + PYTHON], own_data_bake)
+    assert result.returncode == 0, result.stdout + result.stderr
+    written = own_data_bake / "data" / "dataset.csv"
+    assert pd.read_csv(written).equals(pd.read_csv(source))
+
+
+def test_a_loader_whose_file_is_not_committed_fails_check_data_in_one_line(own_data_bake):
+    exports = own_data_bake / "exports"
+    hidden = exports.with_name("exports-hidden")
+    exports.rename(hidden)
+    try:
+        result = make("check-data", own_data_bake)
+    finally:
+        hidden.rename(exports)
+    assert result.returncode != 0
+    (line,) = [line for line in result.stderr.splitlines() if "loans.csv.gz" in line]
+    assert "commit the file" in line and "Traceback" not in result.stderr
 
 
 def test_the_local_pipeline_learns_the_loan_table(own_data_bake):

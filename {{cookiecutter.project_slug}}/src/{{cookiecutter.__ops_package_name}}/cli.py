@@ -116,11 +116,11 @@ def cmd_local(args: argparse.Namespace) -> int:
     """Run preprocess, train and evaluate locally and apply the quality gate."""
     from {{ cookiecutter.package_name }} import local
 
+    champion = local_champion(args.champion, args.build_dir)
     if not any(Path(args.data_dir).glob("*.csv")):
         from {{ cookiecutter.package_name }}.data import write_dataset
 
-        print(f"Writing the sample data set to {write_dataset(args.data_dir)}")
-    champion = local_champion(args.champion, args.build_dir)
+        print(f"Wrote load_dataset()'s table to {write_dataset(args.data_dir)}")
     started = time.perf_counter()
     try:
         run = local.run_local_pipeline(

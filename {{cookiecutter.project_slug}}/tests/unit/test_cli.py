@@ -2,6 +2,7 @@
 arguments and missing AWS settings, heavy libraries imported only by the commands that need
 them, and the commands that need no AWS (data, local, latest-approved against moto)."""
 
+import json
 import os
 import re
 import subprocess
@@ -175,6 +176,39 @@ def test_local_applies_the_quality_gate(capsys, tmp_path, threshold, expected_st
         assert_one_line_error(err, f"quality gate failed: {config.QUALITY_METRIC}", "1.0100")
     else:
         assert f"Quality gate passed: {config.QUALITY_METRIC}" in out
+
+
+def test_local_keeps_a_passing_model_as_the_next_runs_champion_and_warns_on_a_loose_gate(
+    capsys, tmp_path
+):
+    write_tiny_dataset(tmp_path / "data")
+    build = tmp_path / "b"
+    argv = ["local", "--data-dir", str(tmp_path / "data"), "--build-dir", str(build)]
+    status, out, _ = run(capsys, *argv, "--champion", "none", "--threshold", "0.0")
+    assert status == 0
+    assert f"Report: {build / 'report.html'}" in out and (build / "report.html").is_file()
+    assert "no production model to compare with" in out
+    kept = cli.kept_champion(build)
+    assert kept.read_bytes() == (build / "model" / "model.tar.gz").read_bytes()
+    # Any model that learnt something clears a threshold of 0 by more than the margin.
+    assert f"warning: {config.QUALITY_METRIC} " in out and "QUALITY_THRESHOLD" in out
+    value = json.loads((build / "evaluation" / "evaluation.json").read_text())[
+        "binary_classification_metrics"
+    ][config.QUALITY_METRIC]["value"]
+
+    # The next run compares with the kept model: the same code on the same rows, as good.
+    threshold = str(value - cli.LOOSE_GATE_MARGIN / 2)
+    status, out, _ = run(capsys, *argv, "--threshold", threshold)
+    assert status == 0
+    assert "the production model's" in out and "warning:" not in out
+
+
+def test_local_with_a_champion_that_does_not_exist_is_one_line(capsys, tmp_path):
+    argv = ["local", "--data-dir", str(tmp_path), "--champion", str(tmp_path / "none.tar.gz")]
+    status, _, err = run(capsys, *argv)
+    assert status == 2
+    assert_one_line_error(err, "none.tar.gz", "no such file")
+    assert not list(tmp_path.iterdir())
 
 
 @mock_aws

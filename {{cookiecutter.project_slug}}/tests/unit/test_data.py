@@ -110,5 +110,7 @@ def test_write_dataset_reads_an_s3_object_or_every_csv_under_a_prefix(tmp_path, 
 def test_a_source_without_the_schema_columns_names_the_source(tmp_path, table):
     source = tmp_path / "other.csv"
     table.drop(columns=data_schema.LABEL).to_csv(source, index=False)
-    with pytest.raises(ValueError, match=re.escape(f"{source} returned no '{data_schema.LABEL}' column")):
+    with pytest.raises(
+        ValueError, match=re.escape(f"{source} returned no '{data_schema.LABEL}' column")
+    ):
         data.write_dataset(tmp_path / "data", str(source))
