@@ -139,10 +139,15 @@ def cache_key(step: dict, defaults: dict) -> str:
     return json.dumps(resolve_parameters(key, defaults), sort_keys=True)
 
 
-def jobs_that_run(before: dict, after: dict) -> set[str]:
-    """The cached job steps of `after` that run again after an execution of `before`."""
+def jobs_that_run(
+    before: dict, after: dict, values_before: dict | None = None, values_after: dict | None = None
+) -> set[str]:
+    """The cached job steps of `after` that run again after an execution of `before`; each
+    execution started with its parameters' defaults, except for the values given."""
     defaults = {param["Name"]: param.get("DefaultValue") for param in after["Parameters"]}
     old_defaults = {param["Name"]: param.get("DefaultValue") for param in before["Parameters"]}
+    defaults.update(values_after or {})
+    old_defaults.update(values_before or {})
     old_steps, new_steps = all_steps(before), all_steps(after)
     rerun: set[str] = set()
     for name, step in new_steps.items():  # the definition lists steps in run order
@@ -180,6 +185,11 @@ def changed_script(monkeypatch, tmp_path, pipeline, script: str) -> None:
         ("evaluation code", {EVALUATE}),
         ("quality threshold", set()),
         ("training instance type", set()),
+        ("champion margin", {EVALUATE}),
+        # Start passes the production model as ChampionModelUrl, and the commit: a push
+        # with production unchanged reuses every job, a new production model re-evaluates.
+        ("another commit, the same production model", set()),
+        ("a new production model", {EVALUATE}),
     ],
 )
 def test_each_change_reruns_only_the_jobs_it_affects(
@@ -210,7 +220,18 @@ def test_each_change_reruns_only_the_jobs_it_affects(
         monkeypatch.setattr(config, "QUALITY_THRESHOLD", config.QUALITY_THRESHOLD / 2)
     elif change == "training instance type":
         monkeypatch.setattr(config, "TRAINING_INSTANCE_TYPE", "ml.m5.xlarge")
+    elif change == "champion margin":
+        monkeypatch.setattr(config, "CHAMPION_MARGIN", config.CHAMPION_MARGIN * 2)
     after = build_definition(dataset)
+    champion = "s3://models/model-build/1/output/model.tar.gz"
+    before_values = {"CommitId": "1" * 40, "ChampionModelUrl": champion}
+    # What the execution after is started with differs, not the definition.
+    started_with = {
+        "another commit, the same production model": {"CommitId": "2" * 40},
+        "a new production model": {"ChampionModelUrl": champion.replace("/1/", "/2/")},
+    }
+    after_values = {**before_values, **started_with.get(change, {})}
 
-    assert (after != baseline) == (change != "nothing")
-    assert jobs_that_run(json.loads(baseline), json.loads(after)) == expected
+    assert (after != baseline) == (change not in ("nothing", *started_with))
+    ran = jobs_that_run(json.loads(baseline), json.loads(after), before_values, after_values)
+    assert ran == expected
