@@ -9,6 +9,7 @@ server: refused without the bucket, uploaded with it.
 
 import re
 import socket
+import uuid
 
 import boto3
 import pytest
@@ -89,9 +90,11 @@ def test_the_aws_cli_refuses_the_largest_template_without_a_bucket_and_uploads_i
     assert re.search(r"greater than 51200|--s3-bucket", refused.stderr), refused.stderr
     credentials = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
     s3 = boto3.client("s3", endpoint_url=moto_url, region_name="us-east-1", **credentials)
-    s3.create_bucket(Bucket="templates")
-    run([*base, "--s3-bucket", "templates", "--s3-prefix", "longest"], longest, env=env)
-    uploaded = s3.list_objects_v2(Bucket="templates", Prefix="longest/").get("Contents", [])
+    # moto keeps its buckets per process, for every server: a name no other test uses.
+    bucket = f"templates-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=bucket)
+    run([*base, "--s3-bucket", bucket, "--s3-prefix", "longest"], longest, env=env)
+    uploaded = s3.list_objects_v2(Bucket=bucket, Prefix="longest/").get("Contents", [])
     assert [item["Size"] for item in uploaded] == [template.stat().st_size]
 
 
