@@ -29,7 +29,8 @@ A pipeline execution's status. moto marks every execution Succeeded when it star
 runs nothing; the rehearsal plays the execution afterwards. SageMaker marks an execution
 whose step failed Failed, with the failure reason (DescribePipelineExecution), and the
 project reads that status (a failed batch is never retrained on). `execution_failed` sets
-what SageMaker would, on the execution moto keeps.
+both on the execution moto keeps (moto's ListPipelineExecutions shows the reason; its
+DescribePipelineExecution answers an empty FailureReason whatever it holds).
 """
 
 import contextlib
