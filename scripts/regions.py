@@ -22,8 +22,11 @@ from cookiecutter.main import cookiecutter
 
 TEMPLATE = Path(__file__).resolve().parents[1]
 HOOK = TEMPLATE / "hooks" / "pre_gen_project.py"
-SOURCE_PROVIDERS = ("codecommit", "github")
-GITHUB_ANSWERS = {
+SOURCE_PROVIDERS = ("codecommit", "github", "gitlab", "bitbucket")
+# make bootstrap creates the connection of a git host through the CodeConnections API: a
+# region without that resource type's schema has no CodeConnections.
+CONNECTION_TYPE = "AWS::CodeConnections::Connection"
+CONNECTION_ANSWERS = {
     "codeconnections_arn": (
         "arn:aws:codeconnections:us-east-1:123456789012:connection/"
         "00000000-0000-0000-0000-000000000000"
@@ -46,10 +49,11 @@ def resource_types(project: Path) -> set[str]:
 
 
 def baked_resource_types(provider: str) -> set[str]:
-    """The resource types of a default bake with this source provider."""
+    """The resource types of a default bake with this source provider, and for a git host
+    the connection that bootstrap creates."""
     answers = {"source_provider": provider}
-    if provider == "github":
-        answers.update(GITHUB_ANSWERS)
+    if provider != "codecommit":
+        answers.update(CONNECTION_ANSWERS)
     with tempfile.TemporaryDirectory() as output:
         # Without hooks: the pre-gen hook checks the region against the block written here,
         # and the post-gen hook only initialises git.
@@ -60,7 +64,8 @@ def baked_resource_types(provider: str) -> set[str]:
             output_dir=output,
             accept_hooks=False,
         )
-        return resource_types(Path(project))
+        types = resource_types(Path(project))
+    return types | {CONNECTION_TYPE} if provider != "codecommit" else types
 
 
 def schema_regions() -> list[str]:
@@ -88,7 +93,7 @@ def xgboost_image_regions(regions: list[str]) -> set[str]:
 
 def accepted_regions() -> tuple[dict[str, list[str]], dict[str, list[str]]]:
     """Per source provider, the regions that have every resource type and the image, and
-    the resource types only that provider's templates use."""
+    the resource types not every provider needs (what the hook names when it refuses)."""
     regions = schema_regions()
     with_image = xgboost_image_regions(regions)
     needed = {provider: baked_resource_types(provider) for provider in SOURCE_PROVIDERS}
@@ -100,8 +105,7 @@ def accepted_regions() -> tuple[dict[str, list[str]], dict[str, list[str]]]:
             if region in with_image
             and needed[provider] <= set(PROVIDER_SCHEMA_MANAGER.get_resource_types(region))
         ]
-        others = set().union(*(needed[p] for p in SOURCE_PROVIDERS if p != provider))
-        own_types[provider] = sorted(needed[provider] - others)
+        own_types[provider] = sorted(needed[provider] - set.intersection(*needed.values()))
     return accepted, own_types
 
 
@@ -109,7 +113,9 @@ def render_block(accepted: dict[str, list[str]], own_types: dict[str, list[str]]
     """The hook's generated block."""
     lines = [
         BEGIN,
-        f"PROVIDER_RESOURCE_TYPES = {json.dumps(own_types)}\n",
+        "PROVIDER_RESOURCE_TYPES = {\n",
+        *(f'    "{provider}": {json.dumps(types)},\n' for provider, types in own_types.items()),
+        "}\n",
         "REGIONS_BY_SOURCE_PROVIDER = {\n",
     ]
     for provider, regions in accepted.items():

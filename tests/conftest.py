@@ -21,11 +21,18 @@ PYTHON = sys.executable
 BIN = Path(PYTHON).parent
 
 GITHUB_ANSWERS = {
-    "github_repository": "my-org/churn-model",
+    "repository": "my-org/churn-model",
     "codeconnections_arn": (
         "arn:aws:codeconnections:us-east-1:123456789012:connection/"
         "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"
     ),
+}
+
+# The repository answer of each git host: a nested GitLab group, a Bitbucket workspace.
+GIT_HOST_ANSWERS = {
+    "github": {"repository": GITHUB_ANSWERS["repository"]},
+    "gitlab": {"repository": "my-group/ml/churn-model"},
+    "bitbucket": {"repository": "my-workspace/churn-model"},
 }
 
 # Every combination of the main choices; the other answers cycle through their values so
@@ -35,6 +42,12 @@ MAIN_CHOICES = {
     "model_approval": ["manual", "auto"],
     "staging_endpoint": ["serverless", "instance"],
 }
+# The other git hosts share the GitHub bakes' templates and code paths but for their merge
+# module: one bake each, with the rehearsal's choices.
+OTHER_GIT_HOSTS = [
+    {"source_provider": host, "model_approval": "manual", "staging_endpoint": "serverless"}
+    for host in ("gitlab", "bitbucket")
+]
 CYCLED_CHOICES = {
     "prod_approval": [True, False],
     "python_version": ["3.12", "3.11"],
@@ -42,25 +55,32 @@ CYCLED_CHOICES = {
     "aws_region": ["us-east-1", "eu-west-1", "ap-southeast-2"],
     "retrain_schedule": ["", "cron(0 3 ? * MON *)", "rate(7 days)"],
     "notification_email": ["", "ml-team@example.com"],
-    # GitHub bakes with and without a connection (bootstrap creates a missing one); the
-    # GitHub bake whose rehearsal runs has none.
+    # Git host bakes with and without a connection (bootstrap creates a missing one): the
+    # GitHub and GitLab bakes whose rehearsal runs have none, the Bitbucket one has one.
     "codeconnections_arn": ["", GITHUB_ANSWERS["codeconnections_arn"]],
 }
 
 
 def answers_for(**choices: object) -> dict:
-    """Extra context for one bake: the choices, plus what GitHub needs when chosen."""
+    """Extra context for one bake: the choices, plus what a git host needs when chosen."""
     answers = dict(choices)
-    if answers.get("source_provider") == "github":
+    provider = answers.get("source_provider")
+    if provider == "github":
         answers = {**GITHUB_ANSWERS, **answers}
+    elif provider in GIT_HOST_ANSWERS:
+        answers = {**GIT_HOST_ANSWERS[provider], **answers}
     return answers
 
 
 def build_matrix() -> list[dict]:
     """The product of the main choices, with the other answers cycled."""
     matrix = []
-    for index, combo in enumerate(itertools.product(*MAIN_CHOICES.values())):
-        choices = dict(zip(MAIN_CHOICES, combo, strict=True))
+    combos = [
+        dict(zip(MAIN_CHOICES, combo, strict=True))
+        for combo in itertools.product(*MAIN_CHOICES.values())
+    ]
+    for index, choices in enumerate([*combos, *OTHER_GIT_HOSTS]):
+        choices = dict(choices)
         for name, values in CYCLED_CHOICES.items():
             choices[name] = values[index % len(values)]
         matrix.append(choices)
@@ -76,13 +96,18 @@ def matrix_id(choices: dict) -> str:
 # The longest names the hook accepts, in a region with a long name: every derived name and
 # every rendered line is at its longest here.
 LONGEST_NAMES = {
-    **build_matrix()[-1],
+    **next(
+        c
+        for c in build_matrix()
+        if (c["source_provider"], c["model_approval"], c["staging_endpoint"])
+        == ("github", "auto", "instance")
+    ),
     "project_name": "Customer Lifetime Value Forecast",
     "project_slug": "customer-lifetime-value-forecast-xy",
     "aws_region": "ap-southeast-2",
     "dev_branch": "feature/very-long-development-branch",
     "main_branch": "production-release-branch",
-    "github_repository": "some-long-organisation-name/customer-lifetime-value-forecast-xy",
+    "repository": "some-long-organisation-name/customer-lifetime-value-forecast-xy",
 }
 MATRIX = [*build_matrix(), LONGEST_NAMES]
 DEFAULT = next(
@@ -92,12 +117,16 @@ DEFAULT = next(
     and c["model_approval"] == "manual"
     and c["staging_endpoint"] == "serverless"
 )
-GITHUB = next(
-    c
-    for c in MATRIX
-    if c["source_provider"] == "github"
-    and c["model_approval"] == "manual"
-    and c["staging_endpoint"] == "serverless"
+GITHUB, GITLAB, BITBUCKET = (
+    next(
+        c
+        for c in MATRIX
+        if c["source_provider"] == host
+        and c["model_approval"] == "manual"
+        and c["staging_endpoint"] == "serverless"
+        and not c.get("project_slug")
+    )
+    for host in ("github", "gitlab", "bitbucket")
 )
 
 
@@ -172,3 +201,15 @@ def default_bake() -> Path:
 def github_bake(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The GitHub bake of the matrix (manual approvals, serverless staging)."""
     return bake(tmp_path_factory.mktemp("github"), **GITHUB)
+
+
+@pytest.fixture(scope="session")
+def gitlab_bake(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The GitLab bake of the matrix (a project in a subgroup)."""
+    return bake(tmp_path_factory.mktemp("gitlab"), **GITLAB)
+
+
+@pytest.fixture(scope="session")
+def bitbucket_bake(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The Bitbucket Cloud bake of the matrix."""
+    return bake(tmp_path_factory.mktemp("bitbucket"), **BITBUCKET)

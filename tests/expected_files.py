@@ -47,6 +47,7 @@ rehearsal/buildspec.py
 rehearsal/cloudformation.py
 rehearsal/environment.py
 rehearsal/flow.py
+rehearsal/git_hosts.py
 rehearsal/hook/sitecustomize.py
 rehearsal/iam.py
 rehearsal/merge.py
@@ -125,9 +126,26 @@ CONDITIONAL: dict[tuple[str, object], list[str]] = {
     ],
     ("source_provider", "github"): [
         "lambdas/merge_dev_to_master/github_merge.py",
+        "lambdas/merge_dev_to_master/git_host_api.py",
         "src/<pkg>_ops/connection.py",
         "tests/unit/test_connection.py",
         "tests/unit/test_merge_github.py",
+    ],
+    ("source_provider", "gitlab"): [
+        "lambdas/merge_dev_to_master/gitlab_merge.py",
+        "lambdas/merge_dev_to_master/git_host_api.py",
+        "src/<pkg>_ops/connection.py",
+        "tests/unit/test_connection.py",
+        "tests/contracts/gitlab.json",
+        "tests/unit/test_merge_git_host.py",
+    ],
+    ("source_provider", "bitbucket"): [
+        "lambdas/merge_dev_to_master/bitbucket_merge.py",
+        "lambdas/merge_dev_to_master/git_host_api.py",
+        "src/<pkg>_ops/connection.py",
+        "tests/unit/test_connection.py",
+        "tests/contracts/bitbucket.json",
+        "tests/unit/test_merge_git_host.py",
     ],
 }
 

@@ -57,7 +57,7 @@ FREE_TEXT_ANSWERS = {
     "package_name": "churn_model",
     "dev_branch": "dev",
     "main_branch": "master",
-    "github_repository": "my-org/churn-model",
+    "repository": "my-org/churn-model",
     "codeconnections_arn": GITHUB_ANSWERS["codeconnections_arn"],
     "processing_instance_type": "ml.m5.large",
     "training_instance_type": "ml.m5.large",
@@ -66,7 +66,7 @@ FREE_TEXT_ANSWERS = {
     "retrain_schedule": "cron(0 3 ? * MON *)",
     "notification_email": "ml-team@example.com",
 }
-GITHUB_ONLY = ("github_repository", "codeconnections_arn")
+GITHUB_ONLY = ("repository", "codeconnections_arn")
 JINJA_DELIMITERS = ("{{", "}}", "{%", "%}", "{#", "#}")
 # SageMaker EntityDescription (botocore): at most 1024 characters of these categories.
 SAGEMAKER_DESCRIPTION_CATEGORIES = ("L", "M", "Z", "S", "N", "P")
@@ -323,7 +323,25 @@ REGRESSIONS = [
         "github-without-connection",
         {
             "source_provider": "github",
-            "github_repository": "my-org/churn",
+            "repository": "my-org/churn",
+            "codeconnections_arn": "",
+        },
+        "baked",
+    ),
+    (
+        "gitlab-nested-groups",
+        {
+            "source_provider": "gitlab",
+            "repository": "grp/sub.team/churn_model",
+            "codeconnections_arn": "",
+        },
+        "baked",
+    ),
+    (
+        "bitbucket-workspace",
+        {
+            "source_provider": "bitbucket",
+            "repository": "ml-team/churn.model",
             "codeconnections_arn": "",
         },
         "baked",

@@ -46,7 +46,13 @@ BAD_ANSWERS = [
     ("threshold-zero", ["quality_threshold=0"], "quality_threshold"),
     ("threshold-above-one", ["quality_threshold=1.5"], "quality_threshold"),
     ("threshold-not-number", ["quality_threshold=high"], "quality_threshold"),
-    ("github-repo-format", [*GITHUB, "github_repository=no-slash"], "github_repository"),
+    ("github-repo-format", [*GITHUB, "repository=no-slash"], "repository"),
+    (
+        "gitlab-repo-format",
+        ["source_provider=gitlab", "repository=group/project.git"],
+        "repository",
+    ),
+    ("bitbucket-repo-upper", ["source_provider=bitbucket", "repository=Team/repo"], "repository"),
     ("github-arn-format", [*GITHUB, "codeconnections_arn=arn:aws:s3:::x"], "codeconnections_arn"),
     (
         "github-arn-trailing-newline",
@@ -96,11 +102,11 @@ BAD_ANSWERS = [
     ("branch-inside-the-other", ["dev_branch=release/dev", "main_branch=release"], "main_branch"),
     (
         "github-repo-trailing-newline",
-        [*GITHUB, "github_repository=my-org/churn\n"],
-        "github_repository",
+        [*GITHUB, "repository=my-org/churn\n"],
+        "repository",
     ),
     # cookiecutter itself refuses these before the hook runs; same contract for the user.
-    ("choice-provider", ["source_provider=gitlab"], "source_provider"),
+    ("choice-provider", ["source_provider=gitlab-self-managed"], "source_provider"),
     ("choice-endpoint", ["staging_endpoint=lambda"], "staging_endpoint"),
     ("choice-metric", ["quality_metric=rmse"], "quality_metric"),
     ("boolean", ["prod_approval=maybe"], "prod_approval"),
@@ -195,7 +201,7 @@ def test_after_a_refusal_cookiecutter_logs_its_own_traceback(tmp_path):
         (
             ["source_provider=svn"],
             "ValueError: svn provided for choice variable source_provider, but the choices "
-            "are ['codecommit', 'github'].",
+            "are ['codecommit', 'github', 'gitlab', 'bitbucket'].",
         ),
         (
             ["prod_approval=maybe"],

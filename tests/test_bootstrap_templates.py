@@ -148,14 +148,14 @@ def test_the_longest_answers_bootstrap_in_the_rehearsal(longest, moto_url, tmp_p
             account_id=ACCOUNT_ID,
             clients=clients,
             base_env=dict(os.environ),
-            github_token="token",
+            git_token="token",
         )
         stacks = bootstrap(
             workspace,
             settings.bootstrap_stack,
             settings.build_stack,
             settings.deploy_stack,
-            settings.github_token_secret,
+            settings.git_token_secret,
         )
         iam = rehearsal_iam(stacks, workspace, Recorder(), tmp_path / "iam", (moto_url,))
         service = PipelineStacks(moto_url, clients["s3"]).start()

@@ -5,7 +5,7 @@ import json
 import subprocess
 
 import pytest
-from conftest import GITHUB_ANSWERS, TEMPLATE
+from conftest import GIT_HOST_ANSWERS, GITHUB_ANSWERS, TEMPLATE
 
 
 def load_hook(name: str):
@@ -38,9 +38,10 @@ def test_defaults_pass_every_check(defaults):
     assert pre_gen.main(defaults) == 0
 
 
-def test_github_defaults_pass_every_check():
-    answers = rendered_defaults(source_provider="github", **GITHUB_ANSWERS)
-    assert pre_gen.main(answers) == 0
+@pytest.mark.parametrize("host", ["github", "gitlab", "bitbucket"])
+def test_git_host_defaults_pass_every_check(host):
+    answers = rendered_defaults(source_provider=host, **GITHUB_ANSWERS)
+    assert pre_gen.main({**answers, **GIT_HOST_ANSWERS[host]}) == 0
 
 
 def test_main_reports_every_problem_one_line_each(defaults, capsys):
@@ -204,32 +205,61 @@ def test_invalid_notification_emails(defaults, value):
     assert problem.startswith(f"notification_email: {value!r}")
 
 
-def test_codecommit_region_must_offer_codecommit(defaults):
-    [problem] = pre_gen.check_region({**defaults, "aws_region": "eu-south-2"})
-    assert "AWS::CodeCommit::Repository (used with codecommit) does not exist" in problem
-    github = {**defaults, "aws_region": "eu-south-2", "source_provider": "github"}
-    assert pre_gen.check_region(github) == []
+def test_a_git_host_region_must_offer_codeconnections(defaults):
+    gitlab = {**defaults, "aws_region": "ap-east-1", "source_provider": "gitlab"}
+    [problem] = pre_gen.check_region(gitlab)
+    assert "AWS::CodeConnections::Connection (used with gitlab) does not exist" in problem
+    assert pre_gen.check_region({**defaults, "aws_region": "ap-east-1"}) == []
 
 
-def test_github_answers_are_ignored_for_codecommit(defaults):
-    answers = {**defaults, "github_repository": "not a repo", "codeconnections_arn": "x"}
-    assert pre_gen.check_github(answers) == []
+def test_git_host_answers_are_ignored_for_codecommit(defaults):
+    answers = {**defaults, "repository": "not a repo", "codeconnections_arn": "x"}
+    assert pre_gen.check_git_host(answers) == []
 
 
 @pytest.mark.parametrize(
-    ("variable", "value"),
+    ("host", "variable", "value"),
     [
-        ("github_repository", "no-slash"),
-        ("github_repository", "owner/repo/extra"),
-        ("github_repository", "-owner/repo"),
-        ("codeconnections_arn", "arn:aws:codeconnections:us-east-1:123:connection/abc"),
-        ("codeconnections_arn", "arn:aws:s3:::bucket"),
+        ("github", "repository", "no-slash"),
+        ("github", "repository", "owner/repo/extra"),
+        ("github", "repository", "-owner/repo"),
+        ("github", "repository", "owner/.."),
+        ("gitlab", "repository", "group"),
+        ("gitlab", "repository", "group/project.git"),
+        ("gitlab", "repository", "group/-project"),
+        ("gitlab", "repository", "group/a..b"),
+        ("gitlab", "repository", "/".join(["g"] * 22)),
+        ("gitlab", "repository", "group/" + "p" * 250),
+        ("bitbucket", "repository", "Workspace/repo"),
+        ("bitbucket", "repository", "workspace/group/repo"),
+        ("bitbucket", "repository", "workspace/" + "r" * 63),
+        (
+            "bitbucket",
+            "codeconnections_arn",
+            "arn:aws:codeconnections:us-east-1:123:connection/abc",
+        ),
+        ("github", "codeconnections_arn", "arn:aws:s3:::bucket"),
     ],
 )
-def test_github_formats(defaults, variable, value):
-    answers = {**defaults, **GITHUB_ANSWERS, "source_provider": "github", variable: value}
-    [problem] = pre_gen.check_github(answers)
+def test_git_host_formats(defaults, host, variable, value):
+    answers = {**defaults, **GIT_HOST_ANSWERS[host], "source_provider": host, variable: value}
+    [problem] = pre_gen.check_git_host(answers)
     assert problem.startswith(f"{variable}: {value!r}")
+
+
+@pytest.mark.parametrize(
+    ("host", "repository"),
+    [
+        ("github", "my-org/churn.model_v2"),
+        ("gitlab", "my-group/churn-model"),
+        ("gitlab", "my-group/ml/team.a/churn_model"),
+        ("gitlab", "/".join(["g"] * 21)),
+        ("bitbucket", "my-workspace/churn.model_v2"),
+    ],
+)
+def test_git_host_paths_each_host_accepts(defaults, host, repository):
+    answers = {**defaults, "source_provider": host, "repository": repository}
+    assert pre_gen.check_git_host({**answers, "codeconnections_arn": ""}) == []
 
 
 def test_choices_and_booleans_are_rechecked(defaults):
@@ -377,9 +407,10 @@ def test_invalid_emails(defaults, email):
     assert problem.startswith(f"author_email: {email!r}")
 
 
-def test_github_without_a_connection_arn_is_accepted(defaults):
-    answers = {**defaults, **GITHUB_ANSWERS, "source_provider": "github", "codeconnections_arn": ""}
-    assert pre_gen.check_github(answers) == []
+@pytest.mark.parametrize("host", ["github", "gitlab", "bitbucket"])
+def test_a_git_host_without_a_connection_arn_is_accepted(defaults, host):
+    answers = {**defaults, **GIT_HOST_ANSWERS[host], "source_provider": host}
+    assert pre_gen.check_git_host({**answers, "codeconnections_arn": ""}) == []
 
 
 @pytest.mark.parametrize("value", ["0.8\n", " 0.8", "0.8_0", "+0.5"])

@@ -4,7 +4,7 @@ one of them deploys every resource type of its source provider's templates."""
 import importlib.util
 
 import pytest
-from conftest import BIN, GITHUB_ANSWERS, TEMPLATE, bake, run
+from conftest import BIN, TEMPLATE, bake, run
 
 spec = importlib.util.spec_from_file_location("regions", TEMPLATE / "scripts" / "regions.py")
 regions = importlib.util.module_from_spec(spec)
@@ -30,24 +30,32 @@ def cfn_lint(project, region_list):
 
 @pytest.mark.parametrize("provider", sorted(ACCEPTED))
 def test_every_accepted_region_has_every_resource_type(provider, tmp_path):
-    answers = {"source_provider": provider, **(GITHUB_ANSWERS if provider == "github" else {})}
-    project = bake(tmp_path, **answers)
+    project = bake(tmp_path, source_provider=provider)
     assert cfn_lint(project, sorted(ACCEPTED[provider])) == (0, "")
-    # The same check finds the gap in a region accepted only for another provider.
     refused = sorted(set().union(*ACCEPTED.values()) - ACCEPTED[provider])
-    if refused:
-        status, output = cfn_lint(project, refused[:1])
-        assert status != 0 and "E3006" in output, output
+    if provider == "codecommit":
+        # The same check finds the gap in a region accepted only for another provider.
+        if refused:
+            status, output = cfn_lint(project, refused[:1])
+            assert status != 0 and "E3006" in output, output
+    else:
+        # A git host's gap is the connection bootstrap creates through the API.
+        for region in refused:
+            schemas = regions.PROVIDER_SCHEMA_MANAGER.get_resource_types(region)
+            assert regions.CONNECTION_TYPE not in schemas, region
 
 
 def test_regions_missing_a_resource_type_are_refused():
     # ap-south-2: no AWS::SageMaker::ModelPackageGroup; me-central-1: no SageMaker hosting
-    # types; af-south-1: no AWS::CodeCommit::Repository (cfn-lint's region schemas).
+    # types; ap-east-1: no AWS::CodeConnections::Connection (cfn-lint's region schemas).
     for region in ("ap-south-2", "me-central-1"):
         for provider in ACCEPTED:
             assert region not in ACCEPTED[provider]
-    assert "af-south-1" in ACCEPTED["github"] and "af-south-1" not in ACCEPTED["codecommit"]
-    [problem] = pre_gen.check_region({"aws_region": "af-south-1", "source_provider": "codecommit"})
-    assert "AWS::CodeCommit::Repository" in problem and "source_provider github" in problem
+    assert "ap-east-1" in ACCEPTED["codecommit"]
+    for host in ("github", "gitlab", "bitbucket"):
+        assert "ap-east-1" not in ACCEPTED[host]
+        [problem] = pre_gen.check_region({"aws_region": "ap-east-1", "source_provider": host})
+        assert "AWS::CodeConnections::Connection" in problem
+        assert "source_provider codecommit" in problem
     [problem] = pre_gen.check_region({"aws_region": "me-central-1", "source_provider": "github"})
     assert problem.startswith("aws_region: 'me-central-1' is not a region where")

@@ -100,10 +100,8 @@ def test_the_settings_carry_the_answers(baked):
     assert settings.build_stack == answers["__build_stack_name"]
     assert settings.deploy_stack == answers["__deploy_stack_name"]
     assert settings.model_approval_status == answers["__model_approval_status"]
-    github = choices["source_provider"] == "github"
-    assert settings.github_token_secret == (
-        answers["__github_token_secret_name"] if github else None
-    )
+    git_host = choices["source_provider"] != "codecommit"
+    assert settings.git_token_secret == (answers["__git_token_secret_name"] if git_host else None)
 
 
 def write_pyproject(root: Path, section: str) -> Path:
@@ -121,7 +119,7 @@ SETTINGS = (
 
 
 def test_settings_read_from_pyproject(tmp_path):
-    root = write_pyproject(tmp_path, SETTINGS + 'github-token-secret = "s"\n')
+    root = write_pyproject(tmp_path, SETTINGS + 'git-token-secret = "s"\n')
     assert load_settings(root) == Settings(
         project="churn-model",
         package="churn",
@@ -130,7 +128,7 @@ def test_settings_read_from_pyproject(tmp_path):
         build_stack="b",
         deploy_stack="d",
         model_approval_status="Approved",
-        github_token_secret="s",
+        git_token_secret="s",
     )
 
 

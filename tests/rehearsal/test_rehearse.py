@@ -1,6 +1,6 @@
-"""`make rehearse` runs the whole GitOps flow offline, for CodeCommit and for GitHub, and a
-broken buildspec command, a permission removed or a failing stage stops it with a message
-naming the stage, the action and the command.
+"""`make rehearse` runs the whole GitOps flow offline, for CodeCommit, GitHub, GitLab and
+Bitbucket, and a broken buildspec command, a permission removed or a failing stage stops it
+with a message naming the stage, the action and the command.
 
 Each test rehearses a copy of a bake (with its git history), so the shared bakes stay
 intact. The passing rehearsal runs once per provider: the tests that read it share an xdist
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import GITHUB
+from conftest import BITBUCKET, GITHUB, GITLAB
 from engine_support import (
     REHEARSAL_TIMEOUT_SECONDS,
     git,
@@ -75,7 +75,12 @@ for host, port in addresses:
 report = {"exit_status": exit_status, "output": output, "addresses": addresses}
 print(json.dumps({**report, "still_listening": listening}))
 """
-PROVIDERS = {"codecommit": ("default_bake", {}), "github": ("github_bake", GITHUB)}
+PROVIDERS = {
+    "codecommit": ("default_bake", {}),
+    "github": ("github_bake", GITHUB),
+    "gitlab": ("gitlab_bake", GITLAB),
+    "bitbucket": ("bitbucket_bake", BITBUCKET),
+}
 
 
 @dataclass
@@ -100,6 +105,9 @@ def passing_rehearsal(request, tmp_path_factory) -> Rehearsed:
     bake_fixture, choices = PROVIDERS[request.param]
     project = request.getfixturevalue(bake_fixture)
     repository = repository_copy(project, tmp_path_factory.mktemp("rehearsal") / project.name)
+    # A commit on the dev branch only, as a developer pushes: the merge step has to move
+    # the main branch (a fresh bake's branches are at the same commit).
+    git(repository, "commit", "-q", "--allow-empty", "-m", "A change on the dev branch")
     with (repository / "README.md").open("a") as readme:
         readme.write("\nAn uncommitted note.\n")
     (repository / "notes.txt").write_text("untracked\n")
@@ -189,6 +197,17 @@ def test_a_weaker_push_is_refused_against_production_and_a_restored_one_register
     assert "nothing registered" in weaker
     group = passing_rehearsal.answers["__model_package_group_name"]
     assert re.search(rf"[0-9.]+ >= {floor}; registered {group}/\d+", restored)
+
+
+def test_the_merge_step_moves_the_main_branch_through_the_git_host(passing_rehearsal):
+    summary = passing_rehearsal.result.stdout.split("Rehearsal summary", 1)[1]
+    [row] = [line for line in summary.splitlines() if "MergeDevToMaster" in line]
+    commit = git(passing_rehearsal.repository, "rev-parse", "HEAD")
+    assert "fast-forwarded from" in row and f"to {commit[:7]}" in row, row
+    assert "the move is recorded, not written to git" in row
+    host = passing_rehearsal.answers["source_provider"]
+    through = {"gitlab": "(merge request !1)", "bitbucket": "(pull request #1)"}
+    assert through.get(host, "") in row
 
 
 def test_the_rehearsal_never_writes_to_git(passing_rehearsal):

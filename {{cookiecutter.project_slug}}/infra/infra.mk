@@ -22,13 +22,13 @@ INPUT_DATA_URL ?=
 comma := ,
 MERGE_FUNCTION_SOURCE := lambdas/merge_dev_to_master
 DEPLOY_DIR := build/deploy
-{%- if cookiecutter.source_provider == 'github' %}
-GIT_REMOTE ?= https://github.com/{{ cookiecutter.github_repository }}.git
-GITHUB_TOKEN_SECRET ?= {{ cookiecutter.__github_token_secret_name }}
+{%- if cookiecutter.source_provider != 'codecommit' %}
+GIT_REMOTE ?= {{ cookiecutter.__git_web_url }}/{{ cookiecutter.repository }}.git
+GIT_TOKEN_SECRET ?= {{ cookiecutter.__git_token_secret_name }}
 # Empty: bootstrap finds or creates the project's connection and waits for its approval.
 CONNECTION_ARN ?= {{ cookiecutter.codeconnections_arn }}
 CONNECTION_WAIT_SECONDS ?= 600
-CONNECTION_ARN_FILE := build/github-connection-arn
+CONNECTION_ARN_FILE := build/connection-arn
 {%- endif %}
 # teardown deletes only when CONFIRM names the project.
 CONFIRM ?=
@@ -106,16 +106,16 @@ aws-cli: ## Check that the AWS CLI on PATH is v2, or v1 from 1.42 on
 	esac
 
 bootstrap: $(NEEDS_VENV) aws-cli ## Deploy the bootstrap and both pipeline stacks, push {{ cookiecutter.main_branch }} and {{ cookiecutter.dev_branch }} (needs AWS credentials)
-{%- if cookiecutter.source_provider == 'github' %}
+{%- if cookiecutter.source_provider != 'codecommit' %}
 	@git ls-remote $(GIT_REMOTE) >/dev/null 2>&1 || { \
-		echo "bootstrap: cannot read $(GIT_REMOTE): create the GitHub repository {{ cookiecutter.github_repository }} first (empty is fine) and let git reach it (GIT_REMOTE=... for another URL)" >&2; exit 1; }
+		echo "bootstrap: cannot read $(GIT_REMOTE): create the {{ cookiecutter.__git_host }} repository {{ cookiecutter.repository }} first (empty is fine) and let git reach it (GIT_REMOTE=... for another URL)" >&2; exit 1; }
 {%- endif %}
 	@echo "==> AWS identity"
 	$(AWS) sts get-caller-identity --query Arn --output text
-{%- if cookiecutter.source_provider == 'github' %}
-	@$(AWS) secretsmanager describe-secret --secret-id $(GITHUB_TOKEN_SECRET) --query ARN --output text >/dev/null 2>&1 || { \
-		echo "bootstrap: no secret $(GITHUB_TOKEN_SECRET): create it with aws secretsmanager create-secret --name $(GITHUB_TOKEN_SECRET) --secret-string <a GitHub token with contents:write on {{ cookiecutter.github_repository }}>" >&2; exit 1; }
-	@echo "==> GitHub connection (CodeConnections; a new one waits for your approval in the console)"
+{%- if cookiecutter.source_provider != 'codecommit' %}
+	@$(AWS) secretsmanager describe-secret --secret-id $(GIT_TOKEN_SECRET) --query ARN --output text >/dev/null 2>&1 || { \
+		echo "bootstrap: no secret $(GIT_TOKEN_SECRET): create it with aws secretsmanager create-secret --name $(GIT_TOKEN_SECRET) --secret-string <{{ cookiecutter.__git_token_needs }}>" >&2; exit 1; }
+	@echo "==> {{ cookiecutter.__git_host }} connection (CodeConnections; a new one waits for your approval in the console)"
 	@mkdir -p build
 	AWS_REGION=$(AWS_REGION) $(PY) -m $(CLI) connection --arn "$(CONNECTION_ARN)" \
 		--wait-seconds $(CONNECTION_WAIT_SECONDS) > $(CONNECTION_ARN_FILE)
@@ -126,7 +126,7 @@ bootstrap: $(NEEDS_VENV) aws-cli ## Deploy the bootstrap and both pipeline stack
 	@echo "==> Deploying $(BUILD_STACK): artifact bucket, repository, SageMaker role, model build pipeline"
 	$(AWS) cloudformation deploy --stack-name $(BUILD_STACK) --template-file infra/model-build-pipeline.yml \
 		$(TEMPLATE_UPLOAD) $(STACKS_ROLE) \
-		--capabilities CAPABILITY_NAMED_IAM --no-fail-on-empty-changeset --tags project={{ cookiecutter.project_slug }}{% if cookiecutter.source_provider == 'github' %} \
+		--capabilities CAPABILITY_NAMED_IAM --no-fail-on-empty-changeset --tags project={{ cookiecutter.project_slug }}{% if cookiecutter.source_provider != 'codecommit' %} \
 		--parameter-overrides ConnectionArn="$$(cat $(CONNECTION_ARN_FILE))"{% endif %}
 	$(call stack_policy,$(BUILD_STACK),infra/stack-policies/model-build.json)
 	@# CodePipeline runs a pipeline it creates at once; the first build is the push's.
@@ -134,14 +134,14 @@ bootstrap: $(NEEDS_VENV) aws-cli ## Deploy the bootstrap and both pipeline stack
 	@echo "==> Uploading the merge function and deploying $(DEPLOY_STACK): approval rule, model deploy pipeline"
 	bucket="$$($(call stack_output,$(BUILD_STACK),ArtifactBucketName))"; \
 	key="$$($(PY) -m $(CLI) package-lambda --source $(MERGE_FUNCTION_SOURCE) --output-dir build)"; \
-{%- if cookiecutter.source_provider == 'github' %}
-	secret="$$($(AWS) secretsmanager describe-secret --secret-id $(GITHUB_TOKEN_SECRET) --query ARN --output text)"; \
+{%- if cookiecutter.source_provider != 'codecommit' %}
+	secret="$$($(AWS) secretsmanager describe-secret --secret-id $(GIT_TOKEN_SECRET) --query ARN --output text)"; \
 {%- endif %}
 	$(AWS) s3 cp "build/$${key#lambda/}" "s3://$$bucket/$$key"; \
 	$(AWS) cloudformation deploy --stack-name $(DEPLOY_STACK) --template-file infra/model-deploy-pipeline.yml \
 		$(TEMPLATE_UPLOAD) $(STACKS_ROLE) \
 		--capabilities CAPABILITY_IAM --no-fail-on-empty-changeset --tags project={{ cookiecutter.project_slug }} \
-		--parameter-overrides MergeFunctionCodeKey="$$key"{% if cookiecutter.source_provider == 'github' %} GitHubTokenSecretArn="$$secret" ConnectionArn="$$(cat $(CONNECTION_ARN_FILE))"{% endif %}
+		--parameter-overrides MergeFunctionCodeKey="$$key"{% if cookiecutter.source_provider != 'codecommit' %} GitTokenSecretArn="$$secret" ConnectionArn="$$(cat $(CONNECTION_ARN_FILE))"{% endif %}
 	$(call stack_policy,$(DEPLOY_STACK),infra/stack-policies/model-deploy.json)
 	$(PY) -m $(CLI) stop-first-run --pipeline {{ cookiecutter.__deploy_pipeline_name }}
 	@echo "==> Pushing {{ cookiecutter.main_branch }} and {{ cookiecutter.dev_branch }} (the push to {{ cookiecutter.dev_branch }} starts the model build pipeline)"
@@ -151,7 +151,7 @@ bootstrap: $(NEEDS_VENV) aws-cli ## Deploy the bootstrap and both pipeline stack
 		-c credential.UseHttpPath=true push "$$url" {{ cookiecutter.main_branch }} {{ cookiecutter.dev_branch }}
 {%- else %}
 	git push $(GIT_REMOTE) {{ cookiecutter.main_branch }} {{ cookiecutter.dev_branch }}
-	@# {{ cookiecutter.dev_branch }} points at a commit {{ cookiecutter.main_branch }} already holds: neither the CodePipeline nor the GitHub
+	@# {{ cookiecutter.dev_branch }} points at a commit {{ cookiecutter.main_branch }} already holds: neither the CodePipeline nor the {{ cookiecutter.__git_host }}
 	@# documentation says that such a push fires the V2 push trigger, so bootstrap starts the
 	@# first build itself (the pipeline is SUPERSEDED: a run the trigger starts too replaces it).
 	@echo "==> Starting the first build of $(BUILD_PIPELINE)"
@@ -184,8 +184,8 @@ teardown: $(NEEDS_VENV) ## Delete endpoints, pipelines, model packages and artif
 	if [ -n "$$bucket" ] && [ "$$bucket" != None ]; then $(PY) -m $(CLI) empty-bucket --bucket "$$bucket"; fi
 	$(AWS) cloudformation delete-stack --stack-name $(BOOTSTRAP_STACK)
 	$(AWS) cloudformation wait stack-delete-complete --stack-name $(BOOTSTRAP_STACK)
-{%- if cookiecutter.source_provider == 'github' %}
-	@echo "Kept the GitHub connection {{ cookiecutter.__github_connection_name }} (bootstrap reuses it); delete it with: $(AWS) codeconnections delete-connection --connection-arn <its ARN, in build/github-connection-arn>"
+{%- if cookiecutter.source_provider != 'codecommit' %}
+	@echo "Kept the {{ cookiecutter.__git_host }} connection {{ cookiecutter.__connection_name }} (bootstrap reuses it); delete it with: $(AWS) codeconnections delete-connection --connection-arn <its ARN, in build/connection-arn>"
 {%- endif %}
 {%- if cookiecutter.source_provider == 'codecommit' %}
 	@echo "Kept the CodeCommit repository {{ cookiecutter.__codecommit_repository_name }} (it holds the history); delete it with: $(AWS) codecommit delete-repository --repository-name {{ cookiecutter.__codecommit_repository_name }} (make bootstrap needs it gone to run again)"

@@ -30,6 +30,7 @@ from .buildspec import (
     run_buildspec,
 )
 from .cloudformation import Stack, TemplateError, deploy_stack, resources_of_type
+from .git_hosts import git_host
 from .iam import Build, IamDenied, RehearsalIam
 from .merge import (
     CodePipelineJobs,
@@ -40,11 +41,12 @@ from .merge import (
     invoke_pipeline_lambda,
 )
 from .source import GitRepository, copy_tree
-from .standins import GitHubApi
 
 # install phases install uv and sync the virtual environment: downloads. The rehearsal runs
 # every make target with PYTHON (an interpreter that has the dependencies) instead.
 SKIPPED_PHASES = frozenset({"install"})
+# The project's excerpts of the git hosts' API descriptions, which the stand-ins enforce.
+CONTRACTS_DIR = "tests/contracts"
 # A build's time limit: its project's TimeoutInMinutes, at most this.
 MAX_BUILD_SECONDS = 15 * 60
 DEFAULT_BUILD_MINUTES = 60
@@ -77,7 +79,7 @@ class Workspace:
     account_id: str
     clients: dict[str, Any]
     base_env: dict[str, str]
-    github_token: str
+    git_token: str
     iam: RehearsalIam | None = None
 
     def check_iam(
@@ -561,19 +563,26 @@ class PipelinePlayer:
         self._function_code(function["Code"], code_dir)
         user_parameters = str(self._configuration(action).get("UserParameters", ""))
         services: dict[str, Any] = {}
-        codecommit = github = None
+        codecommit = host = None
         if "REPOSITORY_NAME" in environment:
             codecommit = GitCodeCommit(workspace.git, environment["REPOSITORY_NAME"])
             services["codecommit"] = codecommit
-        if "GITHUB_TOKEN_SECRET_ARN" in environment:
+        if "GIT_TOKEN_SECRET_ARN" in environment:
             services["secretsmanager"] = StoredSecret(
-                environment["GITHUB_TOKEN_SECRET_ARN"], workspace.github_token
+                environment["GIT_TOKEN_SECRET_ARN"], workspace.git_token
             )
-            github = GitHubApi(
-                workspace.git, environment.get("GITHUB_REPOSITORY", ""), workspace.github_token
-            )
-            github.start()
-            environment["GITHUB_API_URL"] = github.url
+            try:
+                host = git_host(
+                    environment.get("GIT_HOST", ""),
+                    workspace.git,
+                    environment.get("GIT_REPOSITORY", ""),
+                    workspace.git_token,
+                    workspace.source_dir / CONTRACTS_DIR,
+                )
+            except (OSError, ValueError) as error:
+                raise ActionFailed(f"{function.get('FunctionName')}: {error}") from error
+            host.start()
+            environment["GIT_API_URL"] = host.api_url
         environment.update({"AWS_REGION": workspace.region, "AWS_DEFAULT_REGION": workspace.region})
         function_name = str(function.get("FunctionName", reference["Ref"]))
         event = codepipeline_job_event(
@@ -593,20 +602,28 @@ class PipelinePlayer:
                     CodePipelineJobs(),
                 )
         finally:
-            if github is not None:
-                github.stop()
+            if host is not None:
+                host.stop()
         workspace.check_iam(aws_calls, where)
         calls = result.calls + (
-            [f"github:{request}" for request in github.requests] if github else []
+            [f"{environment['GIT_HOST']}:{request}" for request in host.requests] if host else []
         )
         log_path = workspace.log_dir / slug(self.name) / f"{slug(action.name)}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log_path.write_text(
             f"event: {json.dumps(event)}\ncalls: {', '.join(calls)}\n{result.log_text}"
         )
+        violations = getattr(host, "violations", [])
+        if violations:
+            raise ActionFailed(
+                f"the merge function's requests break the {environment['GIT_HOST']} API "
+                f"description ({CONTRACTS_DIR}/{environment['GIT_HOST']}.json): "
+                + "; ".join(violations[:5]),
+                log_path,
+            )
         if not result.succeeded:
             raise ActionFailed(f"the function reported failure: {result.message}", log_path)
-        moved = codecommit.moved if codecommit else (github.moved if github else {})
+        moved = codecommit.moved if codecommit else (host.moved if host else {})
         written = "the move is recorded, not written to git" if moved else "nothing to write"
         return f"{function['Handler']}: {result.message} ({written}; {len(calls)} stubbed calls)"
 

@@ -35,7 +35,7 @@ DEPLOY_TEMPLATE = Path("infra", "model-deploy-pipeline.yml")
 LAMBDAS_DIR = Path("lambdas")
 MERGE_FUNCTION_ENTRY = "app.py"
 MERGE_CODE_KEY_PARAMETER = "MergeFunctionCodeKey"
-GITHUB_SECRET_PARAMETER = "GitHubTokenSecretArn"
+GIT_SECRET_PARAMETER = "GitTokenSecretArn"
 CONNECTION_PARAMETER = "ConnectionArn"
 STACK_POLICIES = Path("infra", "stack-policies")
 BUILD_STACK_POLICY = STACK_POLICIES / "model-build.json"
@@ -115,7 +115,7 @@ def bootstrap(
     bootstrap_stack_name: str,
     build_stack_name: str,
     deploy_stack_name: str,
-    github_secret_name: str | None,
+    git_secret_name: str | None,
 ) -> Stacks:
     """Create the stacks' resources in moto; the three stacks, ready to resolve."""
     clients = workspace.clients
@@ -125,7 +125,7 @@ def bootstrap(
     create_resources(clients, first, workspace.region)
     template = load_template(workspace.source_dir / BUILD_TEMPLATE)
     build_parameters = {}
-    connection_arn = github_connection(workspace, template)
+    connection_arn = git_host_connection(workspace, template)
     if connection_arn:
         build_parameters[CONNECTION_PARAMETER] = connection_arn
     check_parameters(template, build_parameters, str(BUILD_TEMPLATE))
@@ -145,16 +145,16 @@ def bootstrap(
         parameters[CONNECTION_PARAMETER] = connection_arn
     if MERGE_CODE_KEY_PARAMETER in declared:
         parameters[MERGE_CODE_KEY_PARAMETER] = upload_merge_function(workspace, build)
-    if GITHUB_SECRET_PARAMETER in declared:
-        if not github_secret_name:
+    if GIT_SECRET_PARAMETER in declared:
+        if not git_secret_name:
             raise BootstrapError(
-                f"{DEPLOY_TEMPLATE} takes {GITHUB_SECRET_PARAMETER}: set github-token-secret"
+                f"{DEPLOY_TEMPLATE} takes {GIT_SECRET_PARAMETER}: set git-token-secret"
                 " in [tool.rehearsal] of pyproject.toml (the secret make bootstrap reads)"
             )
         secret = clients["secretsmanager"].create_secret(
-            Name=github_secret_name, SecretString=workspace.github_token
+            Name=git_secret_name, SecretString=workspace.git_token
         )
-        parameters[GITHUB_SECRET_PARAMETER] = secret["ARN"]
+        parameters[GIT_SECRET_PARAMETER] = secret["ARN"]
     # What `aws cloudformation deploy` would refuse before creating anything.
     check_parameters(deploy_template, parameters, str(DEPLOY_TEMPLATE))
     deploy = Stack(
@@ -193,11 +193,11 @@ def host_stacks(workspace: Workspace, stacks: Stacks, service: PipelineStacks) -
         )
 
 
-def github_connection(workspace: Workspace, template: dict[str, Any]) -> str | None:
+def git_host_connection(workspace: Workspace, template: dict[str, Any]) -> str | None:
     """The connection ARN `make bootstrap` passes when the template has none, else None.
 
     Without a connection ARN in the answers, bootstrap creates the project's CodeConnections
-    connection. moto has no CodeConnections: the rehearsal, which never reaches GitHub, uses
+    connection. moto has no CodeConnections: the rehearsal, which never reaches the git host, uses
     an ARN of the same shape.
     """
     spec = template.get("Parameters", {}).get(CONNECTION_PARAMETER)

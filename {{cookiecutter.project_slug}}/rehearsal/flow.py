@@ -121,7 +121,7 @@ from .standins import ContainerCredentials, SageMakerRuntime, StandInError
 
 # The build template's parameter naming the SageMaker pipeline the Train action runs.
 SAGEMAKER_PIPELINE_PARAMETER = "SageMakerPipelineName"
-GITHUB_TOKEN = "rehearsal-github-token"
+GIT_TOKEN = "rehearsal-git-token"
 DEFAULT_LOG_DIR = Path("build", "rehearsal")
 # moto's default account; every ARN of a rehearsal is in it.
 ACCOUNT_ID = "123456789012"
@@ -419,14 +419,14 @@ class Rehearsal:
             account_id=ACCOUNT_ID,
             clients=clients,
             base_env=base_env,
-            github_token=GITHUB_TOKEN,
+            git_token=GIT_TOKEN,
         )
         self.stacks = bootstrap(
             self.workspace,
             settings.bootstrap_stack,
             settings.build_stack,
             settings.deploy_stack,
-            settings.github_token_secret,
+            settings.git_token_secret,
         )
         self.iam = rehearsal_iam(
             self.stacks,

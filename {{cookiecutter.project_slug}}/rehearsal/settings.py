@@ -20,7 +20,7 @@ REQUIRED = (
     "model-approval-status",
 )
 # cli: the package under src/ whose `python -m` is the project's command line (default: package).
-OPTIONAL = ("cli", "github-token-secret")
+OPTIONAL = ("cli", "git-token-secret")
 
 
 class SettingsError(ValueError):
@@ -39,7 +39,7 @@ class Settings:
     deploy_stack: str
     model_approval_status: str
     cli: str | None = None
-    github_token_secret: str | None = None
+    git_token_secret: str | None = None
 
     @property
     def cli_package(self) -> str:

@@ -6,7 +6,7 @@
   answered by the project's local inference server serving the model artifact of the model
   package behind that endpoint in moto;
 - the GitHub REST API calls the merge function makes, answered from the local git repository
-  (a branch move is recorded, never written).
+  (a branch move is recorded, never written); GitLab's and Bitbucket's are in git_hosts.
 """
 
 import json
@@ -50,7 +50,9 @@ class LocalHttpService:
         self._server = ThreadingHTTPServer((LOOPBACK, 0), handler)
         self._server.daemon_threads = True
         self._server.service = self  # type: ignore[attr-defined]
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), daemon=True
+        )
 
     @property
     def url(self) -> str:
@@ -362,6 +364,11 @@ class GitHubApi(LocalHttpService):
         self.moved: dict[str, str] = {}
         self.requests: list[str] = []
         super().__init__(_GitHubHandler)
+
+    @property
+    def api_url(self) -> str:
+        """The API root the merge function is given (GIT_API_URL)."""
+        return self.url
 
     def head(self, branch: str) -> str | None:
         """A branch's head, with the moves made through this API."""

@@ -16,9 +16,10 @@ Environment:
 {%- if cookiecutter.source_provider == 'codecommit' %}
     REPOSITORY_NAME          the CodeCommit repository
 {%- else %}
-    GITHUB_REPOSITORY        owner/name of the GitHub repository
-    GITHUB_TOKEN_SECRET_ARN  the Secrets Manager secret holding the GitHub token
-    GITHUB_API_URL           optional, default https://api.github.com
+    GIT_HOST                 {{ cookiecutter.source_provider }}
+    GIT_REPOSITORY           {{ {'github': 'owner/name', 'gitlab': 'group/project (or group/subgroup/project)', 'bitbucket': 'workspace/repository'}.get(cookiecutter.source_provider) }} of the {{ cookiecutter.__git_host }} repository
+    GIT_TOKEN_SECRET_ARN     the Secrets Manager secret holding the {{ cookiecutter.__git_host }} token
+    GIT_API_URL              optional, default {{ {'github': 'https://api.github.com', 'gitlab': 'https://gitlab.com/api/v4', 'bitbucket': 'https://api.bitbucket.org/2.0'}.get(cookiecutter.source_provider) }}
 {%- endif %}
     MERGE_STRATEGY           fast-forward (default) or three-way
 
@@ -47,7 +48,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError, HTTPClientError
 
-import {{ 'github_merge' if cookiecutter.source_provider == 'github' else 'codecommit_merge' }} as provider
+import {{ cookiecutter.source_provider }}_merge as provider
 from merge_common import (
     CONFIGURATION_ERROR,
     FAST_FORWARD,

@@ -103,6 +103,40 @@ def check_result(request: "MergeRequest", destination_head: str) -> "MergeResult
     )
 
 
+def settled_by_ancestry(
+    request: "MergeRequest", head: str, status: str, behind_by: Any = "some"
+) -> "MergeResult | None":
+    """What the ancestry alone decides, before anything is written: a check's answer, a
+    branch that already contains the commit, or the refusal of a diverged fast-forward;
+    None when the branch must move.
+
+    status compares the destination head with the deployed commit as git hosts do:
+    identical, ahead (the commit descends from head), behind (head contains the commit) or
+    diverged; behind_by is how many commits of head the deployed commit lacks.
+    """
+    branch, commit_id, source = request.destination_branch, request.commit_id, request.source_branch
+    if request.check_only:
+        if status == "behind":
+            raise stale_commit(request, head)
+        if status in ("identical", "ahead") or request.strategy == THREE_WAY:
+            return check_result(request, head)
+    if status == "identical":
+        return MergeResult(ALREADY_MERGED, commit_id, f"{branch} already at {short(commit_id)}.")
+    if status == "behind":
+        return MergeResult(
+            ALREADY_MERGED, head, f"{branch} ({short(head)}) already contains {short(commit_id)}."
+        )
+    if status == "diverged" and request.strategy != THREE_WAY:
+        raise MergeFailed(
+            f"{branch} ({short(head)}) has {behind_by} commit(s) that the deployed {source} "
+            f"commit {short(commit_id)} does not contain, so it cannot be fast-forwarded; "
+            f"nothing was written. Merge {branch} into {source} with git, push, and let the "
+            "pipeline deploy that commit (or set MERGE_STRATEGY=three-way to accept merge "
+            "commits)."
+        )
+    return None
+
+
 def short(commit_id: str) -> str:
     """The abbreviated commit id people see in git log."""
     return commit_id[:7]

@@ -1,7 +1,7 @@
 """The project's command line, which the make targets call (`--help` lists the commands).
 
 It serves both packages: the ML package's local tools (data, local, serve) and the operations
-(the SageMaker pipeline, the model registry, deploy, rollback{% if cookiecutter.source_provider == 'github' %}, the GitHub connection{% endif %}).
+(the SageMaker pipeline, the model registry, deploy, rollback{% if cookiecutter.source_provider != 'codecommit' %}, the {{ cookiecutter.__git_host }} connection{% endif %}).
 Heavy libraries (the SageMaker SDK, pandas, xgboost, boto3) are imported inside the command
 that needs them, so `--help` and argument errors answer at once, and the deploy commands run
 with boto3 alone. A mistake the user can fix (a bad argument, a missing setting: UserError) is
@@ -413,7 +413,7 @@ def cmd_stop_first_run(args: argparse.Namespace) -> int:
     return 0
 
 
-# ---------------------------------------------------------------- git{% if cookiecutter.source_provider == 'github' %} and GitHub{% endif %}
+# ---------------------------------------------------------------- git{% if cookiecutter.source_provider != 'codecommit' %} and {{ cookiecutter.__git_host }}{% endif %}
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
@@ -431,11 +431,11 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         " as usual."
     )
     return 0
-{%- if cookiecutter.source_provider == 'github' %}
+{%- if cookiecutter.source_provider != 'codecommit' %}
 
 
 def cmd_connection(args: argparse.Namespace) -> int:
-    """Print the ARN of the AVAILABLE GitHub connection (found, created or given)."""
+    """Print the ARN of the AVAILABLE {{ cookiecutter.__git_host }} connection (found, created or given)."""
     import boto3
 
     from .connection import ConnectionNotReady, ensure_connection, wait_until_available
@@ -648,17 +648,17 @@ def build_parser() -> argparse.ArgumentParser:
     rollback.add_argument(
         "--confirm", help="production's commit id (as the dry run prints it): write the commit"
     )
-{%- if cookiecutter.source_provider == 'github' %}
+{%- if cookiecutter.source_provider != 'codecommit' %}
 
     from .connection import DEFAULT_WAIT_SECONDS
 
     connection = command(
-        "connection", cmd_connection, "print the ARN of the AVAILABLE GitHub connection"
+        "connection", cmd_connection, "print the ARN of the AVAILABLE {{ cookiecutter.__git_host }} connection"
     )
     connection.add_argument(
         "--arn", default="", help="an existing connection (default: find or create)"
     )
-    connection.add_argument("--name", default=config.GITHUB_CONNECTION_NAME)
+    connection.add_argument("--name", default=config.CONNECTION_NAME)
     connection.add_argument(
         "--wait-seconds",
         type=float,

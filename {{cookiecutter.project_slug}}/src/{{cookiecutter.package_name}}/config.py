@@ -21,7 +21,12 @@ SAGEMAKER_PIPELINE_NAME = "{{ cookiecutter.__sagemaker_pipeline_name }}"
 MODEL_PACKAGE_GROUP_NAME = "{{ cookiecutter.__model_package_group_name }}"
 ARTIFACT_BUCKET_PREFIX = "{{ cookiecutter.__artifact_bucket_prefix }}"
 SAGEMAKER_ROLE_NAME = "{{ cookiecutter.__sagemaker_role_name }}"
-GITHUB_CONNECTION_NAME = "{{ cookiecutter.__github_connection_name }}"
+{%- if cookiecutter.source_provider != 'codecommit' %}
+# The CodeConnections connection to the git host: its name and ProviderType.
+CONNECTION_NAME = "{{ cookiecutter.__connection_name }}"
+CONNECTION_PROVIDER_TYPE = "{{ cookiecutter.__git_host }}"
+GIT_HOST = "{{ cookiecutter.__git_host }}"
+{%- endif %}
 STAGING_ENDPOINT_NAME = "{{ cookiecutter.__staging_endpoint_name }}"
 PROD_ENDPOINT_NAME = "{{ cookiecutter.__prod_endpoint_name }}"
 # The production endpoint's stack: its ModelPackageArn parameter names the model production

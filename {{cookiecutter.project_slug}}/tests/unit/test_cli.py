@@ -258,7 +258,7 @@ def test_every_command_the_make_targets_run_is_a_command():
     assert {"data", "local", "definition", "upsert", "start", "serve", "rollback"} <= called
     assert {"stage-config", "overrides", "prepare-stack", "package-lambda"} <= called
     assert called <= subcommands(cli.build_parser())
-{%- if cookiecutter.source_provider == 'github' %}
+{%- if cookiecutter.source_provider != 'codecommit' %}
     assert "connection" in called
 {%- endif %}
 

@@ -33,7 +33,9 @@ DEPLOY_PIPELINE_NAME = "{{ cookiecutter.__deploy_pipeline_name }}"
 MERGE_FUNCTION_NAME = "{{ cookiecutter.__merge_function_name }}"
 PIPELINE_UPDATE_ROLE = "{{ cookiecutter.__pipeline_update_role_name }}"
 PROJECT_SLUG = "{{ cookiecutter.project_slug }}"
-SOURCE_PROVIDER_ACTION = {"codecommit": "CodeCommit", "github": "CodeStarSourceConnection"}
+SOURCE_PROVIDER_ACTION = {"codecommit": "CodeCommit"}.get(
+    SOURCE_PROVIDER, "CodeStarSourceConnection"
+)
 # The only actions granted on Resource "*": their APIs have no resource-level permissions.
 RESOURCE_STAR_ACTIONS = {
     "codepipeline:PutJobSuccessResult",
@@ -145,7 +147,7 @@ def test_build_pipeline_is_v2_source_build_train() -> None:
     assert pipeline["ExecutionMode"] in {"SUPERSEDED", "QUEUED"}
     assert list(stages(pipeline)) == ["Source", "UpdatePipelines", "Build", "Train"]
     assert providers(pipeline) == [
-        SOURCE_PROVIDER_ACTION[SOURCE_PROVIDER],
+        SOURCE_PROVIDER_ACTION,
         "CodeBuild",
         "CodeBuild",
         "CodeBuild",
@@ -261,7 +263,7 @@ def test_deploy_pipeline_stage_order_and_providers() -> None:
     expected += ["DeployProd", "MergeDevToMaster"]
     assert list(stages(pipeline)) == expected
     expected_providers = [
-        SOURCE_PROVIDER_ACTION[SOURCE_PROVIDER],
+        SOURCE_PROVIDER_ACTION,
         "CodeBuild",
         "Lambda",
         "CloudFormation",
@@ -370,9 +372,8 @@ def test_merge_function_matches_the_lambda_contract() -> None:
     environment = function["Environment"]["Variables"]
     expected = {
         "codecommit": {"REPOSITORY_NAME"},
-        "github": {"GITHUB_REPOSITORY", "GITHUB_TOKEN_SECRET_ARN"},
-    }
-    assert set(environment) == expected[SOURCE_PROVIDER] | {"MERGE_STRATEGY"}
+    }.get(SOURCE_PROVIDER, {"GIT_HOST", "GIT_REPOSITORY", "GIT_TOKEN_SECRET_ARN"})
+    assert set(environment) == expected | {"MERGE_STRATEGY"}
     assert environment["MERGE_STRATEGY"] == "fast-forward"
     role = document["Resources"]["MergeFunctionRole"]["Properties"]
     actions = {
