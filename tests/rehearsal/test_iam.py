@@ -22,6 +22,7 @@ from rehearsal.iam import (
     StackDeploys,
     authorizations,
     evaluate,
+    handler_authorizations,
     hook_environment,
     parse_policy,
     role_policies,
@@ -185,6 +186,30 @@ def test_a_change_set_with_a_role_passes_it_to_cloudformation():
     assert passed.action == "iam:PassRole"
     assert passed.resource == ROLE_ARN
     assert passed.context["iam:PassedToService"] == "cloudformation.amazonaws.com"
+
+
+def test_a_pipeline_with_a_connection_needs_to_pass_it_to_codepipeline():
+    source = {"ConnectionArn": CONNECTION_ARN, "FullRepositoryId": "g/p"}
+    properties = {"Name": "build", "Stages": [{"Actions": [{"Configuration": source}]}]}
+    needed = handler_authorizations(
+        "AWS::CodePipeline::Pipeline", "build", properties, "create", ACCOUNT
+    )
+    [passed] = [request for request in needed if request.action.endswith("PassConnection")]
+    # The action's prefix follows the ARN's (the registry schema names codestar-connections).
+    assert passed.action == "codeconnections:PassConnection"
+    assert passed.resource == CONNECTION_ARN
+    assert passed.context["codeconnections:PassedToService"] == "codepipeline.amazonaws.com"
+    grant = statements(
+        allow(
+            "codeconnections:PassConnection",
+            "arn:aws:codeconnections:eu-west-1:123456789012:connection/*",
+            Condition={
+                "StringEquals": {"codeconnections:PassedToService": "codepipeline.amazonaws.com"}
+            },
+        )
+    )
+    assert evaluate(passed, grant)[0]
+    assert not evaluate(passed, statements(allow("codestar-connections:PassConnection", "*")))[0]
 
 
 def test_an_operation_without_a_rule_is_never_allowed():

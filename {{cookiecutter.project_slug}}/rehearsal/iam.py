@@ -1063,7 +1063,8 @@ def handler_authorizations(
     """What the role CloudFormation assumes needs to run one handler on one resource.
 
     The resource's own actions are authorized on its ARN; iam:PassRole on each role the
-    properties pass (…RoleArn), for the resource's service; kms actions on the keys the
+    properties pass (…RoleArn), for the resource's service; PassConnection on each
+    connection they name (…ConnectionArn), for the same service; kms actions on the keys the
     properties name (…KmsKeyId), and only when they name one.
     """
     if resource_type not in HANDLED_TYPES:
@@ -1096,6 +1097,13 @@ def handler_authorizations(
             context = {**GLOBAL_CONTEXT, "iam:PassedToService": f"{service}.amazonaws.com"}
             roles = [*_found(properties, "RoleArn"), *_found(properties, "Role")]
             found.extend(Authorization(action, role, context) for role in roles)
+        elif action.endswith(":PassConnection"):
+            # IAM matches the action's prefix with the connection ARN's (codeconnections or
+            # the older codestar-connections), whichever the handler list names.
+            for connection in _found(properties, "ConnectionArn"):
+                owner = connection.split(":")[2]
+                passed = {**GLOBAL_CONTEXT, f"{owner}:PassedToService": f"{service}.amazonaws.com"}
+                found.append(Authorization(f"{owner}:PassConnection", connection, passed))
         elif prefix == "kms":
             found.extend(
                 Authorization(action, key, GLOBAL_CONTEXT) for key in _found(properties, "KmsKeyId")
