@@ -44,10 +44,10 @@ def repository_copy(project: Path, destination: Path) -> Path:
     return destination
 
 
-def rehearse(repository: Path) -> subprocess.CompletedProcess[str]:
-    """`make rehearse` in repository with this interpreter."""
+def rehearse(repository: Path, until: str | None = None) -> subprocess.CompletedProcess[str]:
+    """`make rehearse` in repository with this interpreter (UNTIL=until: the last stage)."""
     return subprocess.run(
-        ["make", "rehearse", f"PYTHON={sys.executable}"],
+        ["make", "rehearse", f"PYTHON={sys.executable}", *([f"UNTIL={until}"] if until else [])],
         cwd=repository,
         env=without_aws_settings(),
         capture_output=True,

@@ -328,7 +328,7 @@ def _deploy_stack(project: Path):
     # GitHub bakes without a connection ARN take the one `make bootstrap` finds or creates.
     values = {
         "MergeFunctionCodeKey": "lambda/merge.zip",
-        "GitHubTokenSecretArn": SECRET_ARN,
+        "GitTokenSecretArn": SECRET_ARN,
         "ConnectionArn": CONNECTION_ARN,
     }
     return Stack(

@@ -3,5 +3,8 @@
 
 .PHONY: rehearse
 
+# UNTIL=<stage> stops after that stage, e.g. UNTIL=Merge (the stages: rehearsal/flow.py STAGES).
+UNTIL ?=
+
 rehearse: $(NEEDS_VENV) ## Rehearse the GitOps flow offline: build, approval, deploy, merge (moto, no AWS)
-	@$(PY) -m rehearsal --python $(PY)
+	@$(PY) -m rehearsal --python $(PY)$(if $(UNTIL), --until "$(UNTIL)")

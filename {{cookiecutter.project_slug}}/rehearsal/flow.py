@@ -31,6 +31,8 @@ would do with this commit, reading both pipelines from infra/*.yml:
    (stacks.py) hosts the bootstrap and pipeline stacks; what CloudFormation's handlers do is
    checked against the stacks role, every role within its permissions boundary.
 
+`--until STAGE` (make rehearse UNTIL=...) stops after that stage.
+
 Nothing is downloaded: install phases are skipped (PYTHON has the dependencies) and listed in
 the summary. Each stage prints a line when it starts and when it ends; a failure names the
 stage, the action and the command, and the logs stay under build/rehearsal/.
@@ -202,7 +204,12 @@ class Rehearsal:
         python: str,
         log_dir: Path = DEFAULT_LOG_DIR,
         echo: Callable[[str], None] = print,
+        until: str | None = None,
     ) -> None:
+        if until is not None and until not in STAGES:
+            raise ValueError(f"--until {until!r} is not a stage: {', '.join(STAGES)}")
+        # The last stage to play (None: all of them).
+        self.until = until
         self.root = root.resolve()
         self.python = python
         self.log_dir = (self.root / log_dir).resolve()
@@ -273,6 +280,9 @@ class Rehearsal:
             for number, (stage, play) in enumerate(zip(STAGES, stages, strict=True), 1):
                 if not self._stage(number, stage, play):
                     failed = stage
+                    break
+                if stage == self.until:
+                    self.echo(f"rehearse: stopped after {stage} (--until); later stages not played")
                     break
         self._summary(time.perf_counter() - started, failed)
         return 1 if failed else 0
@@ -1169,6 +1179,9 @@ class Rehearsal:
             if runtime.startswith("python ") and runtime != version
         )
         notes.extend(f"Note: {note}" for note in self.notes)
+        if self.until is not None and self.until != STAGES[-1]:
+            later = STAGES[STAGES.index(self.until) + 1 :]
+            notes.append(f"Not played (--until {self.until}): {', '.join(later)}")
         return notes
 
 
@@ -1193,6 +1206,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="interpreter for every make target (default: this one)",
     )
     parser.add_argument(
+        "--until",
+        choices=STAGES,
+        help="the last stage to play (default: every stage)",
+    )
+    parser.add_argument(
         "--log-dir",
         type=Path,
         default=DEFAULT_LOG_DIR,
@@ -1211,4 +1229,4 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    return Rehearsal(Path.cwd(), str(Path(python).absolute()), args.log_dir).run()
+    return Rehearsal(Path.cwd(), str(Path(python).absolute()), args.log_dir, until=args.until).run()
