@@ -59,15 +59,17 @@ class Contract:
                 return name, operation, found.groupdict()
         return None
 
-    def problems(self, method: str, target: str, body: Any) -> tuple[str | None, list[str]]:
-        """The operation a request (path and query under the API root) calls, and what in it
-        the description does not allow."""
+    def problems(
+        self, method: str, target: str, body: Any
+    ) -> tuple[str | None, dict[str, str], list[str]]:
+        """The operation a request (path and query under the API root) calls, its raw path
+        parameters, and what in it the description does not allow."""
         split = urllib.parse.urlsplit(target)
         path = split.path.removeprefix(self.root)
         matched = self.match(method, path)
         if matched is None:
-            return None, [f"{method} {path} is no operation of the API description"]
-        name, operation, _ = matched
+            return None, {}, [f"{method} {path} is no operation of the API description"]
+        name, operation, params = matched
         problems = []
         declared = operation.get("query") or {}
         given = urllib.parse.parse_qsl(split.query, keep_blank_values=True)
@@ -88,7 +90,7 @@ class Contract:
             problems.append(f"{name}: the body must be a JSON object")
         else:
             problems.extend(_object_problems(name, "body", schema, body))
-        return name, problems
+        return name, params, problems
 
     def documents(self, name: str, status: int) -> bool:
         """Whether the description lists this status as a response of the operation."""
@@ -204,12 +206,11 @@ class _PullRequestHandler(QuietHandler):
         if not host.authorised(self.headers):
             self.answer_json(401, host.error_document("401 Unauthorized"))
             return
-        name, problems = host.contract.problems(method, self.path, body)
+        name, params, problems = host.contract.problems(method, self.path, body)
         if problems:
             host.violations.extend(problems)
             self.answer_json(400, host.error_document("; ".join(problems)))
             return
-        _, _, params = host.contract.match(method, split.path.removeprefix(host.contract.root))
         params = {key: urllib.parse.unquote(value) for key, value in params.items()}
         lists: dict[str, list[str]] = {}
         for key, value in urllib.parse.parse_qsl(split.query):
@@ -422,10 +423,10 @@ class BitbucketApi(PullRequestHost):
             return 200, {"type": "commit", "hash": git.merge_base(*refs)}
         if name == "create_branch":
             branch, commit = body["name"], body["target"].get("hash", "")
-            if self.head(branch) is not None or not git.commit_exists(commit):
-                return 404 if not git.commit_exists(commit) else 403, self.error_document(
-                    "Cannot create the branch"
-                )
+            if not git.commit_exists(commit):
+                return 404, self.error_document(f"Commit {commit} not found")
+            if self.head(branch) is not None:
+                return 403, self.error_document(f"Branch {branch} already exists")
             self.created[branch] = commit
             self.deleted.discard(branch)
             return 201, {"type": "branch", "name": branch, "target": {"hash": commit}}

@@ -19,7 +19,7 @@ Environment:
     GIT_HOST                 {{ cookiecutter.source_provider }}
     GIT_REPOSITORY           {{ {'github': 'owner/name', 'gitlab': 'group/project (or group/subgroup/project)', 'bitbucket': 'workspace/repository'}.get(cookiecutter.source_provider) }} of the {{ cookiecutter.__git_host }} repository
     GIT_TOKEN_SECRET_ARN     the Secrets Manager secret holding the {{ cookiecutter.__git_host }} token
-    GIT_API_URL              optional, default {{ {'github': 'https://api.github.com', 'gitlab': 'https://gitlab.com/api/v4', 'bitbucket': 'https://api.bitbucket.org/2.0'}.get(cookiecutter.source_provider) }}
+    GIT_API_URL              optional, default {{ cookiecutter.__git_api_url }}
 {%- endif %}
     MERGE_STRATEGY           fast-forward (default) or three-way
 

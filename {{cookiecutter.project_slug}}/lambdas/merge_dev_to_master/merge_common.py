@@ -137,6 +137,35 @@ def settled_by_ancestry(
     return None
 
 
+def result_after_merge(
+    request: "MergeRequest",
+    head_before: str,
+    head_after: str,
+    merge_commit: str | None,
+    through: str,
+    setting: str,
+) -> "MergeResult":
+    """The result of a merge through a host's merge or pull request (`through`, e.g.
+    "merge request !3"), from the destination head read again after it: the deployed
+    commit (a fast-forward), or with the three-way strategy a merge commit. A fast-forward
+    that left the branch elsewhere fails, naming the host setting to check."""
+    branch, commit_id = request.destination_branch, request.commit_id
+    if head_after == commit_id:
+        return MergeResult(
+            FAST_FORWARDED,
+            commit_id,
+            f"{branch} fast-forwarded from {short(head_before)} to {short(commit_id)} ({through}).",
+        )
+    if request.strategy == FAST_FORWARD:
+        raise MergeFailed(
+            f"The host merged {through} but {branch} is at {short(head_after)}, not the "
+            f"deployed commit {short(commit_id)}: check {setting}."
+        )
+    new_head = merge_commit or head_after
+    summary = f"{short(commit_id)} merged into {branch} as {short(new_head)} ({through})."
+    return MergeResult(MERGED, new_head, summary)
+
+
 def short(commit_id: str) -> str:
     """The abbreviated commit id people see in git log."""
     return commit_id[:7]
