@@ -342,6 +342,14 @@ AWS_NAME_LIMITS = {
     "__pipeline_update_role_name": ("IAM pipeline update role", 64, 0),
     "__role_path": ("IAM path of the project's roles", 512, 0),
     "__update_project_name": ("CodeBuild pipeline update project", 255, 0),
+    "__account_stack_name": ("CloudFormation stage account stack", 128, 0),
+    "__deploy_pipeline_role_name": ("IAM deploy pipeline role", 64, 0),
+    "__test_staging_role_name": ("IAM staging test role", 64, 0),
+    "__deploy_prod_role_name": ("IAM production deploy role", 64, 0),
+    "__longest_stage_role_name": ("IAM roles of a stage account", 64, 0),
+    "__endpoint_key_alias": ("KMS alias of a stage account's endpoint key", 256, 0),
+    "__alarm_forwarding_rule_name": ("EventBridge alarm forwarding rule", 64, 0),
+    "__alarm_forwarding_role_name": ("IAM alarm forwarding role", 64, 0),
 }
 # EventBridge Scheduler expressions: rate(<n> <unit>) or a six-field cron(...), whose
 # day-of-month or day-of-week is "?". One-time at(...) schedules do not retrain.
@@ -666,6 +674,31 @@ def check_notification_email(answers):
     return []
 
 
+ACCOUNT_ID_PATTERN = re.compile(r"[0-9]{12}")
+ACCOUNT_ANSWERS = ("staging_account_id", "prod_account_id")
+
+
+def check_accounts(answers):
+    """Staging and production accounts: both empty (the pipelines' account), or both
+    12-digit ids; they may share one account. Whether either is the pipelines' account is
+    known only to make bootstrap, which checks it against the caller's account."""
+    values = {name: answers.get(name, "") for name in ACCOUNT_ANSWERS}
+    problems = [
+        f"{name}: {value!r} must be a 12-digit AWS account id, or empty for the pipelines' account"
+        for name, value in values.items()
+        if value and not (isinstance(value, str) and ACCOUNT_ID_PATTERN.fullmatch(value))
+    ]
+    if problems:
+        return problems
+    if bool(values["staging_account_id"]) != bool(values["prod_account_id"]):
+        return [
+            "staging_account_id and prod_account_id: set both or neither; staging tests the"
+            " path production takes, so with production in its own account staging needs one"
+            " too (the same account as production is fine)"
+        ]
+    return []
+
+
 CHECKS = (
     check_choices,
     check_prod_approval,
@@ -681,6 +714,7 @@ CHECKS = (
     check_git_host,
     check_retrain_schedule,
     check_notification_email,
+    check_accounts,
 )
 
 

@@ -61,6 +61,13 @@ CYCLED_CHOICES = {
 }
 
 
+# Separate stage accounts: three distinct accounts in one bake of the matrix, staging and
+# production sharing one account in the longest-names bake. The pipelines' account is the
+# caller's at bootstrap, any other.
+THREE_ACCOUNTS = {"staging_account_id": "222233334444", "prod_account_id": "555566667777"}
+SHARED_STAGE_ACCOUNT = {"staging_account_id": "999900001111", "prod_account_id": "999900001111"}
+
+
 def answers_for(**choices: object) -> dict:
     """Extra context for one bake: the choices, plus what a git host needs when chosen."""
     answers = dict(choices)
@@ -83,6 +90,12 @@ def build_matrix() -> list[dict]:
         choices = dict(choices)
         for name, values in CYCLED_CHOICES.items():
             choices[name] = values[index % len(values)]
+        if (choices["source_provider"], choices["model_approval"], choices["staging_endpoint"]) == (
+            "codecommit",
+            "auto",
+            "instance",
+        ):
+            choices.update(THREE_ACCOUNTS)
         matrix.append(choices)
     return matrix
 
@@ -108,6 +121,7 @@ LONGEST_NAMES = {
     "dev_branch": "feature/very-long-development-branch",
     "main_branch": "production-release-branch",
     "repository": "some-long-organisation-name/customer-lifetime-value-forecast-xy",
+    **SHARED_STAGE_ACCOUNT,
 }
 MATRIX = [*build_matrix(), LONGEST_NAMES]
 DEFAULT = next(

@@ -32,6 +32,11 @@ CONNECTION_ARN_FILE := build/connection-arn
 {%- endif %}
 # teardown deletes only when CONFIRM names the project.
 CONFIRM ?=
+{%- if cookiecutter.prod_account_id %}
+ACCOUNT_STACK := {{ cookiecutter.__account_stack_name }}
+# bootstrap-account: the 12-digit id of the account that runs (or will run) make bootstrap.
+PIPELINES_ACCOUNT ?=
+{%- endif %}
 
 # $(call stack_output,<stack>,<output key>): one output value of a deployed stack.
 stack_output = $(AWS) cloudformation describe-stacks --stack-name $(1) --query "Stacks[0].Outputs[?OutputKey=='$(2)'].OutputValue" --output text
@@ -45,7 +50,8 @@ STACKS_ROLE = --role-arn "$$($(call stack_output,$(BOOTSTRAP_STACK),StacksRoleAr
 # $(call stack_policy,<stack>,<file>): the stack policy make bootstrap sets (no push can change it).
 stack_policy = $(AWS) cloudformation set-stack-policy --stack-name $(1) --stack-policy-body file://$(2)
 
-.PHONY: ci-build update-pipelines stage-config deploy-prod aws-cli bootstrap teardown retrain
+.PHONY: ci-build update-pipelines stage-config deploy-prod aws-cli bootstrap teardown retrain{% if cookiecutter.prod_account_id %} \
+	bootstrap-account teardown-account{% endif %}
 
 ci-build: check-data lint test-unit pipeline-definition ## The model build pipeline's Build stage: data, lint, unit tests, templates, definition
 
@@ -79,7 +85,7 @@ deploy_endpoint = parameters="$$($(PY) -m $(CLI) overrides --stage $(2) --config
 		--no-fail-on-empty-changeset $(if $(CLOUDFORMATION_ROLE_ARN),--role-arn $(CLOUDFORMATION_ROLE_ARN)) \
 		--parameter-overrides $$parameters --tags $$tags
 
-deploy-prod: $(NEEDS_VENV) ## Deploy the prod endpoint from build/deploy/prod.json (blue/green), smoke-test it, restore the previous model if the test fails
+deploy-prod: $(NEEDS_VENV){% if cookiecutter.prod_account_id %} $(TARGET_PROFILE){% endif %} ## Deploy the prod endpoint from build/deploy/prod.json (blue/green), smoke-test it, restore the previous model if the test fails{% if cookiecutter.prod_account_id %} (TARGET_ROLE_ARN: as that role){% endif %}
 	@echo "==> Preparing $(PROD_STACK): save what it serves, or clear a failed first creation"
 	$(PY) -m $(CLI) prepare-stack --stack $(PROD_STACK) --name prod --output-dir $(DEPLOY_DIR)
 	@echo "==> Deploying $(PROD_STACK) (infra/endpoint.yml, $(DEPLOY_DIR)/prod.json)"
@@ -97,6 +103,10 @@ deploy-prod: $(NEEDS_VENV) ## Deploy the prod endpoint from build/deploy/prod.js
 		fi; \
 		exit 1; \
 	fi
+{%- if cookiecutter.prod_account_id %}
+	@echo "==> Recording what production serves (the champion of the next builds)"
+	$(IN_PIPELINES_ACCOUNT) $(PY) -m $(CLI) record-production --config-dir $(DEPLOY_DIR)
+{%- endif %}
 
 aws-cli: ## Check that the AWS CLI on PATH is v2, or v1 from 1.42 on
 	@version="$$(aws --version 2>&1 | head -n 1)"; \
@@ -112,6 +122,9 @@ bootstrap: $(NEEDS_VENV) aws-cli ## Deploy the bootstrap and both pipeline stack
 {%- endif %}
 	@echo "==> AWS identity"
 	$(AWS) sts get-caller-identity --query Arn --output text
+{%- if cookiecutter.prod_account_id %}
+	$(PY) -m $(CLI) check-account
+{%- endif %}
 {%- if cookiecutter.source_provider != 'codecommit' %}
 	@$(AWS) secretsmanager describe-secret --secret-id $(GIT_TOKEN_SECRET) --query ARN --output text >/dev/null 2>&1 || { \
 		echo "bootstrap: no secret $(GIT_TOKEN_SECRET): create it with aws secretsmanager create-secret --name $(GIT_TOKEN_SECRET) --secret-string <{{ cookiecutter.__git_token_needs }}>" >&2; exit 1; }
@@ -165,8 +178,14 @@ retrain: ## Start the model build pipeline at the current {{ cookiecutter.dev_br
 teardown: $(NEEDS_VENV) ## Delete endpoints, pipelines, model packages and artifacts (CONFIRM={{ cookiecutter.project_slug }})
 	@if [ "$(CONFIRM)" != "{{ cookiecutter.project_slug }}" ]; then \
 		echo "teardown: this deletes both endpoints, both pipelines, the SageMaker pipeline, every model package of $(MODEL_PACKAGE_GROUP) and the artifact bucket; run: make teardown CONFIRM={{ cookiecutter.project_slug }}" >&2; exit 1; fi
+{%- if cookiecutter.prod_account_id %}
+	$(PY) -m $(CLI) check-account
+	@echo "==> Deleting $(DEPLOY_STACK) (the endpoints live in the stage accounts: make teardown-account there)"
+	for stack in $(DEPLOY_STACK); do \
+{%- else %}
 	@echo "==> Deleting the endpoint stacks, then $(DEPLOY_STACK) (their CloudFormation role lives there)"
 	for stack in $(PROD_STACK) $(STAGING_STACK) $(DEPLOY_STACK); do \
+{%- endif %}
 		$(AWS) cloudformation delete-stack --stack-name $$stack; \
 		$(AWS) cloudformation wait stack-delete-complete --stack-name $$stack; \
 	done
@@ -189,4 +208,31 @@ teardown: $(NEEDS_VENV) ## Delete endpoints, pipelines, model packages and artif
 {%- endif %}
 {%- if cookiecutter.source_provider == 'codecommit' %}
 	@echo "Kept the CodeCommit repository {{ cookiecutter.__codecommit_repository_name }} (it holds the history); delete it with: $(AWS) codecommit delete-repository --repository-name {{ cookiecutter.__codecommit_repository_name }} (make bootstrap needs it gone to run again)"
+{%- endif %}
+{%- if cookiecutter.prod_account_id %}
+
+bootstrap-account: $(NEEDS_VENV) aws-cli ## In a stage account, with its credentials: the roles the deploy pipeline assumes there (PIPELINES_ACCOUNT=<id>)
+	@echo "==> AWS identity"
+	$(AWS) sts get-caller-identity --query Arn --output text
+	$(PY) -m $(CLI) check-account --stage-account --pipelines-account "$(PIPELINES_ACCOUNT)"
+	@echo "==> Deploying $(ACCOUNT_STACK): deploy, CloudFormation, test and endpoint roles, endpoint key and logs, alarm forwarding"
+	$(AWS) cloudformation deploy --stack-name $(ACCOUNT_STACK) --template-file infra/account.yml \
+		--capabilities CAPABILITY_NAMED_IAM --no-fail-on-empty-changeset --tags project={{ cookiecutter.project_slug }} \
+		--parameter-overrides PipelinesAccountId=$(PIPELINES_ACCOUNT)
+
+teardown-account: $(NEEDS_VENV) ## In a stage account: delete its endpoints, captured data and roles (CONFIRM={{ cookiecutter.project_slug }})
+	@if [ "$(CONFIRM)" != "{{ cookiecutter.project_slug }}" ]; then \
+		echo "teardown-account: this deletes this account's endpoints of {{ cookiecutter.project_slug }}, the data production captured and the roles the deploy pipeline uses here; run: make teardown-account CONFIRM={{ cookiecutter.project_slug }}" >&2; exit 1; fi
+	$(PY) -m $(CLI) check-account --stage-account
+	@echo "==> Deleting this account's endpoint stacks (deleting a stack that is not here does nothing)"
+	for stack in $(PROD_STACK) $(STAGING_STACK); do \
+		$(AWS) cloudformation delete-stack --stack-name $$stack; \
+		$(AWS) cloudformation wait stack-delete-complete --stack-name $$stack; \
+	done
+	@echo "==> Emptying the capture bucket (production's account), then deleting $(ACCOUNT_STACK)"
+	bucket="$$($(call stack_output,$(ACCOUNT_STACK),CaptureBucketName) 2>/dev/null || true)"; \
+	if [ -n "$$bucket" ] && [ "$$bucket" != None ]; then $(PY) -m $(CLI) empty-bucket --bucket "$$bucket"; fi
+	$(AWS) cloudformation delete-stack --stack-name $(ACCOUNT_STACK)
+	$(AWS) cloudformation wait stack-delete-complete --stack-name $(ACCOUNT_STACK)
+	@echo "Kept the endpoint key {{ cookiecutter.__endpoint_key_alias }} (it may still decrypt kept logs); schedule its deletion with: $(AWS) kms schedule-key-deletion --key-id <its ARN>"
 {%- endif %}

@@ -238,15 +238,32 @@ def cmd_start(args: argparse.Namespace) -> int:
         start_execution,
         wait_for_execution,
     )
+{%- if cookiecutter.prod_account_id %}
+    from .registry import model_data_url, recorded_production_model
+{%- else %}
     from .registry import model_data_url, production_model
+{%- endif %}
 
     commit_id = aws.resolve_commit_id(args.commit_id)
     data_url = aws.input_data_url(args.input_data_url)
     client = sagemaker_client()
     if data_url is None:
         data_url = previous_input_data_url(client, config.SAGEMAKER_PIPELINE_NAME)
+{%- if cookiecutter.prod_account_id %}
+    # The production stack is in the production account: the deploy pipeline records what
+    # it serves in the artifact bucket.
+    bucket = aws.cloud_settings(None, None, commit_id).bucket
+    s3 = boto3.client("s3", region_name=config.AWS_REGION)
+    try:
+        champion = recorded_production_model(s3, client, bucket, config.PRODUCTION_RECORD_KEY)
+    except ValueError as error:
+        return failed(args, error)
+    serving = f"production (s3://{bucket}/{config.PRODUCTION_RECORD_KEY})"
+{%- else %}
     cloudformation = boto3.client("cloudformation", region_name=config.AWS_REGION)
     champion = production_model(cloudformation, client, config.PROD_STACK_NAME)
+    serving = config.PROD_STACK_NAME
+{%- endif %}
     champion_url = model_data_url(champion) if champion else None
     execution_arn = start_execution(
         client,
@@ -261,10 +278,10 @@ def cmd_start(args: argparse.Namespace) -> int:
         built_from = champion.get("MetadataProperties", {}).get("CommitId", "an unknown commit")
         print(
             f"Champion: {champion['ModelPackageArn']} (built from {built_from}), which"
-            f" {config.PROD_STACK_NAME} serves: {champion_url}"
+            f" {serving} serves: {champion_url}"
         )
     else:
-        print(f"Champion: none ({config.PROD_STACK_NAME} serves no model yet)")
+        print(f"Champion: none ({serving} serves no model yet)")
     if args.wait:
         try:
             wait_for_execution(client, execution_arn, poll_seconds=args.poll_seconds)
@@ -457,6 +474,55 @@ def cmd_connection(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- the parser
 
 
+{% if cookiecutter.prod_account_id -%}
+def caller_account() -> str:
+    """The account of the credentials in use."""
+    import boto3
+
+    return boto3.client("sts", region_name=config.AWS_REGION).get_caller_identity()["Account"]
+
+
+def cmd_check_account(args: argparse.Namespace) -> int:
+    """Check that the caller's account may run make bootstrap (or bootstrap-account)."""
+    from . import accounts
+
+    caller = caller_account()
+    if args.stage_account:
+        print(accounts.check_stage_account(caller, args.pipelines_account))
+    else:
+        print(accounts.check_pipelines_account(caller))
+    return 0
+
+
+def cmd_target_profile(args: argparse.Namespace) -> int:
+    """Write the AWS config file whose profile assumes a stage account's role."""
+    import os
+
+    from . import accounts
+
+    text = accounts.target_profile(args.role_arn, args.session_name, os.environ)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(text)
+    print(f"{args.output}: profile {accounts.PROFILE} assumes {args.role_arn}")
+    return 0
+
+
+def cmd_record_production(args: argparse.Namespace) -> int:
+    """Record, in the artifact bucket, the package a stage file put in production."""
+    import boto3
+
+    from . import aws
+    from .registry import record_production
+
+    bucket = aws.cloud_settings(None, args.bucket, "0" * 40).bucket
+    document = deploy.load_stage_config(args.config_dir, args.stage)
+    s3 = boto3.client("s3", region_name=config.AWS_REGION)
+    arn = record_production(s3, bucket, config.PRODUCTION_RECORD_KEY, document)
+    print(f"production serves {arn}: recorded in s3://{bucket}/{config.PRODUCTION_RECORD_KEY}")
+    return 0
+
+
+{% endif -%}
 def port_number(text: str) -> int:
     """A TCP port number (argparse type)."""
     try:
@@ -648,6 +714,39 @@ def build_parser() -> argparse.ArgumentParser:
     rollback.add_argument(
         "--confirm", help="production's commit id (as the dry run prints it): write the commit"
     )
+{%- if cookiecutter.prod_account_id %}
+
+    check_account = command(
+        "check-account",
+        cmd_check_account,
+        "check that these credentials' account may run make bootstrap (or bootstrap-account)",
+    )
+    check_account.add_argument(
+        "--stage-account", action="store_true", help="check for make bootstrap-account"
+    )
+    check_account.add_argument(
+        "--pipelines-account",
+        help="the pipelines' account, checked with --stage-account when given",
+    )
+
+    target_profile = command(
+        "target-profile", cmd_target_profile, "write a profile that assumes a stage account's role"
+    )
+    target_profile.add_argument("--role-arn", required=True, help="the role to assume")
+    target_profile.add_argument("--session-name", default=config.PROJECT_SLUG)
+    target_profile.add_argument("--output", type=Path, required=True, help="the config file")
+
+    record = command(
+        "record-production",
+        cmd_record_production,
+        "record the package production serves (the champion of the next builds)",
+    )
+    record.add_argument("--config-dir", type=Path, default=Path("build", "deploy"))
+    record.add_argument("--stage", default="prod")
+    record.add_argument(
+        "--bucket", help="artifact bucket name (env ARTIFACT_BUCKET, else the build stack's)"
+    )
+{%- endif %}
 {%- if cookiecutter.source_provider != 'codecommit' %}
 
     from .connection import DEFAULT_WAIT_SECONDS

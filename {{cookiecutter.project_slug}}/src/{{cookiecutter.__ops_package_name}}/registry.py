@@ -80,6 +80,44 @@ def production_model(
     return sagemaker_client.describe_model_package(ModelPackageName=parameters["ModelPackageArn"])
 
 
+{% if cookiecutter.prod_account_id -%}
+def record_production(s3_client: Any, bucket: str, key: str, stage_config: dict[str, Any]) -> str:
+    """Record the package production now serves (after a deploy whose smoke test passed):
+    the production stack is in the production account, out of the build pipeline's reach."""
+    import json
+
+    arn = stage_config["Parameters"]["ModelPackageArn"]
+    body = {"ModelPackageArn": arn, "CommitId": stage_config.get("Tags", {}).get("commit", "")}
+    s3_client.put_object(Bucket=bucket, Key=key, Body=json.dumps(body).encode())
+    return arn
+
+
+def recorded_production_model(
+    s3_client: Any, sagemaker_client: Any, bucket: str, key: str
+) -> dict[str, Any] | None:
+    """The package the deploy pipeline last put in production, described from the registry;
+    None before the first production deploy."""
+    import json
+
+    from botocore.exceptions import ClientError
+
+    try:
+        body = s3_client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            return None
+        raise
+    try:
+        arn = json.loads(body)["ModelPackageArn"]
+    except (ValueError, KeyError, TypeError):
+        raise ValueError(
+            f"s3://{bucket}/{key} is not a production record (JSON with a ModelPackageArn):"
+            " delete it, and the next production deploy writes it again"
+        ) from None
+    return sagemaker_client.describe_model_package(ModelPackageName=arn)
+
+
+{% endif -%}
 def model_data_url(package: dict[str, Any]) -> str:
     """The S3 URI of a package's model.tar.gz."""
     container = package["InferenceSpecification"]["Containers"][0]

@@ -32,6 +32,14 @@ PROD_ENDPOINT_NAME = "{{ cookiecutter.__prod_endpoint_name }}"
 # The production endpoint's stack: its ModelPackageArn parameter names the model production
 # runs, the champion a new model is compared with.
 PROD_STACK_NAME = "{{ cookiecutter.__prod_stack_name }}"
+{%- if cookiecutter.prod_account_id %}
+# The stage accounts (make bootstrap-account there); the pipelines run in another one. The
+# production stack lives in the production account, so the deploy pipeline records the
+# package production serves under this key of the artifact bucket, for the champion.
+STAGING_ACCOUNT_ID = "{{ cookiecutter.staging_account_id }}"
+PROD_ACCOUNT_ID = "{{ cookiecutter.prod_account_id }}"
+PRODUCTION_RECORD_KEY = "production/model-package.json"
+{%- endif %}
 
 # New data: files uploaded under s3://<artifact bucket>/<DATA_PREFIX><batch>/ start one build
 # when the batch's DATA_READY_MARKER object is created beside them.

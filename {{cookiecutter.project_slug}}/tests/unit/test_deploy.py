@@ -60,12 +60,29 @@ def test_stage_config_writes_both_stages_for_the_commits_package(
         document = json.loads((tmp_path / f"{stage}.json").read_text())
         parameters = document["Parameters"]
         assert parameters["ModelPackageArn"] == package_arn
+{%- if cookiecutter.prod_account_id %}
+        # Each stage's endpoint runs as its own account's endpoint role.
+        account = config.STAGING_ACCOUNT_ID if stage == "staging" else config.PROD_ACCOUNT_ID
+        slug = config.PROJECT_SLUG
+        role = f"arn:aws:iam::{account}:role/{slug}/{slug}-{stage}-endpoint"
+        assert parameters["ExecutionRoleArn"] == role
+        if "KmsKeyArn" in parameters:
+            alias = f"arn:aws:kms:{config.AWS_REGION}:{account}:alias/"
+            assert parameters["KmsKeyArn"].startswith(alias)
+{%- else %}
         assert parameters["ExecutionRoleArn"] == ROLE_ARN
+{%- endif %}
         assert set(parameters) == set(source["Parameters"]) | {"ModelPackageArn"}
         assert all(isinstance(value, str) and "${" not in value for value in parameters.values())
         assert document["Tags"] == {**source["Tags"], "commit": COMMIT_ID}
     prod = json.loads((tmp_path / "prod.json").read_text())["Parameters"]
+{%- if cookiecutter.prod_account_id %}
+    # Production's captured data stays in the production account's bucket.
+    capture_bucket = f"{config.ARTIFACT_BUCKET_PREFIX}-{config.PROD_ACCOUNT_ID}"
+    assert prod["DataCaptureS3Uri"] == f"s3://{capture_bucket}/data-capture/prod"
+{%- else %}
     assert prod["DataCaptureS3Uri"] == f"s3://{BUCKET}/data-capture/prod"
+{%- endif %}
     assert prod["EndpointName"] == config.PROD_ENDPOINT_NAME
 
 
@@ -102,6 +119,9 @@ def test_a_commit_without_an_approved_package_is_one_line(
     assert not (tmp_path / "staging.json").exists()
 
 
+{%- if not cookiecutter.prod_account_id %}
+
+
 def test_missing_pipeline_variable_names_the_variable_and_the_file(
     sagemaker: Any,
     pipeline_environment: None,
@@ -116,6 +136,7 @@ def test_missing_pipeline_variable_names_the_variable_and_the_file(
     assert status == 2
     assert "SAGEMAKER_ROLE_ARN" in error and "staging.json" in error
     assert error.count("\n") == 1
+{%- endif %}
 
 
 def test_overrides_print_key_value_words(

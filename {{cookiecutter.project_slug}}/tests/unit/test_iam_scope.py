@@ -151,6 +151,31 @@ def object_arn(key: str) -> str:
 # ---------------------------------------------------------------- deploy pipeline builds
 
 DEPLOY = "model-deploy-pipeline.yml"
+{%- if cookiecutter.prod_account_id %}
+
+
+def stage_role(stage: str, purpose: str) -> str:
+    """A role make bootstrap-account makes in a stage account."""
+    account = config.STAGING_ACCOUNT_ID if stage == "staging" else config.PROD_ACCOUNT_ID
+    slug = config.PROJECT_SLUG
+    return f"arn:aws:iam::{account}:role/{slug}/{slug}-{stage}-{purpose}"
+
+
+# make deploy-prod with separate accounts: everything in the production account as its
+# deploy role (assumed through the profile), then the record of what production serves.
+DEPLOY_PROD_CALLS = {
+    ("sts:AssumeRole", stage_role("prod", "deploy")),
+    ("s3:PutObject", object_arn("production/model-package.json")),
+    ("s3:GetObject", object_arn("codebuild-cache/deploy-prod/cache.zip")),
+    ("s3:PutObject", object_arn("codebuild-cache/deploy-prod/cache.zip")),
+}
+# make test-endpoint against staging: as the staging account's test role.
+TEST_STAGING_CALLS = {
+    ("sts:AssumeRole", stage_role("staging", "test")),
+    ("s3:GetObject", object_arn("codebuild-cache/test-staging/cache.zip")),
+    ("s3:PutObject", object_arn("codebuild-cache/test-staging/cache.zip")),
+}
+{%- else %}
 ENDPOINT_DEPLOY_ROLE = f"arn:aws:iam::{ACCOUNT}:role/EndpointDeployRole"
 # make deploy-prod: the AWS CLI's `cloudformation deploy` on an existing stack, the saved
 # template and the recovery of a failed first creation (deploy module), the smoke test.
@@ -174,6 +199,7 @@ TEST_STAGING_CALLS = {
     ("s3:GetObject", object_arn("codebuild-cache/test-staging/cache.zip")),
     ("s3:PutObject", object_arn("codebuild-cache/test-staging/cache.zip")),
 }
+{%- endif %}
 
 
 # make stage-config: the approved packages of the group (ListModelPackages has no resource),
@@ -210,6 +236,11 @@ def test_build_role_allows_every_call_of_its_make_target_and_no_other(
 
 def test_deploy_prod_role_cannot_touch_the_staging_stack_or_endpoint() -> None:
     document = template(DEPLOY)
+{%- if cookiecutter.prod_account_id %}
+    for purpose in ("deploy", "test", "cloudformation", "endpoint"):
+        staging = stage_role("staging", purpose)
+        assert not allows(document, "DeployProdRole", "sts:AssumeRole", staging)
+{%- endif %}
     for action, _ in DEPLOY_PROD_CALLS:
         if action.startswith("cloudformation:"):
             assert not allows(document, "DeployProdRole", action, stack_arn(STAGING_STACK))
@@ -317,6 +348,9 @@ def test_train_role_uploads_only_the_pipelines_code_and_data_set() -> None:
 SAGEMAKER = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}"
 
 
+{%- if not cookiecutter.prod_account_id %}
+
+
 @pytest.mark.parametrize(
     ("action", "kind"),
     [
@@ -334,3 +368,4 @@ def test_endpoint_deploy_role_creates_and_deletes_only_the_projects_names(
         assert allows(document, "EndpointDeployRole", action, f"{SAGEMAKER}:{kind}/{endpoint}-12")
     for other in ("another-team-model", "Model-a1B2c3D4e5F6", f"x{config.PROD_ENDPOINT_NAME}-1"):
         assert not allows(document, "EndpointDeployRole", action, f"{SAGEMAKER}:{kind}/{other}")
+{%- endif %}

@@ -230,7 +230,19 @@ def test_artifact_bucket_is_encrypted_versioned_private_and_tls_only() -> None:
     assert all(bucket["PublicAccessBlockConfiguration"].values())
     expiring = {rule.get("Prefix") for rule in bucket["LifecycleConfiguration"]["Rules"]}
     assert {f"{name[:20]}/" for name in (BUILD_PIPELINE_NAME, DEPLOY_PIPELINE_NAME)} <= expiring
-    (deny,) = only_resource(document, "AWS::S3::BucketPolicy")["PolicyDocument"]["Statement"]
+    policy = only_resource(document, "AWS::S3::BucketPolicy")["PolicyDocument"]
+    deny, *grants = policy["Statement"]
+{%- if cookiecutter.prod_account_id %}
+    # The stage accounts' roles read the stage artifact and the registered models, by name.
+    assert [grant["Sid"] for grant in grants] == [
+        "StagingDeployRoleReadsStageArtifact",
+        "EndpointRolesReadRegisteredModels",
+    ]
+    for grant in grants:
+        assert grant["Effect"] == "Allow" and "aws:PrincipalArn" in grant["Condition"]["ArnEquals"]
+{%- else %}
+    assert grants == []
+{%- endif %}
     assert deny["Effect"] == "Deny"
     assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
     key = only_resource(document, "AWS::KMS::Key")
@@ -673,7 +685,27 @@ LOG_GROUP_ARN = "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log
 
 def test_endpoint_log_groups_are_made_ahead_with_retention_and_the_key() -> None:
     """SageMaker makes /aws/sagemaker/Endpoints/<endpoint> without retention or a key when
-    the group is missing; the deploy stack makes both first, and the key lets Logs use it."""
+    the group is missing; {% if cookiecutter.prod_account_id %}the account stack{% else %}the deploy stack{% endif %} makes both first, and the key lets Logs use it."""
+{%- if cookiecutter.prod_account_id %}
+    document = template("account.yml")
+    groups = resources_of_type(document, "AWS::Logs::LogGroup")
+    made = {group["Properties"]["LogGroupName"]: group for group in groups.values()}
+    for stage, endpoint in (
+        ("HostsStaging", config.STAGING_ENDPOINT_NAME),
+        ("HostsProd", config.PROD_ENDPOINT_NAME),
+    ):
+        group = made["/aws/sagemaker/Endpoints/" + endpoint]
+        assert group["Condition"] == stage
+        assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+        assert group["Properties"]["KmsKeyId"] == {"Fn::GetAtt": ["EndpointKey", "Arn"]}
+    key = document["Resources"]["EndpointKey"]["Properties"]
+    [logs] = [
+        statement
+        for statement in key["KeyPolicy"]["Statement"]
+        if statement["Principal"].get("Service") == {"Fn::Sub": "logs.${AWS::Region}.amazonaws.com"}
+    ]
+    allowed = [logs["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"]["Fn::Sub"]]
+{%- else %}
     groups = resources_of_type(template("model-deploy-pipeline.yml"), "AWS::Logs::LogGroup")
     made = {
         json.dumps(group["Properties"]["LogGroupName"]): group["Properties"]
@@ -693,6 +725,7 @@ def test_endpoint_log_groups_are_made_ahead_with_retention_and_the_key() -> None
     allowed = [
         arn["Fn::Sub"] for arn in logs["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"]
     ]
+{%- endif %}
     for endpoint in (config.STAGING_ENDPOINT_NAME, config.PROD_ENDPOINT_NAME):
         group = LOG_GROUP_ARN + "/aws/sagemaker/Endpoints/" + endpoint
         assert any(fnmatchcase(group, pattern) for pattern in allowed), endpoint
