@@ -150,6 +150,14 @@ CONDITIONAL: dict[tuple[str, object], list[str]] = {
 }
 
 
+# Files of a bake with separate stage accounts (prod_account_id set).
+STAGE_ACCOUNTS = [
+    "infra/account.yml",
+    "src/<pkg>_ops/accounts.py",
+    "tests/unit/test_accounts.py",
+]
+
+
 def expected_files(choices: dict) -> set[str]:
     """The relative paths a bake with these choices must contain, and nothing else."""
     package = choices.get("project_slug", "churn-model").replace("-", "_")
@@ -157,4 +165,6 @@ def expected_files(choices: dict) -> set[str]:
     for (variable, value), files in CONDITIONAL.items():
         if choices.get(variable) == value:
             names += files
+    if choices.get("prod_account_id"):
+        names += STAGE_ACCOUNTS
     return {name.replace("<pkg>", package) for name in names}

@@ -64,6 +64,16 @@ BAD_ANSWERS = [
     ("schedule-cron-five-fields", ["retrain_schedule=cron(0 3 * * 1)"], "retrain_schedule"),
     ("schedule-rate-plural", ["retrain_schedule=rate(1 days)"], "retrain_schedule"),
     ("notification-email", ["notification_email=team at example"], "notification_email"),
+    (
+        "stage-account-digits",
+        ["staging_account_id=1234", "prod_account_id=555566667777"],
+        "staging_account_id",
+    ),
+    (
+        "prod-account-alone",
+        ["prod_account_id=555566667777"],
+        "staging_account_id and prod_account_id",
+    ),
     ("project-name-empty", ["project_name= "], "project_name"),
     ("project-name-newline", ["project_name=Churn\nModel"], "project_name"),
     ("project-name-trailing-newline", ["project_name=Churn Model\n"], "project_name"),

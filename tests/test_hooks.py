@@ -439,3 +439,28 @@ def test_post_gen_survives_a_nul_byte_and_prints_the_next_steps(
         ["make", "local-pipeline"],
         ["make", "test"],
     ]
+
+
+@pytest.mark.parametrize(
+    ("staging", "prod"),
+    [("", ""), ("222233334444", "555566667777"), ("222233334444", "222233334444")],
+)
+def test_stage_account_combinations_that_deploy(defaults, staging, prod):
+    answers = {**defaults, "staging_account_id": staging, "prod_account_id": prod}
+    assert pre_gen.check_accounts(answers) == []
+
+
+@pytest.mark.parametrize(
+    ("staging", "prod", "problem"),
+    [
+        ("22223333444", "555566667777", "staging_account_id: '22223333444' must be a 12-digit"),
+        ("222233334444", "5555-6666-7777", "prod_account_id: '5555-6666-7777' must be a 12-digit"),
+        ("222233334444 ", "555566667777", "staging_account_id: '222233334444 ' must be"),
+        ("", "555566667777", "set both or neither"),
+        ("222233334444", "", "set both or neither"),
+    ],
+)
+def test_stage_account_combinations_refused(defaults, staging, prod, problem):
+    answers = {**defaults, "staging_account_id": staging, "prod_account_id": prod}
+    [line] = pre_gen.check_accounts(answers)
+    assert problem in line and "\n" not in line
