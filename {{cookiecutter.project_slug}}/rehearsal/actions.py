@@ -31,7 +31,7 @@ from .buildspec import (
 )
 from .cloudformation import Stack, TemplateError, deploy_stack, resources_of_type
 from .git_hosts import git_host
-from .iam import Build, IamDenied, RehearsalIam
+from .iam import Authorization, Build, Call, IamDenied, RehearsalIam, authorizations
 from .merge import (
     CodePipelineJobs,
     GitCodeCommit,
@@ -81,6 +81,13 @@ class Workspace:
     base_env: dict[str, str]
     git_token: str
     iam: RehearsalIam | None = None
+    # Stage accounts: the account stack's name, and moto's clients in another account.
+    account_stack: str = ""
+    clients_in: Callable[[str], dict[str, Any]] | None = None
+
+    def account_of(self, role_arn: str) -> str:
+        """The account of a role ARN."""
+        return role_arn.split(":")[4]
 
     def check_iam(
         self,
@@ -139,6 +146,8 @@ class PipelineAction:
     input_artifacts: tuple[str, ...]
     output_artifacts: tuple[str, ...]
     namespace: str | None
+    # A cross-account action's role, which CodePipeline assumes to run it.
+    role_arn: Any = None
 
 
 def pipeline_resource(stack: Stack) -> tuple[str, dict[str, Any]]:
@@ -169,6 +178,7 @@ def pipeline_actions(stack: Stack) -> list[PipelineAction]:
                         item["Name"] for item in action.get("OutputArtifacts", [])
                     ),
                     namespace=action.get("Namespace"),
+                    role_arn=action.get("RoleArn"),
                 )
             )
     return actions
@@ -518,13 +528,20 @@ class PipelinePlayer:
         capabilities = tuple(
             item for item in str(configuration.get("Capabilities", "")).split(",") if item
         )
-        # CodePipeline runs the action with the pipeline's role.
+        # CodePipeline runs the action with the pipeline's role, or with the action's role
+        # (in another account), which it assumes with the pipeline's.
         where = action.name
         pipeline = self.stack.resolve(pipeline_resource(self.stack)[1]["Properties"])
         pipeline_role = str(pipeline["RoleArn"])
-        with self.workspace.acting_as(pipeline_role, where) as calls:
+        acting_role, clients = pipeline_role, self.workspace.clients
+        platform = None
+        if action.role_arn:
+            acting_role = str(self.stack.resolve(action.role_arn))
+            clients = self._clients_of(acting_role)
+            platform = self._cross_account_action(pipeline, pipeline_role, acting_role, action)
+        with self.workspace.acting_as(acting_role, where) as calls:
             outputs = deploy_stack(
-                self.workspace.clients["cloudformation"],
+                clients["cloudformation"],
                 configuration["StackName"],
                 template,
                 parameters,
@@ -532,7 +549,7 @@ class PipelinePlayer:
                 configuration.get("RoleArn"),
                 capabilities,
             )
-        self.workspace.check_iam(calls, where)
+        self.workspace.check_iam(calls, where, platform=platform)
         if action.namespace:
             self.variables[action.namespace] = outputs
         if configuration.get("OutputFileName") and action.output_artifacts:
@@ -543,6 +560,38 @@ class PipelinePlayer:
             self.artifacts[action.output_artifacts[0]] = artifact_dir
         files = [configuration["TemplatePath"], configuration.get("TemplateConfiguration")]
         return f"stack {configuration['StackName']} from {', '.join(filter(None, files))}"
+
+    def _clients_of(self, role_arn: str) -> dict[str, Any]:
+        """moto's clients in the account of role_arn."""
+        account = self.workspace.account_of(role_arn)
+        if account == self.workspace.account_id or self.workspace.clients_in is None:
+            return self.workspace.clients
+        return self.workspace.clients_in(account)
+
+    def _cross_account_action(
+        self,
+        pipeline: dict[str, Any],
+        pipeline_role: str,
+        action_role: str,
+        action: PipelineAction,
+    ) -> tuple[str, list[Authorization]]:
+        """What CodePipeline does to run an action with its own role (CodePipeline user
+        guide, "Create a pipeline that uses resources from another AWS account"): the
+        pipeline's role assumes the action's, which then reads the input artifacts from the
+        artifact store (and its key). The AssumeRole is checked here, the reads returned."""
+        iam = self.workspace.iam
+        if iam is None:
+            return "", []
+        assume = Authorization("sts:AssumeRole", action_role, {"aws:SecureTransport": "true"})
+        self.workspace.check_iam([], action.name, platform=(iam.actor(pipeline_role), [assume]))
+        actor = iam.actor(action_role)
+        bucket = str(pipeline["ArtifactStore"]["Location"])
+        reads = []
+        for name in action.input_artifacts:
+            key = f"{self.name[:20]}/{name[:20]}/{uuid.uuid4().hex[:7]}"
+            call = Call(actor, "s3", "GetObject", {"Bucket": bucket, "Key": key})
+            reads += authorizations(call, iam.checker.account.of(actor))
+        return actor, reads
 
     def _manual_approval(self, action: PipelineAction) -> str:
         return "approved by the rehearsal (a person approves it in the console)"

@@ -7,7 +7,8 @@ the artifact bucket (versioned), its KMS key, the IAM roles (with their path and
 the model package group; and the merge function is packaged and uploaded as `make bootstrap`
 does. The three stacks then resolve every reference (Ref, GetAtt, ImportValue) to those
 resources; the CloudFormation stand-in (stacks.py) answers for them, with the stack policies
-of infra/stack-policies/ that make bootstrap sets.
+of infra/stack-policies/ that make bootstrap sets. With stage accounts (infra/account.yml),
+what `make bootstrap-account` leaves in each of them is made the same way, in that account.
 """
 
 import json
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .accounts import ACCOUNT_TEMPLATE, PIPELINES_ACCOUNT_PARAMETER, stage_accounts
 from .actions import Workspace
 from .cloudformation import (
     CloudFormationLoader,
@@ -26,7 +28,16 @@ from .cloudformation import (
     load_template,
     resources_of_type,
 )
-from .iam import Account, Checker, Recorder, RehearsalIam, StackDeploys, role_policies
+from .iam import (
+    Account,
+    Checker,
+    Recorder,
+    RehearsalIam,
+    ResourcePolicy,
+    StackDeploys,
+    parse_resource_policy,
+    role_policies,
+)
 from .stacks import PipelineStacks
 
 BOOTSTRAP_TEMPLATE = Path("infra", "bootstrap.yml")
@@ -55,10 +66,16 @@ class Stacks:
     build: Stack
     deploy: Stack
     bootstrap: Stack
+    # The account stack in each stage account (none with one account).
+    accounts: tuple[Stack, ...] = ()
 
     def all(self) -> tuple[Stack, Stack, Stack]:
         """The three stacks, in the order make bootstrap deploys them."""
         return self.bootstrap, self.build, self.deploy
+
+    def everywhere(self) -> tuple[Stack, ...]:
+        """The pipelines' three stacks and the stage accounts' stacks."""
+        return (*self.all(), *self.accounts)
 
 
 def create_resources(clients: Mapping[str, Any], stack: Stack, region: str) -> None:
@@ -166,7 +183,46 @@ def bootstrap(
         exports=exports,
     )
     create_resources(clients, deploy, workspace.region)
-    return Stacks(build=build, deploy=deploy, bootstrap=first)
+    return Stacks(
+        build=build, deploy=deploy, bootstrap=first, accounts=bootstrap_accounts(workspace)
+    )
+
+
+def account_stack(
+    name: str, template: dict[str, Any], account_id: str, pipelines_account: str, region: str
+) -> Stack:
+    """The account stack as make bootstrap-account deploys it in account_id: the resources
+    whose condition holds there (HostsStaging, HostsProd)."""
+    parameters = {PIPELINES_ACCOUNT_PARAMETER: pipelines_account}
+    check_parameters(template, parameters, str(ACCOUNT_TEMPLATE))
+    probe = Stack(name, template, account_id, region, parameter_values=parameters)
+    held = {
+        logical_id: resource
+        for logical_id, resource in template["Resources"].items()
+        if "Condition" not in resource or probe.condition(resource["Condition"])
+    }
+    return Stack(name, {**template, "Resources": held}, account_id, region, parameters)
+
+
+def bootstrap_accounts(workspace: Workspace) -> tuple[Stack, ...]:
+    """What make bootstrap-account makes in each stage account: infra/account.yml, its
+    resources that hold there (HostsStaging, HostsProd), made in that account."""
+    accounts = sorted(set(stage_accounts(workspace.source_dir).values()))
+    if not accounts:
+        return ()
+    template = load_template(workspace.source_dir / ACCOUNT_TEMPLATE)
+    stacks = []
+    for account_id in accounts:
+        if account_id == workspace.account_id:
+            raise BootstrapError(
+                f"{ACCOUNT_TEMPLATE}: stage account {account_id} is the pipelines' account"
+            )
+        stack = account_stack(
+            workspace.account_stack, template, account_id, workspace.account_id, workspace.region
+        )
+        create_resources(workspace.clients_in(account_id), stack, workspace.region)
+        stacks.append(stack)
+    return tuple(stacks)
 
 
 def host_stacks(workspace: Workspace, stacks: Stacks, service: PipelineStacks) -> None:
@@ -267,9 +323,29 @@ def rehearsal_iam(
     """The IAM check of a rehearsal: every role both templates declare, with its policies
     as the templates give them, and what S3 and CloudFormation call for the caller."""
     policies, roles = stack_roles(stacks)
+    account = iam_account(stacks, roles, workspace.account_id, workspace.region)
+    iam = RehearsalIam(
+        Checker(policies, account),
+        log_dir,
+        tuple(endpoints),
+        roles,
+        recorder=recorder,
+        stacks=StackDeploys(
+            _template_resources(workspace),
+            hosted={stack.name for stack in stacks.all()},
+        ),
+    )
+    iam.start()
+    return iam
+
+
+def iam_account(stacks: Stacks, roles: Mapping[str, str], account_id: str, region: str) -> Account:
+    """What the IAM check needs beyond the roles' policies: the buckets' keys and accounts,
+    the keys' aliases, each role's account and ARN, and every resource policy."""
     bucket_keys = {}
+    bucket_owners = {}
     key_aliases: dict[str, tuple[str, ...]] = {}
-    for stack in stacks.all():
+    for stack in stacks.everywhere():
         for alias in resources_of_type(stack.template, "AWS::KMS::Alias").values():
             properties = alias["Properties"]
             target = properties.get("TargetKeyId")
@@ -285,21 +361,17 @@ def rehearsal_iam(
                 key = rule.get("ServerSideEncryptionByDefault", {}).get("KMSMasterKeyID")
                 if key:
                     bucket_keys[stack.physical_id(logical_id)] = str(key)
-    account = Account(
-        workspace.account_id, workspace.region, bucket_keys=bucket_keys, key_aliases=key_aliases
+            bucket_owners[stack.physical_id(logical_id)] = stack.account_id
+    return Account(
+        account_id,
+        region,
+        bucket_keys=bucket_keys,
+        key_aliases=key_aliases,
+        actor_accounts={actor: arn.split(":")[4] for arn, actor in roles.items()},
+        actor_roles={actor: arn for arn, actor in roles.items()},
+        bucket_owners=bucket_owners,
+        resource_policies=resource_policies(stacks),
     )
-    iam = RehearsalIam(
-        Checker(policies, account),
-        log_dir,
-        tuple(endpoints),
-        roles,
-        recorder=recorder,
-        stacks=StackDeploys(
-            _template_resources(workspace), hosted={stack.name for stack in stacks.all()}
-        ),
-    )
-    iam.start()
-    return iam
 
 
 def stack_roles(stacks: Stacks) -> tuple[dict[str, list[Any]], dict[str, str]]:
@@ -318,7 +390,67 @@ def stack_roles(stacks: Stacks) -> tuple[dict[str, list[Any]], dict[str, str]]:
         policies.update(role_policies(stack.template, stack.resolve, boundaries))
         for logical_id in resources_of_type(stack.template, "AWS::IAM::Role"):
             roles[stack.attribute(logical_id, "Arn")] = logical_id
+    for stack in stacks.accounts:
+        # A stage account's roles are named for their account: two accounts have the same.
+        for logical_id, found in role_policies(stack.template, stack.resolve, boundaries).items():
+            policies[stage_actor(logical_id, stack.account_id)] = found
+        for logical_id in resources_of_type(stack.template, "AWS::IAM::Role"):
+            roles[stack.attribute(logical_id, "Arn")] = stage_actor(logical_id, stack.account_id)
     return policies, roles
+
+
+def stage_actor(logical_id: str, account_id: str) -> str:
+    """The actor name of a stage account's role."""
+    return f"{logical_id}@{account_id}"
+
+
+def resource_policies(stacks: Stacks) -> tuple[ResourcePolicy, ...]:
+    """Every resource policy of the stacks, with the ARNs each governs: key policies,
+    bucket policies, model package group policies, event bus policies and roles' trust
+    policies (what a cross-account request also needs)."""
+    found = []
+    for stack in stacks.everywhere():
+        owner = stack.account_id
+        for logical_id, resource in stack.template["Resources"].items():
+            kind = resource.get("Type")
+            properties = resource.get("Properties", {})
+            if kind == "AWS::KMS::Key" and "KeyPolicy" in properties:
+                arns = [stack.attribute(logical_id, "Arn")]
+                policy = ("key policy", arns, properties["KeyPolicy"])
+            elif kind == "AWS::S3::BucketPolicy":
+                bucket = str(stack.resolve(properties["Bucket"]))
+                arns = [
+                    f"arn:{stack.partition}:s3:::{bucket}",
+                    f"arn:{stack.partition}:s3:::{bucket}/*",
+                ]
+                policy = ("bucket policy", arns, properties["PolicyDocument"])
+            elif (
+                kind == "AWS::SageMaker::ModelPackageGroup"
+                and "ModelPackageGroupPolicy" in properties
+            ):
+                group = stack.physical_id(logical_id)
+                prefix = f"arn:{stack.partition}:sagemaker:{stack.region}:{owner}"
+                arns = [
+                    f"{prefix}:model-package-group/{group}",
+                    f"{prefix}:model-package/{group}/*",
+                ]
+                policy = ("model package group policy", arns, properties["ModelPackageGroupPolicy"])
+            elif kind == "AWS::IAM::Role":
+                arns = [stack.attribute(logical_id, "Arn")]
+                policy = ("trust policy", arns, properties["AssumeRolePolicyDocument"])
+            elif kind == "AWS::Events::EventBusPolicy":
+                bus = str(stack.resolve(properties.get("EventBusName", "default")))
+                arns = [f"arn:{stack.partition}:events:{stack.region}:{owner}:event-bus/{bus}"]
+                document = {"Statement": [properties["Statement"]]}
+                policy = ("event bus policy", arns, document)
+            else:
+                continue
+            label, governed, document = policy
+            name = f"{stack.name}/{logical_id}"
+            found.append(
+                parse_resource_policy(label, owner, governed, stack.resolve(document), name)
+            )
+    return tuple(found)
 
 
 def _template_resources(

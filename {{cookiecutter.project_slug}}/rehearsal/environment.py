@@ -24,6 +24,8 @@ DIFFERENCES_FROM_CODEBUILD = (
     "BC_SKIP_MAPPING, CKV_SKIP_PACKAGE_UPDATE_CHECK: checkov downloads nothing",
     "PATH: `aws` runs the AWS CLI (awscli) with PYTHON, against moto",
     "PYTHONPATH: a hook that checks and records each AWS call against the build's role",
+    "HOME: a folder of the rehearsal's own, as empty as a new build container's home (the AWS"
+    " CLI keeps assumed-role credentials under ~/.aws/cli/cache, which another moto never issued)",
 )
 # Credentials of this process: every client it makes talks to moto or is stubbed.
 PROCESS_KEY = "rehearsal"
@@ -70,12 +72,15 @@ def build_environment(
     build, and every AWS endpoint is moto or a stand-in.
     """
     sdk_config.write_text(SDK_CONFIG_TELEMETRY_OPT_OUT)
+    home = bin_dir.parent / "home"
+    home.mkdir(parents=True, exist_ok=True)
     env = {name: os.environ[name] for name in PASSED_THROUGH if name in os.environ}
     env.setdefault("LANG", "C.UTF-8")
     env["PATH"] = os.pathsep.join((str(bin_dir), os.environ.get("PATH", os.defpath)))
     env.update(
         {
             "PYTHON": python,
+            "HOME": str(home),
             "AWS_REGION": region,
             "AWS_DEFAULT_REGION": region,
             "AWS_ENDPOINT_URL": moto_url,

@@ -55,6 +55,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from .accounts import account_clients, stage_accounts
 from .actions import ActionFailed, PipelinePlayer, Workspace
 from .approval import (
     ApprovalFailed,
@@ -76,14 +77,14 @@ from .bootstrap import (
     rehearsal_iam,
 )
 from .buildspec import BuildspecError
-from .cloudformation import TemplateError, resources_of_type
+from .cloudformation import Stack, TemplateError, load_template, resources_of_type
 from .environment import (
     DIFFERENCES_FROM_CODEBUILD,
     build_environment,
     process_environment,
     write_aws_cli,
 )
-from .iam import Call, IamError, Recorder, RehearsalIam
+from .iam import Authorization, Call, IamError, Recorder, RehearsalIam, authorizations
 from .moto_shims import execution_failed, moto_as_aws
 from .pushes import (
     LOWERED_GATE,
@@ -380,6 +381,19 @@ class Rehearsal:
         clients = {
             name: _moto_client(name, self.moto_url, settings.region) for name in MOTO_CLIENTS
         }
+        in_accounts: dict[str, dict[str, Any]] = {}
+
+        def clients_in(account_id: str) -> dict[str, Any]:
+            if account_id == ACCOUNT_ID:
+                return clients
+            if account_id not in in_accounts:
+                in_accounts[account_id] = account_clients(
+                    lambda name: _moto_client(name, self.moto_url, settings.region),
+                    MOTO_CLIENTS,
+                    account_id,
+                )
+            return in_accounts[account_id]
+
         credentials = ContainerCredentials(
             BUILD_ACCESS_KEY_ID, BUILD_SECRET_ACCESS_KEY, BUILD_SESSION_TOKEN
         )
@@ -390,6 +404,7 @@ class Rehearsal:
         endpoints_dir.mkdir(parents=True)
         self.runtime = SageMakerRuntime(
             sagemaker=clients["sagemaker"],
+            sagemaker_in=lambda account_id: clients_in(account_id)["sagemaker"],
             s3=clients["s3"],
             access_key_id=BUILD_ACCESS_KEY_ID,
             serve_command=self._serve_command,
@@ -430,6 +445,8 @@ class Rehearsal:
             clients=clients,
             base_env=base_env,
             git_token=GIT_TOKEN,
+            account_stack=settings.account_stack or "",
+            clients_in=clients_in,
         )
         self.stacks = bootstrap(
             self.workspace,
@@ -632,8 +649,9 @@ class Rehearsal:
         """Every endpoint the tests invoked serves the approved package."""
         if not self.runtime.invocations:
             raise StageFailed("no endpoint was invoked: the endpoint tests did not run")
-        sagemaker = self.workspace.clients["sagemaker"]
         for endpoint_name in self.runtime.invocations:
+            account_id = self.runtime.accounts.get(endpoint_name, ACCOUNT_ID)
+            sagemaker = self.workspace.clients_in(account_id)["sagemaker"]
             endpoint = sagemaker.describe_endpoint(EndpointName=endpoint_name)
             variant = sagemaker.describe_endpoint_config(
                 EndpointConfigName=endpoint["EndpointConfigName"]
@@ -644,11 +662,25 @@ class Rehearsal:
                 raise StageFailed(
                     f"endpoint {endpoint_name} serves {served}, not {self.model_package_arn}"
                 )
+            if account_id != ACCOUNT_ID:
+                self._endpoint_reads_its_model(endpoint_name, model)
         counts = ", ".join(str(count) for count in self.runtime.invocations.values())
         return (
             f"{len(self.runtime.invocations)} endpoints ({counts} invocations) serve the"
             " approved package"
         )
+
+    def _endpoint_reads_its_model(self, endpoint_name: str, model: dict[str, Any]) -> None:
+        """SageMaker reads a stage account's model files from the pipelines' account with the
+        model's execution role (its identity policy, and the bucket and key policies there)."""
+        iam = self.iam
+        role_arn = str(model["ExecutionRoleArn"])
+        actor = iam.actor(role_arn)
+        _, url = self.runtime.model_data_url(endpoint_name, self.runtime.accounts[endpoint_name])
+        bucket, _, key = url.removeprefix("s3://").partition("/")
+        call = Call(actor, "s3", "GetObject", {"Bucket": bucket, "Key": key})
+        requests = authorizations(call, iam.checker.account.of(actor))
+        self.workspace.check_iam([], f"endpoint {endpoint_name}", platform=(actor, requests))
 
     def _merge(self) -> None:
         stage = STAGES[3]
@@ -828,10 +860,20 @@ class Rehearsal:
         successes["model approved"] = model_package_event(region, approved)
 
         prod_endpoint = self.stacks.deploy.parameter("ProdEndpointName")
-        cloudwatch = clients["cloudwatch"]
+        # With stage accounts the production endpoint and its alarms are in its account.
+        prod_account = stage_accounts(self.workspace.source_dir).get("prod", ACCOUNT_ID)
+        cloudwatch = self.workspace.clients_in(prod_account)["cloudwatch"]
         alarms = cloudwatch.describe_alarms(AlarmNamePrefix=f"{prod_endpoint}-")["MetricAlarms"]
         alarm_note = "the endpoint stacks' alarms are not in moto: no alarm provoked"
-        if alarms:
+        if not alarms and prod_account != ACCOUNT_ID:
+            # moto's CloudFormation makes no alarms; the route from a stage account to the
+            # pipelines' is rehearsed with the state change the endpoint stack's first
+            # alarm would send.
+            alarms = [self._endpoint_alarm(prod_account, prod_endpoint)]
+            alarm_note = f"alarm {alarms[0]['AlarmName']} of account {prod_account} (in ALARM)"
+            failures["production alarm"] = alarm_event(region, alarms[0])
+            alarm_note += self._forward_alarm(prod_account, failures["production alarm"])
+        elif alarms:
             alarm_note = f"alarm {alarms[0]['AlarmName']} set to ALARM"
             name = alarms[0]["AlarmName"]
             cloudwatch.set_alarm_state(
@@ -839,6 +881,8 @@ class Rehearsal:
             )
             (alarm,) = cloudwatch.describe_alarms(AlarmNames=[name])["MetricAlarms"]
             failures["production alarm"] = alarm_event(region, alarm)
+            if prod_account != ACCOUNT_ID:
+                alarm_note += self._forward_alarm(prod_account, failures["production alarm"])
 
         successes["new-data build succeeded"] = pipeline_execution_event(
             region, build_name, "rehearsal-new-data", "SUCCEEDED"
@@ -879,6 +923,74 @@ class Rehearsal:
             raise StageFailed("notification rules: " + "; ".join(problems))
         routed = ", ".join(f"{label} -> {reached[label][0]}" for label in failures)
         return f"{routed}; {len(successes)} successes reached no rule; {alarm_note}"
+
+    def _endpoint_alarm(self, account_id: str, endpoint_name: str) -> dict[str, Any]:
+        """The first alarm of the deploy pipeline's endpoint template, as DescribeAlarms
+        would give it in ALARM, for an endpoint of another account."""
+        templates = {
+            str(action.configuration.get("TemplatePath", "")).split("::", 1)[-1]
+            for action in self.deploy.actions()
+            if action.provider == "CloudFormation"
+        }
+        for path in sorted(filter(None, templates)):
+            template = load_template(self.workspace.source_dir / path)
+            stack = Stack(
+                "endpoint",
+                template,
+                account_id,
+                self.settings.region,
+                parameter_values={"EndpointName": endpoint_name},
+            )
+            for logical_id, alarm in resources_of_type(template, "AWS::CloudWatch::Alarm").items():
+                name = str(stack.resolve(alarm["Properties"]["AlarmName"]))
+                region = self.settings.region
+                return {
+                    "AlarmName": name,
+                    "AlarmArn": f"arn:aws:cloudwatch:{region}:{account_id}:alarm:{name}",
+                    "StateValue": "ALARM",
+                    "StateReason": f"make rehearse: {logical_id} provoked",
+                }
+        raise StageFailed("the deploy pipeline's endpoint template has no alarm to provoke")
+
+    def _forward_alarm(self, account_id: str, event: dict[str, Any]) -> str:
+        """A stage account's alarm reaches the pipelines' bus through its account stack's
+        forwarding rule (a rule whose target is the other account's bus, with a role: the
+        EventBridge user guide's cross-account event delivery); the role's PutEvents needs
+        its own policy and the bus policy of the pipelines' account."""
+        (stack,) = [stack for stack in self.stacks.accounts if stack.account_id == account_id]
+        forwarding = {
+            logical_id: stack.resolve(resource["Properties"])
+            for logical_id, resource in resources_of_type(
+                stack.template, "AWS::Events::Rule"
+            ).items()
+            if any(
+                ":event-bus/" in str(target.get("Arn"))
+                for target in resource["Properties"].get("Targets", [])
+            )
+        }
+        if not forwarding:
+            raise StageFailed(f"account {account_id} has no rule that sends its alarms on")
+        reached = route(
+            self.workspace.clients_in(account_id)["events"],
+            self.workspace.clients_in(account_id)["sqs"],
+            {name: rule["EventPattern"] for name, rule in forwarding.items()},
+            {"alarm": event},
+            f"{self.settings.project}-forwarding",
+        )["alarm"]
+        if len(reached) != 1:
+            raise StageFailed(
+                f"the production alarm reached {reached or 'no'} forwarding rule of"
+                f" account {account_id}"
+            )
+        (target,) = forwarding[reached[0]]["Targets"]
+        actor = self.iam.actor(str(target["RoleArn"]))
+        request = Authorization(
+            "events:PutEvents", str(target["Arn"]), {"aws:SecureTransport": "true"}
+        )
+        self.workspace.check_iam(
+            [], f"{reached[0]} of account {account_id}", platform=(actor, [request])
+        )
+        return f", forwarded from account {account_id} by {reached[0]} as {actor}"
 
     def _pipeline_update(self) -> None:
         stage = STAGES[5]

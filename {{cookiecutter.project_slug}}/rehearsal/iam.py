@@ -18,13 +18,17 @@ Sources (AWS's own):
 - What CloudFormation calls for each resource it creates, updates or deletes: the resource
   types' handler permissions in the CloudFormation registry schemas cfn-lint ships.
 - Evaluation: IAM User Guide, "Policy evaluation logic" and "IAM JSON policy elements:
-  Condition operators".
+  Condition operators"; across accounts, "Cross-account policy evaluation logic": a request
+  from one account to a resource of another is allowed only when the caller's identity
+  policies allow it and the resource's policy (a bucket, key, model package group or event
+  bus policy, or a role's trust policy) allows the caller too.
 
 An operation without a rule is never allowed: the rehearsal fails and names it, so a new
 AWS call is checked as soon as the project makes it.
 """
 
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -62,6 +66,8 @@ class Statement:
     resources: tuple[str, ...] = ()
     not_resources: tuple[str, ...] = ()
     conditions: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # A resource policy's statement: the AWS principals it names ("*", an account, a role).
+    principals: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
@@ -128,6 +134,48 @@ def parse_policy(document: Mapping[str, Any], role: str, policy: str) -> list[St
             )
         )
     return parsed
+
+
+@dataclass(frozen=True)
+class ResourcePolicy:
+    """The policy of a resource in one account (a bucket, a key, a model package group, an
+    event bus) or a role's trust policy, and the ARNs it governs."""
+
+    kind: str
+    owner: str
+    resources: tuple[str, ...]
+    statements: tuple[Statement, ...]
+
+
+def parse_resource_policy(
+    kind: str, owner: str, resources: Iterable[str], document: Mapping[str, Any], name: str
+) -> ResourcePolicy:
+    """A resolved resource policy; a statement without Resource governs the resource itself
+    (a trust policy's, a key policy's "*"). Only AWS principals are kept: a service
+    principal's statement allows a service, never a role of another account."""
+    statements = document.get("Statement")
+    if isinstance(statements, dict):
+        statements = [statements]
+    if not isinstance(statements, list):
+        raise IamError(f"{name}: the {kind} has no Statement list")
+    parsed = []
+    for index, item in enumerate(statements):
+        principal = item.get("Principal")
+        if principal == "*":
+            principals: tuple[str, ...] = ("*",)
+        elif isinstance(principal, Mapping):
+            principals = _as_tuple(principal.get("AWS"))
+        else:
+            principals = ()
+        if not principals:
+            continue
+        body = (
+            {**item, "Resource": item.get("Resource", "*")} if "NotResource" not in item else item
+        )
+        [statement] = parse_policy({"Statement": [body]}, name, kind)
+        sid = str(item.get("Sid", f"#{index + 1}"))
+        parsed.append(dataclasses.replace(statement, sid=sid, principals=principals))
+    return ResourcePolicy(kind, owner, tuple(resources), tuple(parsed))
 
 
 def role_policies(
@@ -296,6 +344,27 @@ class Account:
     bucket_keys: Mapping[str, str] = field(default_factory=dict)
     # key ARN -> its aliases (kms:ResourceAliases of a request on the key).
     key_aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # With stage accounts: actor -> its account (absent: account_id) and its role's ARN (the
+    # aws:PrincipalArn a resource policy sees), bucket -> its account, and every account's
+    # resource policies.
+    actor_accounts: Mapping[str, str] = field(default_factory=dict)
+    actor_roles: Mapping[str, str] = field(default_factory=dict)
+    bucket_owners: Mapping[str, str] = field(default_factory=dict)
+    resource_policies: tuple[ResourcePolicy, ...] = ()
+
+    def of(self, actor: str) -> "Account":
+        """This account as actor sees it: ARNs without an account are in the actor's."""
+        owner = self.actor_accounts.get(actor, self.account_id)
+        return self if owner == self.account_id else dataclasses.replace(self, account_id=owner)
+
+    def owner(self, resource: str) -> str:
+        """The account a resource ARN is in ("" when it names none: "*")."""
+        parts = resource.split(":", 5)
+        if len(parts) < 6:
+            return ""
+        if parts[2] == "s3":
+            return self.bucket_owners.get(parts[5].split("/", 1)[0], self.account_id)
+        return parts[4]
 
     def arn(self, service: str, resource: str, regional: bool = True) -> str:
         """arn:partition:service:region:account:resource."""
@@ -415,6 +484,8 @@ RULES: dict[tuple[str, str], Rule] = {
     ("s3", "HeadBucket"): _rule("s3:ListBucket", _s3_bucket, "Bucket"),
     ("s3", "ListBuckets"): _rule("s3:ListAllMyBuckets", _everything),
     ("s3", "GetBucketLocation"): _rule("s3:GetBucketLocation", _s3_bucket, "Bucket"),
+    # AWS STS (list_awssecuritytokenservice.html): AssumeRole on the role's ARN.
+    ("sts", "AssumeRole"): _rule("sts:AssumeRole", _arn_in("RoleArn"), "RoleArn"),
     # Amazon SageMaker (list_amazonsagemaker.html): arn:${Partition}:sagemaker:${Region}:
     # ${Account}:<type>/<name>; a model package is model-package/<group>/<version>.
     (SAGEMAKER, "DescribeModelPackage"): _rule(
@@ -693,6 +764,74 @@ def evaluate(
     return True, allows, "allowed"
 
 
+def _principal_match(statement: Statement, role_arn: str, account_id: str) -> bool:
+    """Whether a resource policy statement names the caller: "*", its account (the root or
+    the bare id) or its role."""
+    for principal in statement.principals:
+        if principal in ("*", account_id, role_arn):
+            return True
+        if principal.startswith("arn:") and principal.endswith(f":iam::{account_id}:root"):
+            return True
+    return False
+
+
+# What each service's resource policy is called in a denial.
+POLICY_KINDS = {
+    "s3": "bucket policy",
+    "kms": "key policy",
+    "sagemaker": "model package group policy",
+    "iam": "trust policy",
+    "sts": "trust policy",
+    "events": "event bus policy",
+}
+
+
+def cross_account(request: Authorization, actor: str, account: Account) -> tuple[bool, str]:
+    """The other half of a request to another account's resource: that resource's policy
+    must allow the caller too (IAM's cross-account rule); (allowed, why not)."""
+    caller = account.actor_accounts.get(actor, account.account_id)
+    owner = account.owner(request.resource)
+    if not owner or owner == caller:
+        return True, ""
+    role_arn = account.actor_roles.get(actor, "")
+    context = {**request.context, "aws:PrincipalArn": role_arn, "aws:PrincipalAccount": caller}
+    seen = Authorization(request.action, request.resource, context)
+    policies = [
+        policy
+        for policy in account.resource_policies
+        if policy.owner == owner
+        and any(_arn_match(arn, request.resource) for arn in policy.resources)
+    ]
+    matching = [
+        (policy, statement)
+        for policy in policies
+        for statement in policy.statements
+        if _principal_match(statement, role_arn, caller) and statement.matches(seen)
+    ]
+    for policy, statement in matching:
+        if statement.effect == "Deny":
+            return False, f"the {policy.kind} of account {owner} denies it ({statement.sid})"
+    if any(statement.effect == "Allow" for _, statement in matching):
+        return True, ""
+    kind = policies[0].kind if policies else POLICY_KINDS.get(request.action.split(":")[0], "")
+    return False, (
+        f"it is in account {owner}, whose {kind or 'resource policy'} does not allow"
+        f" {role_arn or actor} (a cross-account request needs both sides)"
+    )
+
+
+def decide(
+    request: Authorization, actor: str, statements: Iterable[Statement], account: Account
+) -> tuple[bool, tuple[Statement, ...], str]:
+    """The identity-policy verdict, then, for another account's resource, its policy's."""
+    allowed, matched, reason = evaluate(request, statements)
+    if allowed:
+        granted, why = cross_account(request, actor, account)
+        if not granted:
+            return False, (), why
+    return allowed, matched, reason
+
+
 @dataclass
 class Checker:
     """Evaluates every call of a rehearsal against its actor's role policies."""
@@ -708,14 +847,16 @@ class Checker:
             raise IamError(f"actor {call.actor} is not a role of the templates")
         self.checked[call.actor] += 1
         try:
-            requests = authorizations(call, self.account)
+            requests = authorizations(call, self.account.of(call.actor))
         except IamError as error:
             decision = Decision(call, Authorization(call.name, "(unknown)"), False, (), str(error))
             self.decisions.append(decision)
             return [decision]
         decisions = []
         for request in requests:
-            allowed, statements, reason = evaluate(request, self.policies[call.actor])
+            allowed, statements, reason = decide(
+                request, call.actor, self.policies[call.actor], self.account
+            )
             decisions.append(Decision(call, request, allowed, statements, reason))
         self.decisions.extend(decisions)
         return decisions
@@ -728,7 +869,7 @@ class Checker:
         self.checked[actor] += 1
         service, _, action = request.action.partition(":")
         call = Call(actor, service, action, {}, where)
-        allowed, statements, reason = evaluate(request, self.policies[actor])
+        allowed, statements, reason = decide(request, actor, self.policies[actor], self.account)
         decision = Decision(call, request, allowed, statements, reason)
         self.decisions.append(decision)
         return decision
@@ -791,6 +932,19 @@ class Checker:
         return lines
 
 
+def _statement_data(statement: Statement) -> dict[str, Any]:
+    return {
+        key: list(value) if isinstance(value, tuple) else value
+        for key, value in dataclasses.asdict(statement).items()
+    }
+
+
+def _statement(item: Mapping[str, Any]) -> Statement:
+    return Statement(
+        **{key: tuple(value) if isinstance(value, list) else value for key, value in item.items()}
+    )
+
+
 def write_policies(path: Path, policies: Mapping[str, list[Statement]], account: Account) -> None:
     """The roles' statements and the account, for the recording hook of build processes."""
     document = {
@@ -800,22 +954,21 @@ def write_policies(path: Path, policies: Mapping[str, list[Statement]], account:
             "partition": account.partition,
             "bucket_keys": dict(account.bucket_keys),
             "key_aliases": {key: list(aliases) for key, aliases in account.key_aliases.items()},
+            "actor_accounts": dict(account.actor_accounts),
+            "actor_roles": dict(account.actor_roles),
+            "bucket_owners": dict(account.bucket_owners),
+            "resource_policies": [
+                {
+                    "kind": policy.kind,
+                    "owner": policy.owner,
+                    "resources": list(policy.resources),
+                    "statements": [_statement_data(item) for item in policy.statements],
+                }
+                for policy in account.resource_policies
+            ],
         },
         "roles": {
-            role: [
-                {
-                    "role": statement.role,
-                    "policy": statement.policy,
-                    "sid": statement.sid,
-                    "effect": statement.effect,
-                    "actions": list(statement.actions),
-                    "not_actions": list(statement.not_actions),
-                    "resources": list(statement.resources),
-                    "not_resources": list(statement.not_resources),
-                    "conditions": dict(statement.conditions),
-                }
-                for statement in statements
-            ]
+            role: [_statement_data(statement) for statement in statements]
             for role, statements in policies.items()
         },
     }
@@ -828,17 +981,18 @@ def read_policies(path: Path) -> tuple[dict[str, list[Statement]], Account]:
     document = json.loads(Path(path).read_text())
     settings = document["account"]
     aliases = {key: tuple(names) for key, names in settings.pop("key_aliases", {}).items()}
-    account = Account(**settings, key_aliases=aliases)
+    resource_policies = tuple(
+        ResourcePolicy(
+            item["kind"],
+            item["owner"],
+            tuple(item["resources"]),
+            tuple(_statement(statement) for statement in item["statements"]),
+        )
+        for item in settings.pop("resource_policies", [])
+    )
+    account = Account(**settings, key_aliases=aliases, resource_policies=resource_policies)
     policies = {
-        role: [
-            Statement(
-                **{
-                    key: tuple(value) if isinstance(value, list) else value
-                    for key, value in item.items()
-                }
-            )
-            for item in statements
-        ]
+        role: [_statement(item) for item in statements]
         for role, statements in document["roles"].items()
     }
     return policies, account
@@ -849,11 +1003,11 @@ def denial(policies: Mapping[str, list[Statement]], account: Account, call: Call
     if call.actor not in policies:
         return f"actor {call.actor} is not a role of the templates"
     try:
-        requests = authorizations(call, account)
+        requests = authorizations(call, account.of(call.actor))
     except IamError as error:
         return str(error)
     for request in requests:
-        allowed, _, reason = evaluate(request, policies[call.actor])
+        allowed, _, reason = decide(request, call.actor, policies[call.actor], account)
         if not allowed:
             return f"{call.actor} may not {request.action} on {request.resource}: {reason}"
     return ""
@@ -880,6 +1034,22 @@ def read_calls(path: Path, where: str = "") -> list[Call]:
 
 
 # ---------------------------------------------------------------------------- recording
+
+
+def profile_role(environment: Mapping[str, str]) -> str | None:
+    """The role ARN the AWS_PROFILE of an environment assumes (role_arn of that profile in
+    AWS_CONFIG_FILE), or None: the SDKs and the AWS CLI then call AWS as that role, after an
+    AssumeRole with the source credentials."""
+    import configparser
+
+    profile, path = environment.get("AWS_PROFILE"), environment.get("AWS_CONFIG_FILE")
+    if not profile or not path or not Path(path).is_file():
+        return None
+    parser = configparser.ConfigParser()
+    parser.read(path)
+    section = "default" if profile == "default" else f"profile {profile}"
+    return parser.get(section, "role_arn", fallback=None)
+
 
 HOOK_DIR = Path(__file__).resolve().parent / "hook"
 
@@ -995,6 +1165,8 @@ HANDLED_TYPES = {
     "AWS::CodePipeline::Pipeline": ("codepipeline", "{}"),
     "AWS::DynamoDB::Table": ("dynamodb", "table/{}"),
     "AWS::Events::Rule": ("events", "rule/{}"),
+    # A statement of the default bus's policy: its handlers act on the bus.
+    "AWS::Events::EventBusPolicy": ("events", "event-bus/default"),
     "AWS::IAM::ManagedPolicy": ("iam", "policy{}"),
     "AWS::IAM::Role": ("iam", "role{}"),
     "AWS::KMS::Alias": ("kms", "{}"),
@@ -1053,6 +1225,18 @@ def _found(properties: Any, suffix: str) -> list[str]:
     return []
 
 
+def _aliased_key(value: str, account: Account) -> str:
+    """The key an alias ARN names (KMS authorizes a request on the key, whatever names it);
+    any other value as it is."""
+    if ":alias/" not in value:
+        return value
+    owner, alias = value.split(":")[4], "alias/" + value.split(":alias/", 1)[1]
+    for key, aliases in account.key_aliases.items():
+        if key.split(":")[4] == owner and alias in aliases:
+            return key
+    return value
+
+
 def handler_authorizations(
     resource_type: str,
     physical_id: str,
@@ -1096,6 +1280,9 @@ def handler_authorizations(
         if prefix == "iam" and action == "iam:PassRole":
             context = {**GLOBAL_CONTEXT, "iam:PassedToService": f"{service}.amazonaws.com"}
             roles = [*_found(properties, "RoleArn"), *_found(properties, "Role")]
+            # A role of another account is not passed but assumed, when the service uses it
+            # (a cross-account pipeline action: the action player checks that AssumeRole).
+            roles = [role for role in roles if role.split(":")[4:5] == [account.account_id]]
             found.extend(Authorization(action, role, context) for role in roles)
         elif action.endswith(":PassConnection"):
             # IAM matches the action's prefix with the connection ARN's (codeconnections or
@@ -1106,12 +1293,23 @@ def handler_authorizations(
                 found.append(Authorization(f"{owner}:PassConnection", connection, passed))
         elif prefix == "kms":
             found.extend(
-                Authorization(action, key, GLOBAL_CONTEXT) for key in _found(properties, "KmsKeyId")
+                Authorization(action, _aliased_key(key, account), GLOBAL_CONTEXT)
+                for key in _found(properties, "KmsKeyId")
             )
         elif prefix == service:
             found.append(Authorization(action, own_arn, context))
         # Another service's actions in a handler's list serve properties the project does not
         # set (a function in a VPC, a rule's Kinesis target): not checked.
+    if resource_type == "AWS::SageMaker::Model" and handler == "create":
+        # A model from another account's registered package: SageMaker's cross-account model
+        # registry authorizes reading the package and creating a model from it on the
+        # package (the group's policy grants both to the other account).
+        for package in _found(properties, "ModelPackageName"):
+            if package.startswith("arn:") and package.split(":")[4] != account.account_id:
+                found += [
+                    Authorization("sagemaker:DescribeModelPackage", package, GLOBAL_CONTEXT),
+                    Authorization("sagemaker:CreateModel", package, GLOBAL_CONTEXT),
+                ]
     return found
 
 
@@ -1184,9 +1382,10 @@ class StackDeploys:
             if role_arn not in roles:
                 raise IamError(f"stack {stack} runs as {role_arn}, which no template declares")
             self.stack_roles[stack] = role_arn
+            actor = roles[role_arn]
             found.extend(
-                (roles[role_arn], request)
-                for request in stack_change_authorizations(stack, before, now, account)
+                (actor, request)
+                for request in stack_change_authorizations(stack, before, now, account.of(actor))
             )
         return found
 

@@ -20,7 +20,9 @@ REQUIRED = (
     "model-approval-status",
 )
 # cli: the package under src/ whose `python -m` is the project's command line (default: package).
-OPTIONAL = ("cli", "git-token-secret")
+# account-stack: the stack make bootstrap-account deploys in each stage account (with
+# infra/account.yml).
+OPTIONAL = ("cli", "git-token-secret", "account-stack")
 
 
 class SettingsError(ValueError):
@@ -40,6 +42,7 @@ class Settings:
     model_approval_status: str
     cli: str | None = None
     git_token_secret: str | None = None
+    account_stack: str | None = None
 
     @property
     def cli_package(self) -> str:

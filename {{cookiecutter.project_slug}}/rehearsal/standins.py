@@ -26,6 +26,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from .accounts import issued_to
 from .source import GitRepository
 
 LOOPBACK = "127.0.0.1"
@@ -153,8 +154,12 @@ class SageMakerRuntime(LocalHttpService):
         serve_environment: dict[str, str],
         workdir: Path,
         log_path: Path,
+        sagemaker_in: Callable[[str], Any] | None = None,
     ) -> None:
         self.sagemaker = sagemaker
+        # A stage account's client: an endpoint invoked with credentials moto's STS issued
+        # for a role of that account is that account's.
+        self.sagemaker_in = sagemaker_in
         self.s3 = s3
         self.access_key_id = access_key_id
         self.serve_command = serve_command
@@ -162,6 +167,8 @@ class SageMakerRuntime(LocalHttpService):
         self.workdir = workdir
         self.log_path = log_path
         self.invocations: dict[str, int] = {}
+        # endpoint -> the stage account it was invoked in (absent: the default account).
+        self.accounts: dict[str, str] = {}
         self._servers: dict[str, tuple[subprocess.Popen, str]] = {}
         self._lock = threading.Lock()
         super().__init__(_RuntimeHandler)
@@ -178,21 +185,27 @@ class SageMakerRuntime(LocalHttpService):
                 process.kill()
         self._servers.clear()
 
-    def count_invocation(self, endpoint_name: str) -> None:
+    def count_invocation(self, endpoint_name: str, account_id: str | None = None) -> None:
         """Count one invocation of an endpoint (requests arrive on several threads)."""
         with self._lock:
             self.invocations[endpoint_name] = self.invocations.get(endpoint_name, 0) + 1
+            if account_id is not None:
+                self.accounts[endpoint_name] = account_id
 
-    def model_data_url(self, endpoint_name: str) -> tuple[str, str]:
-        """(variant name, S3 URI of the model artifact) behind an endpoint in moto."""
-        endpoint = self.sagemaker.describe_endpoint(EndpointName=endpoint_name)
+    def model_data_url(self, endpoint_name: str, account_id: str | None = None) -> tuple[str, str]:
+        """(variant name, S3 URI of the model artifact) behind an endpoint in moto (in
+        account_id: None for the default account)."""
+        sagemaker = self.sagemaker
+        if account_id is not None and self.sagemaker_in is not None:
+            sagemaker = self.sagemaker_in(account_id)
+        endpoint = sagemaker.describe_endpoint(EndpointName=endpoint_name)
         if endpoint["EndpointStatus"] != "InService":
             raise LookupError(f"Endpoint {endpoint_name} is {endpoint['EndpointStatus']}")
-        endpoint_config = self.sagemaker.describe_endpoint_config(
+        endpoint_config = sagemaker.describe_endpoint_config(
             EndpointConfigName=endpoint["EndpointConfigName"]
         )
         variant = endpoint_config["ProductionVariants"][0]
-        model = self.sagemaker.describe_model(ModelName=variant["ModelName"])
+        model = sagemaker.describe_model(ModelName=variant["ModelName"])
         container = model.get("PrimaryContainer") or model["Containers"][0]
         if container.get("ModelDataUrl"):
             return variant["VariantName"], container["ModelDataUrl"]
@@ -282,8 +295,13 @@ class _RuntimeHandler(QuietHandler):
             return
         endpoint_name = urllib.parse.unquote(match.group(1))
         signed_with = SIGNATURE_CREDENTIAL.search(self.headers.get("Authorization", ""))
-        if not signed_with or signed_with.group(1) != runtime.access_key_id:
-            key = signed_with.group(1) if signed_with else "none"
+        key = signed_with.group(1) if signed_with else "none"
+        account_id = None
+        if key != runtime.access_key_id:
+            # Credentials a build's profile got from moto's STS for a stage account's role.
+            issued = issued_to(key) if runtime.sagemaker_in is not None else None
+            account_id = issued[0] if issued else None
+        if key != runtime.access_key_id and account_id is None:
             self.error(
                 HTTPStatus.FORBIDDEN,
                 "UnrecognizedClientException",
@@ -292,7 +310,7 @@ class _RuntimeHandler(QuietHandler):
             )
             return
         try:
-            variant, model_data_url = runtime.model_data_url(endpoint_name)
+            variant, model_data_url = runtime.model_data_url(endpoint_name, account_id)
             server_url = runtime.server_for(model_data_url)
         except (ClientError, LookupError) as error:
             message = (
@@ -303,7 +321,7 @@ class _RuntimeHandler(QuietHandler):
         except (OSError, StandInError) as error:
             self.error(HTTPStatus.INTERNAL_SERVER_ERROR, "InternalFailure", str(error))
             return
-        runtime.count_invocation(endpoint_name)
+        runtime.count_invocation(endpoint_name, account_id)
         request = urllib.request.Request(
             f"{server_url}/invocations",
             data=body,

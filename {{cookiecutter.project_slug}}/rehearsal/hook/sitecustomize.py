@@ -10,6 +10,9 @@ test's own in-process moto answers requests addressed to AWS), evaluates it agai
 actor's policies, appends one JSON line (actor, service, operation, parameters, denial) to
 the log, and answers a denied call with AccessDenied, as AWS would, so the calling code
 takes the path it would take in AWS. botocore is patched only when the process imports it.
+A process whose AWS_PROFILE assumes a role of the templates (a build that works in a stage
+account) makes its calls as that role, but for the AssumeRole itself, which the SDK makes with
+the source credentials.
 """
 
 import importlib.abc
@@ -44,8 +47,7 @@ def _json_safe(value, depth=0):
     return f"<{type(value).__name__}>"
 
 
-def _denial(actor, service, operation, params):
-    """Why AWS would refuse the call, from iam.py and the policies file ("" if allowed)."""
+def _load():
     if not _loaded:
         spec = importlib.util.spec_from_file_location("_rehearsal_iam", IAM_MODULE)
         module = importlib.util.module_from_spec(spec)
@@ -53,7 +55,22 @@ def _denial(actor, service, operation, params):
         spec.loader.exec_module(module)
         _loaded["iam"] = module
         _loaded["policies"] = module.read_policies(Path(os.environ[POLICIES]))
-    iam = _loaded["iam"]
+    return _loaded["iam"], _loaded["policies"]
+
+
+def _acting(actor, service, operation):
+    """The actor of a call: the role the process's profile assumes, if the templates have it."""
+    iam, (_, account) = _load()
+    role = iam.profile_role(os.environ)
+    if not role or (service, operation) == ("sts", "AssumeRole"):
+        return actor
+    by_role = {arn: name for name, arn in account.actor_roles.items()}
+    return by_role.get(role, actor)
+
+
+def _denial(actor, service, operation, params):
+    """Why AWS would refuse the call, from iam.py and the policies file ("" if allowed)."""
+    iam = _load()[0]
     policies, account = _loaded["policies"]
     return iam.denial(policies, account, iam.Call(actor, service, operation, params))
 
@@ -81,9 +98,10 @@ def register(events, actor, log_path, endpoints):
         if not any(str(params.get("url", "")).startswith(endpoint) for endpoint in endpoints):
             return
         service, operation, api_params = context[_PARAMS]
-        denied = _denial(actor, service, operation, api_params)
+        caller = _acting(actor, service, operation)
+        denied = _denial(caller, service, operation, api_params)
         line = {
-            "actor": actor,
+            "actor": caller,
             "service": service,
             "operation": operation,
             "params": api_params,

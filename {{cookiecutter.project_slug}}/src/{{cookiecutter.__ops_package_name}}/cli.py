@@ -509,12 +509,19 @@ def cmd_target_profile(args: argparse.Namespace) -> int:
 
 def cmd_record_production(args: argparse.Namespace) -> int:
     """Record, in the artifact bucket, the package a stage file put in production."""
+    import os
+
     import boto3
 
     from . import aws
     from .registry import record_production
 
-    bucket = aws.cloud_settings(None, args.bucket, "0" * 40).bucket
+    bucket = args.bucket or os.environ.get(aws.BUCKET_ENV)
+    if not bucket:
+        raise UserError(
+            f"record-production needs the artifact bucket: --bucket or {aws.BUCKET_ENV}"
+            " (the DeployProd project sets it)"
+        )
     document = deploy.load_stage_config(args.config_dir, args.stage)
     s3 = boto3.client("s3", region_name=config.AWS_REGION)
     arn = record_production(s3, bucket, config.PRODUCTION_RECORD_KEY, document)
