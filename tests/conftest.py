@@ -61,9 +61,9 @@ CYCLED_CHOICES = {
 }
 
 
-# Separate stage accounts: three distinct accounts in one bake of the matrix, staging and
-# production sharing one account in the longest-names bake. The pipelines' account is the
-# caller's at bootstrap, any other.
+# Separate stage accounts: three distinct accounts in the GitLab bake (rehearsed whole),
+# staging and production sharing one account in the longest-names bake. The pipelines'
+# account is the caller's at bootstrap, any other.
 THREE_ACCOUNTS = {"staging_account_id": "222233334444", "prod_account_id": "555566667777"}
 SHARED_STAGE_ACCOUNT = {"staging_account_id": "999900001111", "prod_account_id": "999900001111"}
 
@@ -90,11 +90,7 @@ def build_matrix() -> list[dict]:
         choices = dict(choices)
         for name, values in CYCLED_CHOICES.items():
             choices[name] = values[index % len(values)]
-        if (choices["source_provider"], choices["model_approval"], choices["staging_endpoint"]) == (
-            "codecommit",
-            "auto",
-            "instance",
-        ):
+        if choices["source_provider"] == "gitlab":
             choices.update(THREE_ACCOUNTS)
         matrix.append(choices)
     return matrix

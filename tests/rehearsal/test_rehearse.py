@@ -1,5 +1,5 @@
-"""`make rehearse` runs the whole GitOps flow offline, for CodeCommit, GitHub, GitLab and
-Bitbucket, and a broken buildspec command, a permission removed or a failing stage stops it
+"""`make rehearse` runs the whole GitOps flow offline, for CodeCommit, GitHub, GitLab (with
+staging and production in accounts of their own) and Bitbucket, and a broken buildspec command, a permission removed or a failing stage stops it
 with a message naming the stage, the action and the command.
 
 Each test rehearses a copy of a bake (with its git history), so the shared bakes stay
@@ -75,13 +75,14 @@ for host, port in addresses:
 report = {"exit_status": exit_status, "output": output, "addresses": addresses}
 print(json.dumps({**report, "still_listening": listening}))
 """
-# provider: (bake fixture, choices, last stage played). GitLab and Bitbucket differ from
-# GitHub in the bootstrap, the source and the merge step only: their rehearsals stop after
-# Merge, and the later stages, which no git host changes, are rehearsed by the other two.
+# provider: (bake fixture, choices, last stage played). Bitbucket differs from GitHub in the
+# bootstrap, the source and the merge step only: its rehearsal stops after Merge, the later
+# stages, which no git host changes, being rehearsed by the others. The GitLab bake has
+# separate staging and production accounts, which every stage after Approval involves.
 PROVIDERS = {
     "codecommit": ("default_bake", {}, None),
     "github": ("github_bake", GITHUB, None),
-    "gitlab": ("gitlab_bake", GITLAB, "Merge"),
+    "gitlab": ("gitlab_bake", GITLAB, None),
     "bitbucket": ("bitbucket_bake", BITBUCKET, "Merge"),
 }
 # The last summary row of a rehearsal stopped after a stage.
@@ -235,6 +236,32 @@ def test_the_merge_step_moves_the_main_branch_through_the_git_host(passing_rehea
     host = passing_rehearsal.answers["source_provider"]
     through = {"gitlab": "(merge request !1)", "bitbucket": "(pull request #1)"}
     assert through.get(host, "") in row
+
+
+def test_stage_accounts_deploy_test_and_alarm_as_their_own_roles(passing_rehearsal):
+    answers = passing_rehearsal.answers
+    if not answers["prod_account_id"]:
+        pytest.skip("one account: the GitLab bake rehearses separate stage accounts")
+    staging, prod = answers["staging_account_id"], answers["prod_account_id"]
+    out = passing_rehearsal.result.stdout
+    [iam] = [line for line in out.splitlines() if line.startswith("IAM: ")]
+    # Every cross-account request was made and allowed by both sides.
+    assert "; 0 denied" in iam
+    for actor in (
+        f"StagingDeployRole@{staging}",
+        f"StagingCloudFormationRole@{staging}",
+        f"StagingTestRole@{staging}",
+        f"StagingEndpointRole@{staging}",
+        f"ProdDeployRole@{prod}",
+        f"ProdCloudFormationRole@{prod}",
+        f"ProdEndpointRole@{prod}",
+        f"AlarmForwardingRole@{prod}",
+    ):
+        assert re.search(rf"\b{re.escape(actor)} \d+", iam), actor
+    assert "EndpointDeployRole" not in iam
+    [row] = [line for line in out.splitlines() if "Notifications" in line and " ok " in line]
+    assert f"of account {prod} (in ALARM), forwarded from account {prod}" in row
+    assert "production alarm -> " in row
 
 
 def test_the_rehearsal_never_writes_to_git(passing_rehearsal):
