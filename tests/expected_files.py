@@ -152,6 +152,7 @@ CONDITIONAL: dict[tuple[str, object], list[str]] = {
 
 # Files of a bake with separate stage accounts (prod_account_id set).
 STAGE_ACCOUNTS = [
+    "docs/accounts.md",
     "infra/account.yml",
     "src/<pkg>_ops/accounts.py",
     "tests/unit/test_accounts.py",
