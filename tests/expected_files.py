@@ -40,6 +40,7 @@ lambdas/merge_dev_to_master/merge_common.py
 rehearsal/README.md
 rehearsal/__init__.py
 rehearsal/__main__.py
+rehearsal/accounts.py
 rehearsal/actions.py
 rehearsal/approval.py
 rehearsal/bootstrap.py
