@@ -1,6 +1,8 @@
 """The rehearsal's IAM evaluator: allowed and denied requests, ARNs computed from requests,
 and the policies read from the templates of the default and GitHub bakes."""
 
+import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -21,10 +23,14 @@ from rehearsal.iam import (
     Recorder,
     StackDeploys,
     authorizations,
+    decide,
     evaluate,
     handler_authorizations,
     hook_environment,
     parse_policy,
+    parse_resource_policy,
+    profile_role,
+    read_policies,
     role_policies,
     write_policies,
 )
@@ -498,3 +504,235 @@ def test_a_denial_the_calling_code_handles_is_listed_not_failed():
         "IAM: 1 calls checked (Trainer 1); 0 denied (1 more answered AccessDenied and handled"
         " by the caller: s3:ListAllMyBuckets by Trainer)"
     )
+
+
+# ---------------------------------------------------------------- across accounts
+
+STAGE = "222233334444"
+STAGE_ROLE = f"arn:aws:iam::{STAGE}:role/app/app-staging-endpoint"
+
+
+def stage_account(*policies):
+    """The pipelines' account as the stage role sees it, with these resource policies."""
+    return Account(
+        ACCOUNT.account_id,
+        ACCOUNT.region,
+        actor_accounts={"Endpoint": STAGE},
+        actor_roles={"Endpoint": STAGE_ROLE},
+        bucket_owners={"artifacts": ACCOUNT.account_id},
+        resource_policies=tuple(policies),
+    )
+
+
+def key_policy(*items):
+    return parse_resource_policy(
+        "key policy", ACCOUNT.account_id, [KEY_ARN], {"Statement": list(items)}, "Key"
+    )
+
+
+DECRYPT = Authorization("kms:Decrypt", KEY_ARN, {"aws:SecureTransport": "true"})
+IDENTITY = statements(allow("kms:Decrypt", "arn:aws:kms:eu-west-1:123456789012:key/*"))
+
+
+@pytest.mark.parametrize(
+    "principal",
+    [f"arn:aws:iam::{STAGE}:root", STAGE, STAGE_ROLE, "*"],
+    ids=["account-root", "account-id", "role", "anyone"],
+)
+def test_another_accounts_resource_needs_its_policy_to_name_the_caller(principal):
+    granted = key_policy(
+        {
+            "Effect": "Allow",
+            "Principal": {"AWS": principal},
+            "Action": "kms:Decrypt",
+            "Resource": "*",
+        }
+    )
+    assert decide(DECRYPT, "Endpoint", IDENTITY, stage_account(granted))[0]
+    allowed, _, reason = decide(DECRYPT, "Endpoint", IDENTITY, stage_account())
+    assert not allowed
+    assert reason == (
+        f"it is in account {ACCOUNT.account_id}, whose key policy does not allow {STAGE_ROLE}"
+        " (a cross-account request needs both sides)"
+    )
+
+
+def test_a_resource_policy_condition_on_the_principal_arn_is_evaluated():
+    def granted(role):
+        return key_policy(
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:aws:iam::{STAGE}:root"},
+                "Action": ["kms:Decrypt"],
+                "Resource": "*",
+                "Condition": {"ArnEquals": {"aws:PrincipalArn": role}},
+            }
+        )
+
+    assert decide(DECRYPT, "Endpoint", IDENTITY, stage_account(granted(STAGE_ROLE)))[0]
+    other = f"arn:aws:iam::{STAGE}:role/app/app-staging-test"
+    assert not decide(DECRYPT, "Endpoint", IDENTITY, stage_account(granted(other)))[0]
+
+
+def test_a_deny_in_the_resource_policy_wins_and_a_service_principal_grants_no_role():
+    allow_all = {"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "kms:*", "Resource": "*"}
+    deny = {
+        "Sid": "NoStages",
+        "Effect": "Deny",
+        "Principal": {"AWS": STAGE},
+        "Action": "kms:*",
+        "Resource": "*",
+    }
+    allowed, _, reason = decide(
+        DECRYPT, "Endpoint", IDENTITY, stage_account(key_policy(allow_all, deny))
+    )
+    assert not allowed and "denies it (NoStages)" in reason
+    service = {
+        "Effect": "Allow",
+        "Principal": {"Service": "logs.amazonaws.com"},
+        "Action": "kms:*",
+        "Resource": "*",
+    }
+    assert not decide(DECRYPT, "Endpoint", IDENTITY, stage_account(key_policy(service)))[0]
+
+
+def test_the_identity_side_is_evaluated_first_and_same_account_requests_need_no_grant():
+    allow_all = {"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "kms:*", "Resource": "*"}
+    assert not decide(DECRYPT, "Endpoint", [], stage_account(key_policy(allow_all)))[0]
+    # The pipelines' own roles: no resource policy consulted.
+    assert decide(DECRYPT, "Builder", IDENTITY, stage_account())[0]
+
+
+def test_an_actors_arns_are_in_its_own_account():
+    call = Call("Endpoint", "sagemaker-runtime", "InvokeEndpoint", {"EndpointName": "app-staging"})
+    account = stage_account()
+    [request] = authorizations(call, account.of("Endpoint"))
+    assert request.resource == f"arn:aws:sagemaker:eu-west-1:{STAGE}:endpoint/app-staging"
+    assert account.of("Builder") is account
+
+
+def test_resource_policies_travel_to_build_processes(tmp_path):
+    granted = key_policy(
+        {"Effect": "Allow", "Principal": {"AWS": STAGE}, "Action": "kms:Decrypt", "Resource": "*"}
+    )
+    write_policies(tmp_path / "policies.json", {"Endpoint": IDENTITY}, stage_account(granted))
+    policies, account = read_policies(tmp_path / "policies.json")
+    assert account == stage_account(granted)
+    assert decide(DECRYPT, "Endpoint", policies["Endpoint"], account)[0]
+
+
+def test_a_profile_that_assumes_a_role_names_it(tmp_path):
+    config = tmp_path / "config"
+    config.write_text(
+        f"[profile stage]\nrole_arn = {STAGE_ROLE}\ncredential_source = Environment\n"
+    )
+    assert profile_role({"AWS_PROFILE": "stage", "AWS_CONFIG_FILE": str(config)}) == STAGE_ROLE
+    assert profile_role({"AWS_PROFILE": "other", "AWS_CONFIG_FILE": str(config)}) is None
+    assert profile_role({"AWS_CONFIG_FILE": str(config)}) is None
+
+
+def test_cloudformation_creating_a_model_from_another_accounts_package_reads_and_uses_it():
+    package = "arn:aws:sagemaker:eu-west-1:123456789012:model-package/app-models/3"
+    stage = dataclasses.replace(ACCOUNT, account_id=STAGE)
+    properties = {
+        "ModelName": "app-staging-3",
+        "ExecutionRoleArn": STAGE_ROLE,
+        "PrimaryContainer": {"ModelPackageName": package},
+    }
+    found = handler_authorizations(
+        "AWS::SageMaker::Model", "app-staging-3", properties, "create", stage
+    )
+    assert ("sagemaker:CreateModel", package) in {(r.action, r.resource) for r in found}
+    assert ("sagemaker:DescribeModelPackage", package) in {(r.action, r.resource) for r in found}
+    assert ("iam:PassRole", STAGE_ROLE) in {(r.action, r.resource) for r in found}
+    # In the package's own account, nothing about the package is added.
+    same = handler_authorizations("AWS::SageMaker::Model", "m", properties, "create", ACCOUNT)
+    assert all(r.resource != package for r in same)
+    assert all(r.resource != STAGE_ROLE for r in same)  # another account's role is never passed
+
+
+def test_a_key_named_by_its_alias_is_authorized_on_the_key():
+    alias = f"arn:aws:kms:eu-west-1:{ACCOUNT.account_id}:alias/app-endpoints"
+    account = dataclasses.replace(ACCOUNT, key_aliases={KEY_ARN: ("alias/app-endpoints",)})
+    properties = {"EndpointConfigName": "c", "KmsKeyId": alias, "ProductionVariants": []}
+    found = handler_authorizations(
+        "AWS::SageMaker::EndpointConfig", "c", properties, "create", account
+    )
+    assert {r.resource for r in found if r.action.startswith("kms:")} == {KEY_ARN}
+
+
+def test_a_build_process_whose_profile_assumes_a_role_acts_as_that_role(tmp_path):
+    from moto.server import ThreadedMotoServer
+
+    builder = "arn:aws:iam::123456789012:role/app/app-test-staging"
+    trust = parse_resource_policy(
+        "trust policy",
+        STAGE,
+        [STAGE_ROLE],
+        {
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"AWS": "123456789012"},
+                    "Action": "sts:AssumeRole",
+                }
+            ]
+        },
+        "StageRole",
+    )
+    account = Account(
+        ACCOUNT.account_id,
+        ACCOUNT.region,
+        actor_accounts={"StageRole": STAGE},
+        actor_roles={"Builder": builder, "StageRole": STAGE_ROLE},
+        resource_policies=(trust,),
+    )
+    policies = {
+        "Builder": statements(allow("sts:AssumeRole", STAGE_ROLE)),
+        "StageRole": statements(allow("s3:ListAllMyBuckets", "*")),
+    }
+    write_policies(tmp_path / "policies.json", policies, account)
+    config = tmp_path / "config"
+    config.write_text(
+        f"[profile stage]\nrole_arn = {STAGE_ROLE}\ncredential_source = EcsContainer\n"
+        "role_session_name = build-1\n"
+    )
+    from rehearsal.standins import ContainerCredentials
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    # As in CodeBuild: the source credentials are the container's.
+    credentials = ContainerCredentials("ASIABUILD", "secret", "token")
+    credentials.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        environment = hook_environment(
+            {
+                "PATH": os.environ.get("PATH", ""),
+                "AWS_ENDPOINT_URL": endpoint,
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI": credentials.full_uri,
+                "AWS_DEFAULT_REGION": "eu-west-1",
+                "AWS_CONFIG_FILE": str(config),
+                "AWS_PROFILE": "stage",
+                "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            },
+            "Builder",
+            tmp_path / "Builder.jsonl",
+            tmp_path / "policies.json",
+            [endpoint],
+        )
+        script = "import boto3; print(boto3.client('s3').list_buckets()['Owner'])"
+        result = subprocess.run(
+            [sys.executable, "-c", script], env=environment, capture_output=True, text=True
+        )
+    finally:
+        credentials.stop()
+        server.stop()
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in (tmp_path / "Builder.jsonl").read_text().splitlines()]
+    # The SDK assumes the role when it first signs a request, after the call was checked.
+    assert sorted((line["actor"], line["operation"], line["denied"]) for line in lines) == [
+        ("Builder", "AssumeRole", ""),
+        ("StageRole", "ListBuckets", ""),
+    ]

@@ -97,13 +97,19 @@ def _as_tuple(value: Any) -> tuple[str, ...]:
     return tuple(str(item) for item in (value if isinstance(value, list | tuple) else [value]))
 
 
-def parse_policy(document: Mapping[str, Any], role: str, policy: str) -> list[Statement]:
-    """The statements of a resolved policy document; IamError for what IAM would refuse."""
+def _statement_list(document: Mapping[str, Any], where: str) -> list[Mapping[str, Any]]:
+    """A policy document's Statement as a list (a single statement may stand alone)."""
     statements = document.get("Statement")
     if isinstance(statements, dict):
         statements = [statements]
     if not isinstance(statements, list):
-        raise IamError(f"{role}/{policy}: the policy has no Statement list")
+        raise IamError(f"{where} has no Statement list")
+    return statements
+
+
+def parse_policy(document: Mapping[str, Any], role: str, policy: str) -> list[Statement]:
+    """The statements of a resolved policy document; IamError for what IAM would refuse."""
+    statements = _statement_list(document, f"{role}/{policy}: the policy")
     parsed = []
     for index, item in enumerate(statements):
         sid = str(item.get("Sid", f"#{index + 1}"))
@@ -153,11 +159,7 @@ def parse_resource_policy(
     """A resolved resource policy; a statement without Resource governs the resource itself
     (a trust policy's, a key policy's "*"). Only AWS principals are kept: a service
     principal's statement allows a service, never a role of another account."""
-    statements = document.get("Statement")
-    if isinstance(statements, dict):
-        statements = [statements]
-    if not isinstance(statements, list):
-        raise IamError(f"{name}: the {kind} has no Statement list")
+    statements = _statement_list(document, f"{name}: the {kind}")
     parsed = []
     for index, item in enumerate(statements):
         principal = item.get("Principal")
@@ -364,7 +366,8 @@ class Account:
             return ""
         if parts[2] == "s3":
             return self.bucket_owners.get(parts[5].split("/", 1)[0], self.account_id)
-        return parts[4]
+        # "*": any account (an AWS-owned image's repository), not another one's resource.
+        return "" if parts[4] == "*" else parts[4]
 
     def arn(self, service: str, resource: str, regional: bool = True) -> str:
         """arn:partition:service:region:account:resource."""
