@@ -1,6 +1,7 @@
 """`make rehearse` runs the whole GitOps flow offline, for CodeCommit, GitHub, GitLab (with
-staging and production in accounts of their own) and Bitbucket, and a broken buildspec command, a permission removed or a failing stage stops it
-with a message naming the stage, the action and the command.
+staging and production in accounts of their own) and Bitbucket, and a broken buildspec
+command, a permission removed or a failing stage stops it with a message naming the stage,
+the action and the command.
 
 Each test rehearses a copy of a bake (with its git history), so the shared bakes stay
 intact. The passing rehearsal runs once per provider: the tests that read it share an xdist
