@@ -1,4 +1,4 @@
-"""`make rehearse`: the whole GitOps flow, offline (2.5 to 3 minutes on 2 cores).
+"""`make rehearse`: the whole GitOps flow, offline (2 to 3.5 minutes on 2 cores).
 
 Against a moto server on a free 127.0.0.1 port (always stopped at the end), it plays what AWS
 would do with this commit, reading both pipelines from infra/*.yml:
@@ -30,6 +30,11 @@ would do with this commit, reading both pipelines from infra/*.yml:
    function's code reaches the deploy stack's function. The CloudFormation stand-in
    (stacks.py) hosts the bootstrap and pipeline stacks; what CloudFormation's handlers do is
    checked against the stacks role, every role within its permissions boundary.
+
+With stage accounts (infra/account.yml), each account stack is made in its own moto account,
+the deploy pipeline's cross-account actions and builds work there as the stage roles, and
+every request to another account's resource is checked against that resource's policy too
+(accounts.py, iam.py).
 
 `--until STAGE` (make rehearse UNTIL=...) stops after that stage.
 
