@@ -5,15 +5,17 @@ request is denied naming the role, the action, the resource and the policy that 
 A cross-account request needs both sides (IAM User Guide, "Cross-account policy evaluation
 logic"): the caller's identity policies and the policy of the resource in the other account
 (a role's trust policy, a key policy, a bucket policy, a model package group policy, an event
-bus policy). The whole flow across the three accounts is rehearsed in test_rehearse.py.
+bus policy). `make rehearse` of a copy of that bake without one grant fails naming the call,
+the role and the policy; the whole flow across the three accounts passes in test_rehearse.py.
 """
 
 import copy
+import re
 from pathlib import Path
 
 import pytest
 from conftest import GITLAB
-from engine_support import rendered_answers
+from engine_support import git, rehearse, rendered_answers, repository_copy
 from rehearsal.accounts import ACCOUNT_TEMPLATE
 from rehearsal.bootstrap import (
     BOOTSTRAP_TEMPLATE,
@@ -233,3 +235,99 @@ def test_a_grant_admits_only_the_roles_it_names(three_accounts):
         model,
     )
     assert not allowed
+
+
+# ---------------------------------------------------------------- through make rehearse
+
+
+def remove_block(text: str, first_line: str) -> str:
+    """text without the line matching first_line and the lines indented under it."""
+    lines = text.split("\n")
+    start = next(index for index, line in enumerate(lines) if re.fullmatch(first_line, line))
+    indent = len(lines[start]) - len(lines[start].lstrip())
+    end = start + 1
+    while end < len(lines) and (
+        not lines[end].strip() or len(lines[end]) - len(lines[end].lstrip()) > indent
+    ):
+        end += 1
+    return "\n".join(lines[:start] + lines[end:])
+
+
+def edit(repository: Path, path: Path, change) -> None:
+    """Apply change to one file of the copy and commit it, as a developer's push would."""
+    target = repository / path
+    before = target.read_text()
+    after = change(before)
+    assert after != before, f"{path} did not change"
+    target.write_text(after)
+
+
+# kind of grant -> (how it is removed, the stage the rehearsal stops after, the action denied).
+REMOVED_GRANTS = {
+    "trust policy": ("trust", "Model deploy", "sts:AssumeRole"),
+    "key policy": ("key", "Model deploy", "kms:Decrypt"),
+    "bucket policy": ("bucket", "Model deploy", "s3:GetObject"),
+    "model package group policy": ("group", "Model deploy", "sagemaker:DescribeModelPackage"),
+    "event bus policy": ("bus", "Retraining", "events:PutEvents"),
+}
+
+
+@pytest.mark.parametrize("kind", list(REMOVED_GRANTS))
+def test_make_rehearse_fails_without_each_grant_naming_the_call_the_role_and_the_policy(
+    gitlab_bake, tmp_path, kind
+):
+    answers = rendered_answers(**GITLAB)
+    how, until, action = REMOVED_GRANTS[kind]
+    repository = repository_copy(gitlab_bake, tmp_path / "repository")
+    if how == "trust":
+        # The staging test role trusts another role of the pipelines' account instead.
+        name = answers["__test_staging_role_name"]
+        edit(
+            repository, ACCOUNT_TEMPLATE, lambda text: text.replace(f"/{name}\n", "/someone-else\n")
+        )
+    elif how == "key":
+        edit(
+            repository,
+            BUILD_TEMPLATE,
+            lambda text: remove_block(text, r" *- Sid: StageAccountsDecryptArtifacts"),
+        )
+    elif how == "bucket":
+        edit(
+            repository,
+            BUILD_TEMPLATE,
+            lambda text: remove_block(text, r" *- Sid: EndpointRolesReadRegisteredModels"),
+        )
+        # The unit suite lists the bucket policy's grants; drop it there too.
+        unit = Path("tests", "unit", "test_infra_templates.py")
+        edit(
+            repository,
+            unit,
+            lambda text: re.sub(r'\n *"EndpointRolesReadRegisteredModels",', "", text),
+        )
+    elif how == "group":
+        edit(
+            repository,
+            BUILD_TEMPLATE,
+            lambda text: remove_block(text, r" *ModelPackageGroupPolicy:"),
+        )
+    else:
+        edit(
+            repository,
+            DEPLOY_TEMPLATE,
+            lambda text: remove_block(text, r"  [A-Za-z]+AlarmsPolicy:"),
+        )
+        edit(
+            repository,
+            DEPLOY_TEMPLATE,
+            lambda text: remove_block(text, r"  [A-Za-z]+AlarmsPolicy:"),
+        )
+    git(repository, "commit", "-q", "-am", f"Without the {kind} grant")
+
+    result = rehearse(repository, until=until)
+
+    assert result.returncode != 0, result.stdout[-2000:]
+    failure = next(line for line in result.stdout.splitlines() if " failed: " in line)
+    assert failure.startswith(f"rehearse: {until} failed: "), failure
+    assert f" may not {action} on arn:aws:" in failure, failure
+    assert f"whose {kind} does not allow arn:aws:iam::" in failure, failure
+    assert "(a cross-account request needs both sides)" in failure
