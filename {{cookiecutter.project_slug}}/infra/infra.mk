@@ -153,7 +153,7 @@ bootstrap: $(NEEDS_VENV) aws-cli ## Deploy the bootstrap and both pipeline stack
 	$(AWS) s3 cp "build/$${key#lambda/}" "s3://$$bucket/$$key"; \
 	$(AWS) cloudformation deploy --stack-name $(DEPLOY_STACK) --template-file infra/model-deploy-pipeline.yml \
 		$(TEMPLATE_UPLOAD) $(STACKS_ROLE) \
-		--capabilities CAPABILITY_IAM --no-fail-on-empty-changeset --tags project={{ cookiecutter.project_slug }} \
+		--capabilities {% if cookiecutter.prod_account_id %}CAPABILITY_NAMED_IAM{% else %}CAPABILITY_IAM{% endif %} --no-fail-on-empty-changeset --tags project={{ cookiecutter.project_slug }} \
 		--parameter-overrides MergeFunctionCodeKey="$$key"{% if cookiecutter.source_provider != 'codecommit' %} GitTokenSecretArn="$$secret" ConnectionArn="$$(cat $(CONNECTION_ARN_FILE))"{% endif %}
 	$(call stack_policy,$(DEPLOY_STACK),infra/stack-policies/model-deploy.json)
 	$(PY) -m $(CLI) stop-first-run --pipeline {{ cookiecutter.__deploy_pipeline_name }}
@@ -232,7 +232,10 @@ teardown-account: $(NEEDS_VENV) ## In a stage account: delete its endpoints, cap
 	@echo "==> Emptying the capture bucket (production's account), then deleting $(ACCOUNT_STACK)"
 	bucket="$$($(call stack_output,$(ACCOUNT_STACK),CaptureBucketName) 2>/dev/null || true)"; \
 	if [ -n "$$bucket" ] && [ "$$bucket" != None ]; then $(PY) -m $(CLI) empty-bucket --bucket "$$bucket"; fi
-	$(AWS) cloudformation delete-stack --stack-name $(ACCOUNT_STACK)
-	$(AWS) cloudformation wait stack-delete-complete --stack-name $(ACCOUNT_STACK)
-	@echo "Kept the endpoint key {{ cookiecutter.__endpoint_key_alias }} (it may still decrypt kept logs); schedule its deletion with: $(AWS) kms schedule-key-deletion --key-id <its ARN>"
+	@# The stack keeps its key (it may still decrypt kept logs) but deletes the key's alias.
+	key="$$($(call stack_output,$(ACCOUNT_STACK),EndpointKeyArn) 2>/dev/null || true)"; \
+	$(AWS) cloudformation delete-stack --stack-name $(ACCOUNT_STACK); \
+	$(AWS) cloudformation wait stack-delete-complete --stack-name $(ACCOUNT_STACK); \
+	if [ -n "$$key" ] && [ "$$key" != None ]; then \
+		echo "Kept the endpoint key $$key; schedule its deletion with: $(AWS) kms schedule-key-deletion --key-id $$key"; fi
 {%- endif %}

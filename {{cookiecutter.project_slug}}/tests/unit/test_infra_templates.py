@@ -830,3 +830,29 @@ def test_volume_key_is_left_out_for_instance_storage(
     serverless = {**parameters, "EndpointType": "serverless"}
     assert not condition(document, "EncryptVolume", serverless)
     assert not condition(document, "EncryptCapture", serverless)
+
+
+# IAM resources a template names itself: CloudFormation then wants CAPABILITY_NAMED_IAM.
+IAM_NAME_PROPERTIES = ("RoleName", "ManagedPolicyName", "UserName", "GroupName")
+
+
+def test_every_deploy_asks_for_the_capability_its_iam_resources_need() -> None:
+    """CreateStack and CreateChangeSet refuse a template with IAM resources without
+    CAPABILITY_IAM, and one that names them without CAPABILITY_NAMED_IAM (CloudFormation
+    API reference, Capabilities). Checked for each `aws cloudformation deploy` of infra.mk."""
+    recipes = re.sub(r"\\\n\s*", " ", (INFRA / "infra.mk").read_text())
+    deploys = [
+        (match.group(1), re.search(r"--capabilities (\S+)", command))
+        for command in re.findall(r"cloudformation deploy [^\n]*", recipes)
+        if (match := re.search(r"--template-file infra/(\S+\.yml)", command))
+    ]
+    assert deploys
+    for name, capabilities in deploys:
+        resources = template(name)["Resources"].values()
+        iam = [item for item in resources if item["Type"].startswith("AWS::IAM::")]
+        named = any(item["Properties"].get(key) for item in iam for key in IAM_NAME_PROPERTIES)
+        given = capabilities.group(1) if capabilities else ""
+        if named:
+            assert "CAPABILITY_NAMED_IAM" in given, name
+        elif iam:
+            assert "CAPABILITY_IAM" in given or "CAPABILITY_NAMED_IAM" in given, name
