@@ -25,6 +25,12 @@ resource type's schema); moto's CloudFormation ignores it and generates a name, 
 stack's EndpointName output would not be the endpoint the templates' policies name. The
 patch gives moto the name property of that one resource type.
 
+AWS::KMS::Key's Tags and KeyPolicy. CloudFormation takes a key's tags as Key and Value and
+its policy as a JSON object (the resource type's schema); moto's CloudFormation passes both
+to its KMS backend as they are, which reads tags as TagKey and TagValue (KMS's TagResource
+shape) and fails on the template's. The patch hands moto the KMS shapes, so a stage
+account's stack (infra/account.yml) deploys in moto as `make bootstrap-account` deploys it.
+
 A pipeline execution's status. moto marks every execution Succeeded when it starts it and
 runs nothing; the rehearsal plays the execution afterwards. SageMaker marks an execution
 whose step failed Failed, with the failure reason (DescribePipelineExecution), and the
@@ -34,6 +40,7 @@ DescribePipelineExecution answers an empty FailureReason whatever it holds).
 """
 
 import contextlib
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -44,12 +51,26 @@ def moto_as_aws() -> Iterator[None]:
     from moto.cloudformation import parsing
     from moto.cloudformation.models import ChangeSet, Stack
     from moto.cloudformation.responses import CloudFormationResponse
+    from moto.kms.models import Key
     from moto.sagemaker.models import FakeEndpoint
 
     original = CloudFormationResponse.create_change_set
     original_apply = ChangeSet.apply
     original_has_parameters = Stack.has_parameters
     original_name_type = FakeEndpoint.__dict__["cloudformation_name_type"]
+    original_key = Key.__dict__["create_from_cloudformation_json"]
+
+    def create_key(
+        cls: Any, resource_name: str, cloudformation_json: Any, *args: Any, **kwargs: Any
+    ) -> Any:
+        properties = dict(cloudformation_json.get("Properties", {}))
+        properties["Tags"] = [
+            {"TagKey": tag["Key"], "TagValue": tag["Value"]} for tag in properties.get("Tags", [])
+        ]
+        if isinstance(properties.get("KeyPolicy"), dict):
+            properties["KeyPolicy"] = json.dumps(properties["KeyPolicy"])
+        given = {**cloudformation_json, "Properties": properties}
+        return original_key.__func__(cls, resource_name, given, *args, **kwargs)
 
     def create_change_set(self: Any) -> Any:
         # moto makes one response object per request: the patch stays with this request.
@@ -84,6 +105,7 @@ def moto_as_aws() -> Iterator[None]:
     ChangeSet.apply = apply  # type: ignore[method-assign]
     Stack.has_parameters = has_parameters  # type: ignore[method-assign]
     FakeEndpoint.cloudformation_name_type = staticmethod(lambda: "EndpointName")  # type: ignore[method-assign]
+    Key.create_from_cloudformation_json = classmethod(create_key)  # type: ignore[method-assign,assignment]
     parsing.get_name_type_map.cache_clear()
     try:
         yield
@@ -92,6 +114,7 @@ def moto_as_aws() -> Iterator[None]:
         ChangeSet.apply = original_apply  # type: ignore[method-assign]
         Stack.has_parameters = original_has_parameters  # type: ignore[method-assign]
         FakeEndpoint.cloudformation_name_type = original_name_type  # type: ignore[method-assign]
+        Key.create_from_cloudformation_json = original_key  # type: ignore[method-assign]
         parsing.get_name_type_map.cache_clear()
 
 
