@@ -205,6 +205,7 @@ def test_new_data_and_the_schedule_start_the_build_and_failures_reach_their_rule
     for failure, rule in (
         ("SageMaker pipeline failed", answers["__training_failed_rule_name"]),
         ("build pipeline failed", answers["__pipeline_failed_rule_name"]),
+        ("production alarm", answers["__endpoint_alarm_rule_name"]),
     ):
         assert f"{failure} -> {rule}" in rows["Notifications"]
     assert "successes reached no rule" in rows["Notifications"]

@@ -869,16 +869,16 @@ class Rehearsal:
         prod_account = stage_accounts(self.workspace.source_dir).get("prod", ACCOUNT_ID)
         cloudwatch = self.workspace.clients_in(prod_account)["cloudwatch"]
         alarms = cloudwatch.describe_alarms(AlarmNamePrefix=f"{prod_endpoint}-")["MetricAlarms"]
-        alarm_note = "the endpoint stacks' alarms are not in moto: no alarm provoked"
-        if not alarms and prod_account != ACCOUNT_ID:
-            # moto's CloudFormation makes no alarms; the route from a stage account to the
-            # pipelines' is rehearsed with the state change the endpoint stack's first
-            # alarm would send.
+        if not alarms:
+            # moto's CloudFormation makes no alarms: the route is rehearsed with the state
+            # change the endpoint stack's first alarm would send (from a stage account, through
+            # its forwarding rule to the pipelines' bus).
             alarms = [self._endpoint_alarm(prod_account, prod_endpoint)]
             alarm_note = f"alarm {alarms[0]['AlarmName']} of account {prod_account} (in ALARM)"
             failures["production alarm"] = alarm_event(region, alarms[0])
-            alarm_note += self._forward_alarm(prod_account, failures["production alarm"])
-        elif alarms:
+            if prod_account != ACCOUNT_ID:
+                alarm_note += self._forward_alarm(prod_account, failures["production alarm"])
+        else:
             alarm_note = f"alarm {alarms[0]['AlarmName']} set to ALARM"
             name = alarms[0]["AlarmName"]
             cloudwatch.set_alarm_state(
