@@ -177,7 +177,7 @@ retrain: ## Start the model build pipeline at the current {{ cookiecutter.dev_br
 
 teardown: $(NEEDS_VENV) ## Delete endpoints, pipelines, model packages and artifacts (CONFIRM={{ cookiecutter.project_slug }})
 	@if [ "$(CONFIRM)" != "{{ cookiecutter.project_slug }}" ]; then \
-		echo "teardown: this deletes both endpoints, both pipelines, the SageMaker pipeline, every model package of $(MODEL_PACKAGE_GROUP) and the artifact bucket; run: make teardown CONFIRM={{ cookiecutter.project_slug }}" >&2; exit 1; fi
+		echo "teardown: this deletes {% if not cookiecutter.prod_account_id %}both endpoints, {% endif %}both pipelines, the SageMaker pipeline, every model package of $(MODEL_PACKAGE_GROUP) and the artifact bucket{% if cookiecutter.prod_account_id %} (the endpoints: make teardown-account in their accounts){% endif %}; run: make teardown CONFIRM={{ cookiecutter.project_slug }}" >&2; exit 1; fi
 {%- if cookiecutter.prod_account_id %}
 	$(PY) -m $(CLI) check-account
 	@echo "==> Deleting $(DEPLOY_STACK) (the endpoints live in the stage accounts: make teardown-account there)"

@@ -31,7 +31,15 @@ from .buildspec import (
 )
 from .cloudformation import Stack, TemplateError, deploy_stack, resources_of_type
 from .git_hosts import git_host
-from .iam import Authorization, Build, Call, IamDenied, RehearsalIam, authorizations
+from .iam import (
+    GLOBAL_CONTEXT,
+    Authorization,
+    Build,
+    Call,
+    IamDenied,
+    RehearsalIam,
+    authorizations,
+)
 from .merge import (
     CodePipelineJobs,
     GitCodeCommit,
@@ -582,7 +590,7 @@ class PipelinePlayer:
         iam = self.workspace.iam
         if iam is None:
             return "", []
-        assume = Authorization("sts:AssumeRole", action_role, {"aws:SecureTransport": "true"})
+        assume = Authorization("sts:AssumeRole", action_role, GLOBAL_CONTEXT)
         self.workspace.check_iam([], action.name, platform=(iam.actor(pipeline_role), [assume]))
         actor = iam.actor(action_role)
         bucket = str(pipeline["ArtifactStore"]["Location"])

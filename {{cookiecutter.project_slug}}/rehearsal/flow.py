@@ -89,7 +89,15 @@ from .environment import (
     process_environment,
     write_aws_cli,
 )
-from .iam import Authorization, Call, IamError, Recorder, RehearsalIam, authorizations
+from .iam import (
+    GLOBAL_CONTEXT,
+    Authorization,
+    Call,
+    IamError,
+    Recorder,
+    RehearsalIam,
+    authorizations,
+)
 from .moto_shims import execution_failed, moto_as_aws
 from .pushes import (
     LOWERED_GATE,
@@ -989,9 +997,7 @@ class Rehearsal:
             )
         (target,) = forwarding[reached[0]]["Targets"]
         actor = self.iam.actor(str(target["RoleArn"]))
-        request = Authorization(
-            "events:PutEvents", str(target["Arn"]), {"aws:SecureTransport": "true"}
-        )
+        request = Authorization("events:PutEvents", str(target["Arn"]), GLOBAL_CONTEXT)
         self.workspace.check_iam(
             [], f"{reached[0]} of account {account_id}", platform=(actor, [request])
         )
