@@ -454,8 +454,10 @@ def test_this_process_records_calls_only_while_acting_for_an_actor(monkeypatch):
     ]
 
 
-def test_a_build_process_is_answered_access_denied_for_what_its_role_may_not_do(tmp_path):
-    # A moto server in this test: the hook checks calls sent to it, from another process.
+def run_in_a_build(tmp_path, script, aws_settings):
+    """Run script in a process with the recording hook as the actor Builder (policies in
+    tmp_path/policies.json), against a moto server of its own; aws_settings: the AWS
+    variables besides the endpoint and the region."""
     from moto.server import ThreadedMotoServer
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -463,29 +465,33 @@ def test_a_build_process_is_answered_access_denied_for_what_its_role_may_not_do(
     try:
         host, port = server.get_host_and_port()
         endpoint = f"http://{host}:{port}"
-        policy = statements(allow("s3:ListBucket", "arn:aws:s3:::artifacts"))
-        write_policies(tmp_path / "policies.json", {"Builder": policy}, ACCOUNT)
         environment = hook_environment(
             {
                 "PATH": os.environ.get("PATH", ""),
                 "AWS_ENDPOINT_URL": endpoint,
-                "AWS_ACCESS_KEY_ID": "a",
-                "AWS_SECRET_ACCESS_KEY": "b",
                 "AWS_DEFAULT_REGION": "eu-west-1",
-                "AWS_CONFIG_FILE": os.devnull,
                 "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+                **aws_settings,
             },
             "Builder",
             tmp_path / "Builder.jsonl",
             tmp_path / "policies.json",
             [endpoint],
         )
-        script = "import boto3; boto3.client('s3').put_object(Bucket='artifacts', Key='k')"
-        result = subprocess.run(
+        return subprocess.run(
             [sys.executable, "-c", script], env=environment, capture_output=True, text=True
         )
     finally:
         server.stop()
+
+
+def test_a_build_process_is_answered_access_denied_for_what_its_role_may_not_do(tmp_path):
+    # The hook checks the calls another process sends to moto.
+    policy = statements(allow("s3:ListBucket", "arn:aws:s3:::artifacts"))
+    write_policies(tmp_path / "policies.json", {"Builder": policy}, ACCOUNT)
+    script = "import boto3; boto3.client('s3').put_object(Bucket='artifacts', Key='k')"
+    keys = {"AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b", "AWS_CONFIG_FILE": os.devnull}
+    result = run_in_a_build(tmp_path, script, keys)
     assert result.returncode != 0
     assert "AccessDenied" in result.stderr
     assert "Builder may not s3:PutObject on arn:aws:s3:::artifacts/k" in result.stderr
@@ -662,7 +668,6 @@ def test_a_key_named_by_its_alias_is_authorized_on_the_key():
 
 
 def test_a_build_process_whose_profile_assumes_a_role_acts_as_that_role(tmp_path):
-    from moto.server import ThreadedMotoServer
 
     builder = "arn:aws:iam::123456789012:role/app/app-test-staging"
     trust = parse_resource_policy(
@@ -699,36 +704,19 @@ def test_a_build_process_whose_profile_assumes_a_role_acts_as_that_role(tmp_path
     )
     from rehearsal.standins import ContainerCredentials
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
     # As in CodeBuild: the source credentials are the container's.
     credentials = ContainerCredentials("ASIABUILD", "secret", "token")
     credentials.start()
     try:
-        host, port = server.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
-        environment = hook_environment(
-            {
-                "PATH": os.environ.get("PATH", ""),
-                "AWS_ENDPOINT_URL": endpoint,
-                "AWS_CONTAINER_CREDENTIALS_FULL_URI": credentials.full_uri,
-                "AWS_DEFAULT_REGION": "eu-west-1",
-                "AWS_CONFIG_FILE": str(config),
-                "AWS_PROFILE": "stage",
-                "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-            },
-            "Builder",
-            tmp_path / "Builder.jsonl",
-            tmp_path / "policies.json",
-            [endpoint],
-        )
         script = "import boto3; print(boto3.client('s3').list_buckets()['Owner'])"
-        result = subprocess.run(
-            [sys.executable, "-c", script], env=environment, capture_output=True, text=True
-        )
+        profile = {
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI": credentials.full_uri,
+            "AWS_CONFIG_FILE": str(config),
+            "AWS_PROFILE": "stage",
+        }
+        result = run_in_a_build(tmp_path, script, profile)
     finally:
         credentials.stop()
-        server.stop()
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in (tmp_path / "Builder.jsonl").read_text().splitlines()]
     # The SDK assumes the role when it first signs a request, after the call was checked.

@@ -10,11 +10,9 @@ StagingAccountId and ProdAccountId parameters); `make bootstrap-account` deploys
 template in each of them.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
-
-from .cloudformation import load_template
 
 ACCOUNT_TEMPLATE = Path("infra", "account.yml")
 STAGE_ACCOUNT_PARAMETERS = {"staging": "StagingAccountId", "prod": "ProdAccountId"}
@@ -23,12 +21,9 @@ PIPELINES_ACCOUNT_PARAMETER = "PipelinesAccountId"
 ACCOUNT_HEADER = "x-moto-account-id"
 
 
-def stage_accounts(source_dir: Path) -> dict[str, str]:
-    """stage -> account id, from infra/account.yml ({} when the project has one account)."""
-    path = source_dir / ACCOUNT_TEMPLATE
-    if not path.is_file():
-        return {}
-    parameters = load_template(path).get("Parameters", {})
+def stage_accounts(template: Mapping[str, Any]) -> dict[str, str]:
+    """stage -> account id: the defaults of infra/account.yml's account parameters."""
+    parameters = template.get("Parameters", {})
     return {
         stage: str(parameters.get(name, {}).get("Default", ""))
         for stage, name in STAGE_ACCOUNT_PARAMETERS.items()

@@ -93,9 +93,12 @@ class Workspace:
     account_stack: str = ""
     clients_in: Callable[[str], dict[str, Any]] | None = None
 
-    def account_of(self, role_arn: str) -> str:
-        """The account of a role ARN."""
-        return role_arn.split(":")[4]
+    def clients_of(self, role_arn: str) -> dict[str, Any]:
+        """moto's clients in the account of role_arn."""
+        account = role_arn.split(":")[4]
+        if account == self.account_id or self.clients_in is None:
+            return self.clients
+        return self.clients_in(account)
 
     def check_iam(
         self,
@@ -545,7 +548,7 @@ class PipelinePlayer:
         platform = None
         if action.role_arn:
             acting_role = str(self.stack.resolve(action.role_arn))
-            clients = self._clients_of(acting_role)
+            clients = self.workspace.clients_of(acting_role)
             platform = self._cross_account_action(pipeline, pipeline_role, acting_role, action)
         with self.workspace.acting_as(acting_role, where) as calls:
             outputs = deploy_stack(
@@ -568,13 +571,6 @@ class PipelinePlayer:
             self.artifacts[action.output_artifacts[0]] = artifact_dir
         files = [configuration["TemplatePath"], configuration.get("TemplateConfiguration")]
         return f"stack {configuration['StackName']} from {', '.join(filter(None, files))}"
-
-    def _clients_of(self, role_arn: str) -> dict[str, Any]:
-        """moto's clients in the account of role_arn."""
-        account = self.workspace.account_of(role_arn)
-        if account == self.workspace.account_id or self.workspace.clients_in is None:
-            return self.workspace.clients
-        return self.workspace.clients_in(account)
 
     def _cross_account_action(
         self,

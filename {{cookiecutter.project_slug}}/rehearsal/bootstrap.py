@@ -18,7 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .accounts import ACCOUNT_TEMPLATE, PIPELINES_ACCOUNT_PARAMETER, stage_accounts
+from .accounts import (
+    ACCOUNT_TEMPLATE,
+    PIPELINES_ACCOUNT_PARAMETER,
+    STAGE_ACCOUNT_PARAMETERS,
+    stage_accounts,
+)
 from .actions import Workspace
 from .cloudformation import (
     CloudFormationLoader,
@@ -76,6 +81,12 @@ class Stacks:
     def everywhere(self) -> tuple[Stack, ...]:
         """The pipelines' three stacks and the stage accounts' stacks."""
         return (*self.all(), *self.accounts)
+
+    def account_of(self, stage: str, default: str) -> str:
+        """The account of a stage's endpoint (default: with one account, the pipelines')."""
+        if not self.accounts:
+            return default
+        return self.accounts[0].parameter(STAGE_ACCOUNT_PARAMETERS[stage])
 
 
 def create_resources(clients: Mapping[str, Any], stack: Stack, region: str) -> None:
@@ -207,10 +218,11 @@ def account_stack(
 def bootstrap_accounts(workspace: Workspace) -> tuple[Stack, ...]:
     """What make bootstrap-account makes in each stage account: infra/account.yml, its
     resources that hold there (HostsStaging, HostsProd), made in that account."""
-    accounts = sorted(set(stage_accounts(workspace.source_dir).values()))
-    if not accounts:
+    path = workspace.source_dir / ACCOUNT_TEMPLATE
+    if not path.is_file():
         return ()
-    template = load_template(workspace.source_dir / ACCOUNT_TEMPLATE)
+    template = load_template(path)
+    accounts = sorted(set(stage_accounts(template).values()))
     stacks = []
     for account_id in accounts:
         if account_id == workspace.account_id:

@@ -60,7 +60,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .accounts import account_clients, stage_accounts
+from .accounts import account_clients
 from .actions import ActionFailed, PipelinePlayer, Workspace
 from .approval import (
     ApprovalFailed,
@@ -663,19 +663,14 @@ class Rehearsal:
         if not self.runtime.invocations:
             raise StageFailed("no endpoint was invoked: the endpoint tests did not run")
         for endpoint_name in self.runtime.invocations:
-            account_id = self.runtime.accounts.get(endpoint_name, ACCOUNT_ID)
-            sagemaker = self.workspace.clients_in(account_id)["sagemaker"]
-            endpoint = sagemaker.describe_endpoint(EndpointName=endpoint_name)
-            variant = sagemaker.describe_endpoint_config(
-                EndpointConfigName=endpoint["EndpointConfigName"]
-            )["ProductionVariants"][0]
-            model = sagemaker.describe_model(ModelName=variant["ModelName"])
+            account_id = self.runtime.accounts.get(endpoint_name)
+            _, model = self.runtime.served_model(endpoint_name, account_id)
             served = model.get("PrimaryContainer", {}).get("ModelPackageName")
             if served != self.model_package_arn:
                 raise StageFailed(
                     f"endpoint {endpoint_name} serves {served}, not {self.model_package_arn}"
                 )
-            if account_id != ACCOUNT_ID:
+            if account_id is not None:
                 self._endpoint_reads_its_model(endpoint_name, model)
         counts = ", ".join(str(count) for count in self.runtime.invocations.values())
         return (
@@ -689,7 +684,7 @@ class Rehearsal:
         iam = self.iam
         role_arn = str(model["ExecutionRoleArn"])
         actor = iam.actor(role_arn)
-        _, url = self.runtime.model_data_url(endpoint_name, self.runtime.accounts[endpoint_name])
+        url = self.runtime.artifact_url(model)
         bucket, _, key = url.removeprefix("s3://").partition("/")
         call = Call(actor, "s3", "GetObject", {"Bucket": bucket, "Key": key})
         requests = authorizations(call, iam.checker.account.of(actor))
@@ -874,7 +869,7 @@ class Rehearsal:
 
         prod_endpoint = self.stacks.deploy.parameter("ProdEndpointName")
         # With stage accounts the production endpoint and its alarms are in its account.
-        prod_account = stage_accounts(self.workspace.source_dir).get("prod", ACCOUNT_ID)
+        prod_account = self.stacks.account_of("prod", ACCOUNT_ID)
         cloudwatch = self.workspace.clients_in(prod_account)["cloudwatch"]
         alarms = cloudwatch.describe_alarms(AlarmNamePrefix=f"{prod_endpoint}-")["MetricAlarms"]
         if not alarms:
@@ -884,8 +879,6 @@ class Rehearsal:
             alarms = [self._endpoint_alarm(prod_account, prod_endpoint)]
             alarm_note = f"alarm {alarms[0]['AlarmName']} of account {prod_account} (in ALARM)"
             failures["production alarm"] = alarm_event(region, alarms[0])
-            if prod_account != ACCOUNT_ID:
-                alarm_note += self._forward_alarm(prod_account, failures["production alarm"])
         else:
             alarm_note = f"alarm {alarms[0]['AlarmName']} set to ALARM"
             name = alarms[0]["AlarmName"]
@@ -894,8 +887,8 @@ class Rehearsal:
             )
             (alarm,) = cloudwatch.describe_alarms(AlarmNames=[name])["MetricAlarms"]
             failures["production alarm"] = alarm_event(region, alarm)
-            if prod_account != ACCOUNT_ID:
-                alarm_note += self._forward_alarm(prod_account, failures["production alarm"])
+        if prod_account != ACCOUNT_ID:
+            alarm_note += self._forward_alarm(prod_account, failures["production alarm"])
 
         successes["new-data build succeeded"] = pipeline_execution_event(
             region, build_name, "rehearsal-new-data", "SUCCEEDED"
@@ -939,7 +932,7 @@ class Rehearsal:
 
     def _endpoint_alarm(self, account_id: str, endpoint_name: str) -> dict[str, Any]:
         """The first alarm of the deploy pipeline's endpoint template, as DescribeAlarms
-        would give it in ALARM, for an endpoint of another account."""
+        would give it in ALARM, for the endpoint of that name in account_id."""
         templates = {
             str(action.configuration.get("TemplatePath", "")).split("::", 1)[-1]
             for action in self.deploy.actions()

@@ -192,8 +192,10 @@ class SageMakerRuntime(LocalHttpService):
             if account_id is not None:
                 self.accounts[endpoint_name] = account_id
 
-    def model_data_url(self, endpoint_name: str, account_id: str | None = None) -> tuple[str, str]:
-        """(variant name, S3 URI of the model artifact) behind an endpoint in moto (in
+    def served_model(
+        self, endpoint_name: str, account_id: str | None = None
+    ) -> tuple[str, dict[str, Any]]:
+        """(variant name, DescribeModel answer) of the model an endpoint serves in moto (in
         account_id: None for the default account)."""
         sagemaker = self.sagemaker
         if account_id is not None and self.sagemaker_in is not None:
@@ -205,16 +207,18 @@ class SageMakerRuntime(LocalHttpService):
             EndpointConfigName=endpoint["EndpointConfigName"]
         )
         variant = endpoint_config["ProductionVariants"][0]
-        model = sagemaker.describe_model(ModelName=variant["ModelName"])
+        return variant["VariantName"], sagemaker.describe_model(ModelName=variant["ModelName"])
+
+    def artifact_url(self, model: dict[str, Any]) -> str:
+        """The S3 URI of a model's artifact (its own, or its model package's, which the
+        registry of the default account holds)."""
         container = model.get("PrimaryContainer") or model["Containers"][0]
         if container.get("ModelDataUrl"):
-            return variant["VariantName"], container["ModelDataUrl"]
+            return container["ModelDataUrl"]
         package = self.sagemaker.describe_model_package(
             ModelPackageName=container["ModelPackageName"]
         )
-        return variant["VariantName"], package["InferenceSpecification"]["Containers"][0][
-            "ModelDataUrl"
-        ]
+        return package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
 
     def server_for(self, model_data_url: str) -> str:
         """The URL of a local inference server serving the artifact (started if needed)."""
@@ -310,8 +314,8 @@ class _RuntimeHandler(QuietHandler):
             )
             return
         try:
-            variant, model_data_url = runtime.model_data_url(endpoint_name, account_id)
-            server_url = runtime.server_for(model_data_url)
+            variant, model = runtime.served_model(endpoint_name, account_id)
+            server_url = runtime.server_for(runtime.artifact_url(model))
         except (ClientError, LookupError) as error:
             message = (
                 error.response["Error"]["Message"] if isinstance(error, ClientError) else str(error)

@@ -59,13 +59,16 @@ def _load():
 
 
 def _acting(actor, service, operation):
-    """The actor of a call: the role the process's profile assumes, if the templates have it."""
-    iam, (_, account) = _load()
-    role = iam.profile_role(os.environ)
-    if not role or (service, operation) == ("sts", "AssumeRole"):
+    """The actor of a call: the role the process's profile assumes, if the templates have it
+    (the profile is the process's: read once)."""
+    if "profile actor" not in _loaded:
+        iam, (_, account) = _load()
+        role = iam.profile_role(os.environ)
+        actors = {arn: name for name, arn in account.actor_roles.items()}
+        _loaded["profile actor"] = actors.get(role) if role else None
+    if (service, operation) == ("sts", "AssumeRole"):
         return actor
-    by_role = {arn: name for name, arn in account.actor_roles.items()}
-    return by_role.get(role, actor)
+    return _loaded["profile actor"] or actor
 
 
 def _denial(actor, service, operation, params):

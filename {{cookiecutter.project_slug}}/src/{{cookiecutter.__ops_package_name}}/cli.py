@@ -750,9 +750,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     record.add_argument("--config-dir", type=Path, default=Path("build", "deploy"))
     record.add_argument("--stage", default="prod")
-    record.add_argument(
-        "--bucket", help="artifact bucket name (env ARTIFACT_BUCKET, else the build stack's)"
-    )
+    record.add_argument("--bucket", help="artifact bucket name (env ARTIFACT_BUCKET)")
 {%- endif %}
 {%- if cookiecutter.source_provider != 'codecommit' %}
 

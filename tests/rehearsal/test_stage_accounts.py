@@ -10,21 +10,12 @@ import os
 
 import boto3
 import pytest
-from conftest import GITLAB, TEMPLATE, answers_for, make
-from cookiecutter.generate import generate_context
-from cookiecutter.prompt import prompt_for_config
+from conftest import GITLAB, make
+from engine_support import rendered_answers
 from moto.server import ThreadedMotoServer
 from rehearsal.moto_shims import moto_as_aws
 
 PIPELINES = "123456789012"
-
-
-def rendered_answers(**choices: object) -> dict:
-    """The answers of a bake, private names rendered."""
-    context = generate_context(
-        str(TEMPLATE / "cookiecutter.json"), extra_context=answers_for(**choices)
-    )
-    return prompt_for_config(context, no_input=True)
 
 
 @pytest.fixture(scope="module")
