@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import BIN, DEFAULT, GITHUB, bake, make, run
+from conftest import BIN, DEFAULT, GITHUB, GITLAB, bake, make, run
 from expected_files import expected_files
 
 # Jinja that survived the bake: a cookiecutter variable or a tag. (Other braces, as in
@@ -103,8 +103,11 @@ def test_unit_tests_pass(baked):
     assert_suite_passes("test-unit", baked[1])
 
 
-# The whole flow of both bakes is rehearsed by tests/rehearsal/test_rehearse.py.
-@pytest.mark.parametrize("choices", [DEFAULT, GITHUB], ids=["default", "github"])
+# The whole flow of these bakes is rehearsed by tests/rehearsal/test_rehearse.py; the GitLab
+# bake's integration suite runs as well, since its stages live in accounts of their own.
+@pytest.mark.parametrize(
+    "choices", [DEFAULT, GITHUB, GITLAB], ids=["default", "github", "three-accounts"]
+)
 def test_integration_tests_pass(choices, tmp_path):
     assert_suite_passes("test-integration", bake(tmp_path, **choices))
 

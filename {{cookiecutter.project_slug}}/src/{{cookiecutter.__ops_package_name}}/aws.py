@@ -133,6 +133,31 @@ def cloud_settings(
     return CloudSettings(role, bucket, commit)
 
 
+{% if cookiecutter.prod_account_id -%}
+def artifact_bucket(value: str | None = None, cloudformation: Any = None) -> str:
+    """The artifact bucket alone: the option, ARTIFACT_BUCKET, else the build stack's output
+    (what the champion record and the production record need); UserError when none."""
+    bucket = value or os.environ.get(BUCKET_ENV)
+    stack_problem = None
+    if not bucket:
+        if cloudformation is None:
+            import boto3
+
+            cloudformation = boto3.client("cloudformation", region_name=config.AWS_REGION)
+        outputs, stack_problem = build_stack_outputs(cloudformation)
+        bucket = outputs.get(BUCKET_OUTPUT)
+    if not bucket:
+        raise UserError(
+            f"missing the artifact bucket (--bucket, {BUCKET_ENV}, or output {BUCKET_OUTPUT} of"
+            f" stack {config.BUILD_STACK_NAME})" + (f" [{stack_problem}]" if stack_problem else "")
+        )
+    problem = bucket_problem(bucket)
+    if problem:
+        raise UserError(problem)
+    return bucket
+
+
+{% endif -%}
 def resolve_commit_id(value: str | None = None, fallback: str | None = None) -> str:
     """The git commit being built or deployed: value (--commit-id), else
     CODEBUILD_RESOLVED_SOURCE_VERSION, else `git rev-parse HEAD`, else fallback (if given).

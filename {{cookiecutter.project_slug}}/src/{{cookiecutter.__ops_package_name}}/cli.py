@@ -252,7 +252,7 @@ def cmd_start(args: argparse.Namespace) -> int:
 {%- if cookiecutter.prod_account_id %}
     # The production stack is in the production account: the deploy pipeline records what
     # it serves in the artifact bucket.
-    bucket = aws.cloud_settings(None, None, commit_id).bucket
+    bucket = aws.artifact_bucket()
     s3 = boto3.client("s3", region_name=config.AWS_REGION)
     try:
         champion = recorded_production_model(s3, client, bucket, config.PRODUCTION_RECORD_KEY)
@@ -509,19 +509,12 @@ def cmd_target_profile(args: argparse.Namespace) -> int:
 
 def cmd_record_production(args: argparse.Namespace) -> int:
     """Record, in the artifact bucket, the package a stage file put in production."""
-    import os
-
     import boto3
 
     from . import aws
     from .registry import record_production
 
-    bucket = args.bucket or os.environ.get(aws.BUCKET_ENV)
-    if not bucket:
-        raise UserError(
-            f"record-production needs the artifact bucket: --bucket or {aws.BUCKET_ENV}"
-            " (the DeployProd project sets it)"
-        )
+    bucket = aws.artifact_bucket(args.bucket)
     document = deploy.load_stage_config(args.config_dir, args.stage)
     s3 = boto3.client("s3", region_name=config.AWS_REGION)
     arn = record_production(s3, bucket, config.PRODUCTION_RECORD_KEY, document)
@@ -750,7 +743,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     record.add_argument("--config-dir", type=Path, default=Path("build", "deploy"))
     record.add_argument("--stage", default="prod")
-    record.add_argument("--bucket", help="artifact bucket name (env ARTIFACT_BUCKET)")
+    record.add_argument(
+        "--bucket", help="artifact bucket name (env ARTIFACT_BUCKET, else the build stack's)"
+    )
 {%- endif %}
 {%- if cookiecutter.source_provider != 'codecommit' %}
 

@@ -100,7 +100,13 @@ def test_serverless_endpoint_stack(aws: dict[str, Any], stage: str) -> None:
     }
     assert "InstanceType" not in result["variant"]
     assert result["model"]["PrimaryContainer"] == {"ModelPackageName": f"{PACKAGE_ARN}1"}
+{%- if cookiecutter.prod_account_id %}
+    # The stage account's endpoint role, as the stage file names it.
+    assert result["model"]["ExecutionRoleArn"] == parameters["ExecutionRoleArn"]
+    assert result["model"]["ExecutionRoleArn"].endswith(f"/{config.PROJECT_SLUG}-{stage}-endpoint")
+{%- else %}
     assert result["model"]["ExecutionRoleArn"] == PIPELINE_ENVIRONMENT["SAGEMAKER_ROLE_ARN"]
+{%- endif %}
 
 
 @pytest.mark.parametrize("stage", ["staging", "prod"])

@@ -20,6 +20,11 @@ def aws(moto_endpoint, monkeypatch):
     """Every AWS client of this test talks to the moto server; a new artifact bucket exists."""
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
     bucket = f"{config.PROJECT_SLUG}-artifacts-{uuid.uuid4().hex[:8]}"
+{%- if cookiecutter.prod_account_id %}
+    # start reads the champion's record from the artifact bucket, as the Train action's
+    # ARTIFACT_BUCKET names it.
+    monkeypatch.setenv("ARTIFACT_BUCKET", bucket)
+{%- endif %}
     s3 = boto3.client("s3", region_name=config.AWS_REGION)
     if config.AWS_REGION == "us-east-1":
         s3.create_bucket(Bucket=bucket)
