@@ -50,10 +50,20 @@ STACKS_ROLE = --role-arn "$$($(call stack_output,$(BOOTSTRAP_STACK),StacksRoleAr
 # $(call stack_policy,<stack>,<file>): the stack policy make bootstrap sets (no push can change it).
 stack_policy = $(AWS) cloudformation set-stack-policy --stack-name $(1) --stack-policy-body file://$(2)
 
-.PHONY: ci-build update-pipelines stage-config deploy-prod aws-cli bootstrap teardown retrain{% if cookiecutter.prod_account_id %} \
+.PHONY: ci-build pull-request-check update-pipelines stage-config deploy-prod aws-cli bootstrap teardown retrain{% if cookiecutter.prod_account_id %} \
 	bootstrap-account teardown-account{% endif %}
 
 ci-build: check-data lint test-unit pipeline-definition ## The model build pipeline's Build stage: data, lint, unit tests, templates, definition
+
+# The check's own failure is in its result, which the Report action posts: the target fails
+# only when it cannot write that result.
+PULL_REQUEST_LOG := build/pull-request-ci-build.log
+pull-request-check: $(NEEDS_VENV) ## The pull-request check's Check action: ci-build, the pipeline definition against dev's, the model against production's
+	@mkdir -p build
+	@echo "==> make ci-build, as the model build pipeline's Build action runs it"
+	status=0; $(MAKE) --no-print-directory ci-build 2>&1 | tee $(PULL_REQUEST_LOG) || status=$$?; \
+	echo "==> ci-build exit status $$status; comparing with dev and production"; \
+	$(PY) -m $(CLI) pull-request-check --tests-status $$status --tests-log $(PULL_REQUEST_LOG)
 
 update-pipelines: $(NEEDS_VENV) ## The UpdatePipelines action: check infra/, then update both pipeline stacks through change sets
 	@echo "==> Checking infra/: every role within the permissions boundary, cfn-lint, checkov"

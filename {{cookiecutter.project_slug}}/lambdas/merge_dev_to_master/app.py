@@ -174,13 +174,18 @@ def merge_request_of(event: dict[str, Any], environ: dict[str, str]) -> MergeReq
 
 def report_success(job_id: str, result: MergeResult, deadline: float) -> None:
     """Tell CodePipeline the action succeeded."""
+    report_summary(job_id, result.summary, result.head_commit_id, deadline)
+
+
+def report_summary(job_id: str, summary: str, external_id: str, deadline: float) -> None:
+    """Tell CodePipeline the action succeeded, with a summary under the API limit."""
     _report(
         "put_job_success_result",
         deadline,
         jobId=job_id,
         executionDetails={
-            "summary": truncate_utf8(result.summary, SUMMARY_MAX_BYTES),
-            "externalExecutionId": result.head_commit_id,
+            "summary": truncate_utf8(summary, SUMMARY_MAX_BYTES),
+            "externalExecutionId": external_id,
             "percentComplete": 100,
         },
     )
@@ -217,7 +222,7 @@ def _report(operation: str, deadline: float, **params: Any) -> None:
         raise
 
 
-def _deadline(context: Any) -> float:
+def deadline_of(context: Any) -> float:
     """time.monotonic() by which the merge must be done, leaving time to report."""
     remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
     budget = remaining_ms() / 1000 if callable(remaining_ms) else DEFAULT_BUDGET_SECONDS
@@ -237,7 +242,7 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
         log("ERROR", "malformed event rejected", error=str(error), event_keys=keys)
         raise
     add_log_context(job_id=job_id)
-    deadline = _deadline(context)
+    deadline = deadline_of(context)
 
     try:
         request = merge_request_of(event, dict(os.environ))

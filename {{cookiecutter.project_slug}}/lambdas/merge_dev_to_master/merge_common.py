@@ -81,6 +81,18 @@ class MergeResult:
     summary: str
 
 
+@dataclass(frozen=True)
+class PullRequest:
+    """An open pull request into the dev branch, as the pull-request check sees it."""
+
+    number: str
+    head_commit_id: str
+    # The other repository it comes from, None when it comes from this one.
+    fork_of: str | None = None
+    # What a host needs to comment on it again (CodeCommit: the revision and commits).
+    details: tuple[tuple[str, str], ...] = ()
+
+
 def stale_commit(request: "MergeRequest", destination_head: str) -> MergeFailed:
     """The refusal of a commit the destination branch (production) already contains."""
     branch, source = request.destination_branch, request.source_branch

@@ -226,11 +226,33 @@ def cmd_upsert(args: argparse.Namespace) -> int:
     return 0
 
 
+def production_champion(client, bucket: str) -> tuple[dict | None, str]:
+    """(the package production serves, or None; where that was read): the champion."""
+    import boto3
+{%- if cookiecutter.prod_account_id %}
+
+    from .registry import recorded_production_model
+
+    # The production stack is in the production account: the deploy pipeline records what
+    # it serves in the artifact bucket.
+    s3 = boto3.client("s3", region_name=config.AWS_REGION)
+    try:
+        champion = recorded_production_model(s3, client, bucket, config.PRODUCTION_RECORD_KEY)
+    except ValueError as error:
+        raise UserError(error) from error
+    return champion, f"production (s3://{bucket}/{config.PRODUCTION_RECORD_KEY})"
+{%- else %}
+
+    from .registry import production_model
+
+    cloudformation = boto3.client("cloudformation", region_name=config.AWS_REGION)
+    return production_model(cloudformation, client, config.PROD_STACK_NAME), config.PROD_STACK_NAME
+{%- endif %}
+
+
 def cmd_start(args: argparse.Namespace) -> int:
     """Start the SageMaker pipeline (with the production model as the champion) and
     optionally wait for it."""
-    import boto3
-
     from . import aws
     from .pipeline_service import (
         ExecutionFailedError,
@@ -238,11 +260,7 @@ def cmd_start(args: argparse.Namespace) -> int:
         start_execution,
         wait_for_execution,
     )
-{%- if cookiecutter.prod_account_id %}
-    from .registry import model_data_url, recorded_production_model
-{%- else %}
-    from .registry import model_data_url, production_model
-{%- endif %}
+    from .registry import model_data_url
 
     commit_id = aws.resolve_commit_id(args.commit_id)
     data_url = aws.input_data_url(args.input_data_url)
@@ -250,19 +268,13 @@ def cmd_start(args: argparse.Namespace) -> int:
     if data_url is None:
         data_url = previous_input_data_url(client, config.SAGEMAKER_PIPELINE_NAME)
 {%- if cookiecutter.prod_account_id %}
-    # The production stack is in the production account: the deploy pipeline records what
-    # it serves in the artifact bucket.
     bucket = aws.artifact_bucket()
-    s3 = boto3.client("s3", region_name=config.AWS_REGION)
     try:
-        champion = recorded_production_model(s3, client, bucket, config.PRODUCTION_RECORD_KEY)
-    except ValueError as error:
+        champion, serving = production_champion(client, bucket)
+    except UserError as error:
         return failed(args, error)
-    serving = f"production (s3://{bucket}/{config.PRODUCTION_RECORD_KEY})"
 {%- else %}
-    cloudformation = boto3.client("cloudformation", region_name=config.AWS_REGION)
-    champion = production_model(cloudformation, client, config.PROD_STACK_NAME)
-    serving = config.PROD_STACK_NAME
+    champion, serving = production_champion(client, "")
 {%- endif %}
     champion_url = model_data_url(champion) if champion else None
     execution_arn = start_execution(
@@ -301,6 +313,105 @@ def cmd_latest_approved(args: argparse.Namespace) -> int:
     except LookupError as error:
         return failed(args, error)
     print(package["ModelPackageArn"])
+    return 0
+
+
+# ---------------------------------------------------------------- the pull-request check
+
+
+def pull_request_sample(s3, bucket: str, data_dir: Path) -> str:
+    """Fill data_dir with the check's sample: the CSVs under the sample prefix of the
+    artifact bucket, else load_dataset()'s table; what it is, for the comment."""
+    from {{ cookiecutter.package_name }}.data import write_dataset
+
+    from .pull_request import SAMPLE_PREFIX
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=SAMPLE_PREFIX).get("Contents", [])
+    keys = [item["Key"] for item in listed if item["Key"].endswith(".csv")]
+    for key in keys:
+        s3.download_file(bucket, key, str(data_dir / Path(key).name))
+    if keys:
+        return f"s3://{bucket}/{SAMPLE_PREFIX} ({len(keys)} CSV files)"
+    write_dataset(data_dir)
+    return "load_dataset()'s table (no CSV under s3://" + f"{bucket}/{SAMPLE_PREFIX})"
+
+
+def cmd_pull_request_check(args: argparse.Namespace) -> int:
+    """Diff the pipeline definition against dev's, train on the sample and compare with
+    production; write the result for the pull-request function (exit 0 once written)."""
+    import json
+    import shutil
+
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from {{ cookiecutter.package_name }} import local
+
+    from . import aws
+    from . import pull_request as check
+    from .pipeline_service import pipeline_definition
+    from .registry import model_data_url
+
+    settings = aws.cloud_settings(args.role_arn, args.bucket, args.commit_id)
+    commit_id, bucket = settings.commit_id, settings.bucket
+    s3 = boto3.client("s3", region_name=config.AWS_REGION)
+    client = sagemaker_client()
+    shutil.rmtree(args.build_dir, ignore_errors=True)
+    args.build_dir.mkdir(parents=True)
+
+    definition = definition_error = None
+    try:
+        dev = check.dev_definition(client, config.SAGEMAKER_PIPELINE_NAME)
+        with aws.offline_aws():
+            head = json.loads(
+                pipeline_definition(settings.role_arn, bucket, commit_id, create_bucket_first=True)
+            )
+        definition = check.definition_diff(head, dev)
+    except (ClientError, BotoCoreError, ValueError, KeyError) as error:
+        definition_error = f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"
+    print(f"Definition: {definition or definition_error}")
+
+    model = model_error = None
+    sample = "none"
+    try:
+        sample = pull_request_sample(s3, bucket, args.build_dir / "data")
+        champion, serving = production_champion(client, bucket)
+        archive = None
+        if champion:
+            archive = args.build_dir / "production" / "model.tar.gz"
+            archive.parent.mkdir(parents=True)
+            url = model_data_url(champion)
+            champion_bucket, _, key = url.removeprefix("s3://").partition("/")
+            s3.download_file(champion_bucket, key, str(archive))
+        run = local.run_local_pipeline(
+            args.build_dir / "data", args.build_dir / "local", champion=archive, commit=commit_id
+        )
+        model = check.model_comparison(run.report(), config.QUALITY_METRIC)
+        model["production_package"] = champion["ModelPackageArn"] if champion else None
+        model["serving"] = serving
+    except local.StepFailedError as error:
+        model_error = str(error)
+    except (ClientError, BotoCoreError, UserError, ValueError, OSError) as error:
+        model_error = f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"
+    print(f"Model: {model or model_error}")
+
+    document = check.result_document(
+        commit_id,
+        tests_passed=args.tests_status == 0,
+        tests_log=check.log_tail(args.tests_log),
+        definition=definition,
+        definition_error=definition_error,
+        model=model,
+        model_error=model_error,
+        sample=sample,
+    )
+    body = json.dumps(document, indent=2)
+    (args.build_dir / "result.json").write_text(body + "\n")
+    key = check.result_key(commit_id)
+    s3.put_object(Bucket=bucket, Key=key, Body=body.encode(), ContentType="application/json")
+    verdict = "passes" if document["passed"] else "fails"
+    print(f"The check {verdict}; result in s3://{bucket}/{key} (the Report action posts it)")
     return 0
 
 
@@ -614,6 +725,20 @@ def build_parser() -> argparse.ArgumentParser:
         "latest-approved", cmd_latest_approved, "print the newest Approved model package ARN"
     )
     latest.add_argument("--commit-id", help="only packages built from this commit")
+
+    pull_request = command(
+        "pull-request-check",
+        cmd_pull_request_check,
+        "diff the pipeline against dev's, train on the sample against production, write the result",
+    )
+    pull_request.add_argument(
+        "--tests-status", type=int, required=True, help="exit status of make ci-build"
+    )
+    pull_request.add_argument(
+        "--tests-log", type=Path, required=True, help="its log (the end goes in the comment)"
+    )
+    pull_request.add_argument("--build-dir", type=Path, default=Path("build", "pull-request"))
+    cloud_options(pull_request)
 
     stage = command("stage-config", cmd_stage_config, "write build/deploy/<stage>.json")
     commit_option(stage, "being deployed")
