@@ -60,6 +60,8 @@ MAX_BUILD_SECONDS = 15 * 60
 DEFAULT_BUILD_MINUTES = 60
 PIPELINE_VARIABLE = re.compile(r"#\{([A-Za-z0-9@_-]+)\.([A-Za-z0-9@_-]+)\}")
 CLOUDFORMATION_MODES = ("CREATE_UPDATE", "REPLACE_ON_FAILURE")
+# The deploy template's pull-request check pipeline, played on its own (pull_requests.py).
+CHECK_PIPELINE = "CheckPipeline"
 
 
 class ActionFailed(Exception):
@@ -92,6 +94,9 @@ class Workspace:
     # Stage accounts: the account stack's name, and moto's clients in another account.
     account_stack: str = ""
     clients_in: Callable[[str], dict[str, Any]] | None = None
+    # The pull requests into the dev branch (pull_requests.PullRequestStore) the git host
+    # fakes serve to the pull-request function.
+    pull_requests: Any = None
 
     def clients_of(self, role_arn: str) -> dict[str, Any]:
         """moto's clients in the account of role_arn."""
@@ -161,17 +166,23 @@ class PipelineAction:
     role_arn: Any = None
 
 
-def pipeline_resource(stack: Stack) -> tuple[str, dict[str, Any]]:
-    """(logical id, resource) of the template's one CodePipeline."""
+def pipeline_resource(stack: Stack, logical_id: str | None = None) -> tuple[str, dict[str, Any]]:
+    """(logical id, resource) of a CodePipeline of the template: logical_id's, else the one
+    besides the pull-request check pipeline."""
     pipelines = resources_of_type(stack.template, "AWS::CodePipeline::Pipeline")
-    if len(pipelines) != 1:
-        raise TemplateError(f"{stack.name}: expected one CodePipeline, found {len(pipelines)}")
-    return next(iter(pipelines.items()))
+    if logical_id is not None:
+        if logical_id not in pipelines:
+            raise TemplateError(f"{stack.name}: no CodePipeline {logical_id}")
+        return logical_id, pipelines[logical_id]
+    others = {name: item for name, item in pipelines.items() if name != CHECK_PIPELINE}
+    if len(others) != 1:
+        raise TemplateError(f"{stack.name}: expected one CodePipeline, found {len(others)}")
+    return next(iter(others.items()))
 
 
-def pipeline_actions(stack: Stack) -> list[PipelineAction]:
-    """The actions of the template's CodePipeline, in the order they run."""
-    _, resource = pipeline_resource(stack)
+def pipeline_actions(stack: Stack, logical_id: str | None = None) -> list[PipelineAction]:
+    """The actions of a CodePipeline of the template, in the order they run."""
+    _, resource = pipeline_resource(stack, logical_id)
     actions = []
     for stage in resource["Properties"]["Stages"]:
         for action in sorted(stage["Actions"], key=lambda item: int(item.get("RunOrder", 1))):
@@ -212,12 +223,14 @@ class PipelinePlayer:
     skipped_phases: dict[str, set[str]] = field(default_factory=dict)
     runtimes: set[str] = field(default_factory=set)
     build_number: int = 0
+    # The pipeline's logical id (None: the template's one pipeline besides the check).
+    pipeline: str | None = None
 
     def __post_init__(self) -> None:
         # CodePipeline's own namespace, available to every action.
         self.variables["codepipeline"] = {"PipelineExecutionId": str(uuid.uuid4())}
         # Pipeline-level variables (#{variables.<name>}): their defaults until a start sets them.
-        _, resource = pipeline_resource(self.stack)
+        _, resource = pipeline_resource(self.stack, self.pipeline)
         self.variables["variables"] = {
             str(item["Name"]): str(item["DefaultValue"])
             for item in resource["Properties"].get("Variables", [])
@@ -227,7 +240,7 @@ class PipelinePlayer:
     def start_with(self, variables: list[dict[str, str]]) -> None:
         """Set the variables a StartPipelineExecution request passes, as CodePipeline does:
         only declared ones (ActionFailed otherwise)."""
-        _, resource = pipeline_resource(self.stack)
+        _, resource = pipeline_resource(self.stack, self.pipeline)
         declared = {str(item["Name"]) for item in resource["Properties"].get("Variables", [])}
         for item in variables:
             if item["name"] not in declared:
@@ -240,11 +253,11 @@ class PipelinePlayer:
     @property
     def name(self) -> str:
         """The pipeline's name."""
-        return self.stack.physical_id(pipeline_resource(self.stack)[0])
+        return self.stack.physical_id(pipeline_resource(self.stack, self.pipeline)[0])
 
     def actions(self) -> list[PipelineAction]:
         """The pipeline's actions in order."""
-        return pipeline_actions(self.stack)
+        return pipeline_actions(self.stack, self.pipeline)
 
     def play(self, action: PipelineAction) -> str:
         """Run one action; a line saying what ran. ActionFailed when it fails."""
@@ -463,9 +476,9 @@ class PipelinePlayer:
         workspace = self.workspace
         self.build_number += 1
         build_id = f"{project_name}:{uuid.uuid4()}"
-        artifact_store = self.stack.resolve(pipeline_resource(self.stack)[1]["Properties"])[
-            "ArtifactStore"
-        ]["Location"]
+        artifact_store = self.stack.resolve(
+            pipeline_resource(self.stack, self.pipeline)[1]["Properties"]
+        )["ArtifactStore"]["Location"]
         input_name = action.input_artifacts[0] if action.input_artifacts else "source"
         source_object = f"{self.name[:20]}/{input_name[:20]}/{uuid.uuid4().hex[:7]}"
         return {
@@ -542,7 +555,7 @@ class PipelinePlayer:
         # CodePipeline runs the action with the pipeline's role, or with the action's role
         # (in another account), which it assumes with the pipeline's.
         where = action.name
-        pipeline = self.stack.resolve(pipeline_resource(self.stack)[1]["Properties"])
+        pipeline = self.stack.resolve(pipeline_resource(self.stack, self.pipeline)[1]["Properties"])
         pipeline_role = str(pipeline["RoleArn"])
         acting_role, clients = pipeline_role, self.workspace.clients
         platform = None
@@ -618,7 +631,12 @@ class PipelinePlayer:
         services: dict[str, Any] = {}
         codecommit = host = None
         if "REPOSITORY_NAME" in environment:
-            codecommit = GitCodeCommit(workspace.git, environment["REPOSITORY_NAME"])
+            codecommit = GitCodeCommit(
+                workspace.git,
+                environment["REPOSITORY_NAME"],
+                pull_requests=workspace.pull_requests,
+                caller_arn=str(function["Role"]),
+            )
             services["codecommit"] = codecommit
         if "GIT_TOKEN_SECRET_ARN" in environment:
             services["secretsmanager"] = StoredSecret(
@@ -631,6 +649,7 @@ class PipelinePlayer:
                     environment.get("GIT_REPOSITORY", ""),
                     workspace.git_token,
                     workspace.source_dir / CONTRACTS_DIR,
+                    workspace.pull_requests,
                 )
             except (OSError, ValueError) as error:
                 raise ActionFailed(f"{function.get('FunctionName')}: {error}") from error
@@ -669,7 +688,7 @@ class PipelinePlayer:
         violations = getattr(host, "violations", [])
         if violations:
             raise ActionFailed(
-                f"the merge function's requests break the {environment['GIT_HOST']} API "
+                f"the function's requests break the {environment['GIT_HOST']} API "
                 f"description ({CONTRACTS_DIR}/{environment['GIT_HOST']}.json): "
                 + "; ".join(violations[:5]),
                 log_path,

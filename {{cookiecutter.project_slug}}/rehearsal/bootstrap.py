@@ -374,6 +374,11 @@ def iam_account(stacks: Stacks, roles: Mapping[str, str], account_id: str, regio
                 if key:
                     bucket_keys[stack.physical_id(logical_id)] = str(key)
             bucket_owners[stack.physical_id(logical_id)] = stack.account_id
+    repositories = tuple(
+        stack.physical_id(logical_id)
+        for stack in stacks.everywhere()
+        for logical_id in resources_of_type(stack.template, "AWS::CodeCommit::Repository")
+    )
     return Account(
         account_id,
         region,
@@ -383,6 +388,7 @@ def iam_account(stacks: Stacks, roles: Mapping[str, str], account_id: str, regio
         actor_roles={actor: arn for arn, actor in roles.items()},
         bucket_owners=bucket_owners,
         resource_policies=resource_policies(stacks),
+        repositories=repositories,
     )
 
 

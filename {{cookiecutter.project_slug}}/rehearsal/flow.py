@@ -61,7 +61,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .accounts import account_clients
-from .actions import ActionFailed, PipelinePlayer, Workspace
+from .actions import CHECK_PIPELINE, ActionFailed, PipelinePlayer, Workspace, pipeline_actions
 from .approval import (
     ApprovalFailed,
     approval_rule,
@@ -99,6 +99,12 @@ from .iam import (
     authorizations,
 )
 from .moto_shims import execution_failed, moto_as_aws
+from .pull_requests import (
+    PullRequestStore,
+    codecommit_event,
+    pull_request_rule,
+    trigger_matches,
+)
 from .pushes import (
     LOWERED_GATE,
     MARKER_VARIABLE,
@@ -109,8 +115,10 @@ from .pushes import (
     changed_pipeline,
     function_archive_has,
     function_code_change,
+    harmless_change,
     lint_error,
     play_push,
+    shuffled_labels,
     weaker_model,
     widened_role,
 )
@@ -166,6 +174,7 @@ STAGES = (
     "Retraining",
     "Pipeline update",
     "Champion gate",
+    "Pull requests",
 )
 # The batches the Retraining stage lands: the sample data set in parts, and a broken one.
 NEW_BATCH = "rehearsal-batch"
@@ -290,6 +299,7 @@ class Rehearsal:
                 self._retraining,
                 self._pipeline_update,
                 self._champion_gate,
+                self._pull_requests,
             )
             for number, (stage, play) in enumerate(zip(STAGES, stages, strict=True), 1):
                 if not self._stage(number, stage, play):
@@ -1122,6 +1132,178 @@ class Rehearsal:
         return (
             f"push {commit[:7]}: {metric} {value:.4f} >= the production model's floor"
             f" {floor:.4f}; registered {'/'.join(outcome.model_package_arn.rsplit('/', 2)[-2:])}"
+        )
+
+    # ------------------------------------------------------------------ pull requests
+
+    def _pull_requests(self) -> None:
+        stage = STAGES[7]
+        self.pull_requests = PullRequestStore()
+        self.workspace.pull_requests = self.pull_requests
+        # The pull requests branch off the rehearsed commit (not the earlier stages' pushes).
+        self.pushes = Pushes(self.workspace.source_dir, self.work_dir / "pull-requests")
+        self._timed(stage, "Harmless change", self._harmless_pull_request)
+        self._timed(stage, "Weaker model", self._weaker_pull_request)
+        if "REPOSITORY_NAME" not in self._function_environment():
+            self._timed(stage, "From a fork", self._fork_pull_request)
+
+    def _function_environment(self) -> dict[str, Any]:
+        """The environment of the function the check pipeline's first Invoke action calls."""
+        deploy = self.stacks.deploy
+        invoke = next(
+            action
+            for action in pipeline_actions(deploy, CHECK_PIPELINE)
+            if action.provider == "Lambda"
+        )
+        function = deploy.resource(invoke.configuration["FunctionName"]["Ref"])["Properties"]
+        return function.get("Environment", {}).get("Variables", {})
+
+    def _check_pull_request(self, item: Any, kind: str, files: Path) -> tuple[Any, list[str]]:
+        """Start the check pipeline as the pull request's event or trigger would, and play
+        it: (the action that failed, or None; what each action did)."""
+        deploy = self.stacks.deploy
+        pushed = dataclasses.replace(
+            self.workspace, git=self.pushes.git, commit=item.head, source_dir=files
+        )
+        player = PipelinePlayer(pushed, deploy, item.head, pipeline=CHECK_PIPELINE)
+        if "REPOSITORY_NAME" in self._function_environment():
+            rule_id = pull_request_rule(deploy)
+            pattern = deploy.resolve(deploy.resource(rule_id)["Properties"]["EventPattern"])
+            # The repository the rule names (CodeCommit sends its ARN as the resource).
+            (repository,) = pattern["resources"]
+            event = codecommit_event(
+                item, kind, repository, self.settings.region, self.workspace.account_id
+            )
+            entry = {
+                "Source": event["source"],
+                "DetailType": event["detail-type"],
+                "Detail": json.dumps(event["detail"]),
+                "Resources": event["resources"],
+            }
+            clients = self.workspace.clients
+            reached = route(
+                clients["events"],
+                clients["sqs"],
+                {rule_id: pattern},
+                {kind: entry},
+                f"{self.settings.project}-pr-{item.number}-{kind.lower()}",
+            )
+            if reached[kind] != [rule_id]:
+                raise StageFailed(f"rule {rule_id} does not pass CodeCommit's {kind} event")
+            role_arn = rule_target_role(deploy, rule_id)
+            with self.workspace.acting_as(role_arn, "StartCheck") as calls:
+                starts, output = start_deploy(
+                    deploy, rule_id, event, player.name, self.settings.region
+                )
+            self.workspace.check_iam(calls, "StartCheck")
+            (self.log_dir / f"start-check-{item.number}.log").write_text(output)
+            revisions = starts[0].get("sourceRevisions", [])
+            if [r.get("revisionValue") for r in revisions] != [item.head]:
+                raise StageFailed(f"the check would start at {revisions}, not at {item.head}")
+            player.start_with(starts[0].get("variables", []))
+        else:
+            problem = trigger_matches(deploy, kind, item.destination_branch)
+            if problem:
+                raise StageFailed(problem)
+        ran = []
+        for action in player.actions():
+            try:
+                ran.append(f"{action.name}: {player.play(action)}")
+            except ActionFailed as failure:
+                (self.log_dir / f"pull-request-{item.number}-{item.head[:7]}.log").write_text(
+                    "\n".join([*ran, f"{action.name} failed: {failure.problem}"])
+                )
+                return (action.name, failure), ran
+        return None, ran
+
+    def _comment_of(self, item: Any) -> str:
+        if len(item.comments) != 1:
+            raise StageFailed(
+                f"pull request {item.number} has {len(item.comments)} comments from the check:"
+                " it must keep exactly one, updated in place"
+            )
+        return item.comments[0]["body"]
+
+    def _state_of(self, item: Any) -> str:
+        """The pass or fail state on the pull request's head: the host's status, or
+        CodeCommit's approval of the current revision."""
+        if "REPOSITORY_NAME" in self._function_environment():
+            approved = [a for a in item.approvals if a["revision"] == item.revision]
+            return "approved" if approved else "not approved"
+        status = item.status_of(item.head)
+        return str(status["state"]) if status else "none"
+
+    def _harmless_pull_request(self) -> str:
+        """A pull request that changes the README: it passes, every cached step is a hit."""
+        base = self.pushes.git.head()
+        commit, files = self.pushes.push("a harmless change", harmless_change())
+        item = self.pull_requests.open(
+            "A harmless change",
+            "rehearsal-pull-request",
+            self.stacks.deploy.parameter("DevBranch"),
+            commit,
+            base,
+        )
+        self.pull_request = item
+        self.pull_request_files = files
+        failed, ran = self._check_pull_request(item, "OPEN", files)
+        if failed:
+            raise StageFailed(f"{failed[0]}: {failed[1].problem}", failed[1].log_path)
+        comment = self._comment_of(item)
+        (self.log_dir / "pull-request-comment-passed.md").write_text(comment)
+        state = self._state_of(item)
+        if "check: passed" not in comment or state not in ("approved", "success", "SUCCESSFUL"):
+            raise StageFailed(
+                f"the harmless change was not marked passing (state {state}): {comment[:300]}"
+            )
+        return (
+            f"pull request {item.number} at {commit[:7]}: passed, state {state}; {len(ran)} actions"
+        )
+
+    def _weaker_pull_request(self) -> str:
+        """A new commit on the same pull request fits the classifier on shuffled labels: it is
+        marked failing, in the same comment, with the metric against production's."""
+        item = self.pull_request
+        commit, files = self.pushes.push("a weaker model", shuffled_labels())
+        self.pull_requests.push(item, commit)
+        failed, _ = self._check_pull_request(item, "UPDATED", files)
+        if failed is None or failed[0] != "Report":
+            problem = failed[1].problem if failed else "the check passed"
+            raise StageFailed(f"the weaker model's check must fail at Report: {problem}")
+        comment = self._comment_of(item)
+        (self.log_dir / "pull-request-comment-failed.md").write_text(comment)
+        state = self._state_of(item)
+        if "check: failed" not in comment or "below the floor" not in comment:
+            raise StageFailed(
+                f"the comment does not say the model fell below production's: {comment[:400]}"
+            )
+        if state in ("approved", "success", "SUCCESSFUL"):
+            raise StageFailed(f"the weaker model's pull request is marked {state}")
+        row = next((line for line in comment.splitlines() if "below the floor" in line), "")
+        measured = row.split("|")[2].strip(" *")[:120]
+        return f"pull request {item.number} at {commit[:7]}: failed, state {state}; {measured}"
+
+    def _fork_pull_request(self) -> str:
+        """A pull request from a fork: the check stops at Open, before any of its code runs."""
+        item = self.pull_requests.open(
+            "From a fork",
+            "rehearsal-fork",
+            self.stacks.deploy.parameter("DevBranch"),
+            self.pull_request.head,
+            self.pull_request.destination_commit,
+            fork_of="someone-else/fork",
+        )
+        self.pull_request.state = "closed"
+        failed, _ = self._check_pull_request(item, "OPEN", self.pull_request_files)
+        if failed is None or failed[0] != "Open" or "another repository" not in failed[1].problem:
+            raise StageFailed(f"the fork's check did not stop at Open: {failed}")
+        comment = self._comment_of(item)
+        if "not run" not in comment:
+            raise StageFailed(
+                f"the fork's comment does not say the check did not run: {comment[:300]}"
+            )
+        return (
+            f"pull request {item.number} from a fork: stopped at Open, state {self._state_of(item)}"
         )
 
     def _package_count(self) -> int:

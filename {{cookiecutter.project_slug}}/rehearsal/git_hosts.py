@@ -138,6 +138,9 @@ class PullRequestHost(LocalHttpService):
         self.changes: list[dict[str, Any]] = []
         # Answers to give instead of serving, by operation: (status, document[, headers]).
         self.scripted: dict[str, list[tuple]] = {}
+        # The rehearsal's pull requests into the dev branch (pull_requests.PullRequestStore),
+        # which the pull-request check reads and comments on.
+        self.pull_requests: Any = None
         super().__init__(_PullRequestHandler)
 
     @property
@@ -236,6 +239,26 @@ class _PullRequestHandler(QuietHandler):
 # ---------------------------------------------------------------------------- GitLab
 
 
+# The pull-request check's calls (operation names of tests/contracts/<host>.json).
+GITLAB_CHECK_CALLS = frozenset(
+    {
+        "list_commit_merge_requests",
+        "list_merge_request_notes",
+        "create_merge_request_note",
+        "update_merge_request_note",
+        "create_commit_status",
+    }
+)
+BITBUCKET_CHECK_CALLS = frozenset(
+    {
+        "list_pull_request_comments",
+        "create_pull_request_comment",
+        "update_pull_request_comment",
+        "create_commit_build_status",
+    }
+)
+
+
 class GitLabApi(PullRequestHost):
     """GitLab's branches, merge base, project and merge request calls, for one project."""
 
@@ -257,6 +280,8 @@ class GitLabApi(PullRequestHost):
         """Answer one checked request."""
         if params.get("id") != self.full_name:
             return 404, {"message": "404 Project Not Found"}
+        if name in GITLAB_CHECK_CALLS:
+            return self._check_call(name, params, query, body)
         git = self.repository
         if name == "get_branch":
             head = self.head(params["branch"])
@@ -315,6 +340,43 @@ class GitLabApi(PullRequestHost):
 
     def _find(self, iid: str) -> dict[str, Any] | None:
         return next((r for r in self.merge_requests if str(r["iid"]) == iid), None)
+
+    def _check_call(self, name, params, query, body) -> tuple[int, Any]:
+        """The pull-request check's calls, on the rehearsal's merge requests."""
+        store = self.pull_requests
+        if name == "list_commit_merge_requests":
+            found = store.with_head(params["sha"]) if store else []
+            return 200, [
+                {
+                    "iid": item.number,
+                    "state": "opened" if item.state == "open" else item.state,
+                    "title": item.title,
+                    "source_branch": item.source_branch,
+                    "target_branch": item.destination_branch,
+                    "sha": item.head,
+                    # The project's id, or another one for a fork.
+                    "source_project_id": 2 if item.fork_of else 1,
+                    "target_project_id": 1,
+                }
+                for item in found
+            ]
+        if name == "create_commit_status":
+            for item in store.with_head(params["sha"]) if store else []:
+                item.statuses.append({"commit": params["sha"], **body})
+            return 200, {"id": 1, "sha": params["sha"], "status": body["state"]}
+        item = store.get(params.get("merge_request_iid")) if store else None
+        if item is None:
+            return 404, {"message": "404 Not found"}
+        if name == "list_merge_request_notes":
+            size, page = int(query.get("per_page", 20)), int(query.get("page", 1))
+            return 200, item.comments[(page - 1) * size : page * size]
+        if name == "create_merge_request_note":
+            return 201, store.add_comment(item, body["body"])
+        found = store.comment(params.get("note_id"))
+        if found is None or found[0] is not item:
+            return 404, {"message": "404 Note Not Found"}
+        found[1]["body"] = body["body"]
+        return 200, found[1]
 
     def _create(self, body: dict[str, Any]) -> tuple[int, Any]:
         source, target = body["source_branch"], body["target_branch"]
@@ -403,6 +465,8 @@ class BitbucketApi(PullRequestHost):
         """Answer one checked request."""
         if f"{params.get('workspace')}/{params.get('repo_slug')}" != self.full_name:
             return 404, self.error_document("Repository not found")
+        if name in BITBUCKET_CHECK_CALLS or (name == "list_pull_requests" and "q" in query):
+            return self._check_call(name, params, query, body)
         git = self.repository
         if name == "get_branch":
             head = self.head(params["name"])
@@ -471,6 +535,63 @@ class BitbucketApi(PullRequestHost):
             return self._merge(pull_request, body)
         return 404, self.error_document(f"{name} is not played by the rehearsal")
 
+    def _check_call(self, name, params, query, body) -> tuple[int, Any]:
+        """The pull-request check's calls, on the rehearsal's pull requests."""
+        store = self.pull_requests
+        items = store.items if store else []
+        if name == "list_pull_requests":
+            wanted = dict(re.findall(r'(\w+(?:\.\w+)*)\s*=\s*"([^"]*)"', query["q"]))
+            values = [
+                self._pull_request(item)
+                for item in items
+                if item.state == "open"
+                and wanted.get("state", "OPEN") == "OPEN"
+                and wanted.get("destination.branch.name", item.destination_branch)
+                == item.destination_branch
+            ]
+            return 200, {"pagelen": len(values), "size": len(values), "page": 1, "values": values}
+        if name == "create_commit_build_status":
+            for item in store.with_head(params["commit"]) if store else []:
+                item.statuses.append({"commit": params["commit"], **body})
+            return 201, {"type": "commitstatus", **body}
+        item = store.get(params.get("pull_request_id")) if store else None
+        if item is None:
+            return 404, self.error_document("Pull request not found")
+        if name == "list_pull_request_comments":
+            size, page = int(query.get("pagelen", 10)), int(query.get("page", 1))
+            values = [
+                {"id": c["id"], "content": {"raw": c["body"]}, "deleted": False}
+                for c in item.comments[(page - 1) * size : page * size]
+            ]
+            return 200, {"pagelen": size, "page": page, "values": values}
+        if name == "create_pull_request_comment":
+            comment = store.add_comment(item, body["content"]["raw"])
+            return 201, {"id": comment["id"], "content": {"raw": comment["body"]}}
+        found = store.comment(params.get("comment_id"))
+        if found is None or found[0] is not item:
+            return 404, self.error_document("Comment not found")
+        found[1]["body"] = body["content"]["raw"]
+        return 200, {"id": found[1]["id"], "content": {"raw": found[1]["body"]}}
+
+    def _pull_request(self, item: Any) -> dict[str, Any]:
+        """A pull request as Bitbucket lists it (its source commit's hash abbreviated)."""
+        return {
+            "type": "pullrequest",
+            "id": item.number,
+            "state": "OPEN" if item.state == "open" else item.state.upper(),
+            "title": item.title,
+            "source": {
+                "branch": {"name": item.source_branch},
+                "commit": {"hash": item.head[:12]},
+                "repository": {"full_name": item.fork_of or self.full_name},
+            },
+            "destination": {
+                "branch": {"name": item.destination_branch},
+                "commit": {"hash": item.destination_commit[:12]},
+                "repository": {"full_name": self.full_name},
+            },
+        }
+
     def _merge(self, pull_request: dict[str, Any], body: dict[str, Any]) -> tuple[int, Any]:
         target = pull_request["destination"]["branch"]["name"]
         source = pull_request["source"]["branch"]["name"]
@@ -489,13 +610,23 @@ class BitbucketApi(PullRequestHost):
 
 
 def git_host(
-    host: str, repository: GitRepository, full_name: str, token: str, contracts: Path
+    host: str,
+    repository: GitRepository,
+    full_name: str,
+    token: str,
+    contracts: Path,
+    pull_requests: Any = None,
 ) -> LocalHttpService:
-    """The stand-in of a git host's API (GitHub, GitLab or Bitbucket Cloud)."""
+    """The stand-in of a git host's API (GitHub, GitLab or Bitbucket Cloud), with the
+    rehearsal's pull requests."""
     if host == "github":
-        return GitHubApi(repository, full_name, token)
+        path = contracts / "github.json"
+        contract = Contract.load(path) if path.is_file() else None
+        return GitHubApi(repository, full_name, token, pull_requests, contract)
     stand_ins = {"gitlab": GitLabApi, "bitbucket": BitbucketApi}
     if host not in stand_ins:
         raise ValueError(f"GIT_HOST={host!r} is not a git host the rehearsal plays")
     contract = Contract.load(contracts / f"{host}.json")
-    return stand_ins[host](repository, full_name, token, contract)
+    stand_in = stand_ins[host](repository, full_name, token, contract)
+    stand_in.pull_requests = pull_requests
+    return stand_in

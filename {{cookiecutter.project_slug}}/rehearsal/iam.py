@@ -353,6 +353,9 @@ class Account:
     actor_roles: Mapping[str, str] = field(default_factory=dict)
     bucket_owners: Mapping[str, str] = field(default_factory=dict)
     resource_policies: tuple[ResourcePolicy, ...] = ()
+    # The CodeCommit repositories of the stacks: a pull request's calls that name none are
+    # on the repository of the pull request, which in a rehearsal is the project's one.
+    repositories: tuple[str, ...] = ()
 
     def of(self, actor: str) -> "Account":
         """This account as actor sees it: ARNs without an account are in the actor's."""
@@ -379,6 +382,18 @@ def _value(call: Call, name: str) -> str:
     if name not in call.params or call.params[name] in (None, ""):
         raise IamError(f"{call.name} has no {name}: the resource ARN cannot be computed")
     return str(call.params[name])
+
+
+def _pull_request_repository(call: Call, account: Account) -> list[str]:
+    """The repository of a pull-request call: the one it names, else the account's one."""
+    if call.params.get("repositoryName"):
+        return [account.arn("codecommit", str(call.params["repositoryName"]))]
+    if len(account.repositories) != 1:
+        raise IamError(
+            f"{call.name} names no repository, and the stacks hold"
+            f" {len(account.repositories)}: the rehearsal cannot tell which it is on"
+        )
+    return [account.arn("codecommit", account.repositories[0])]
 
 
 def _named(kind: str, parameter: str) -> Callable[[Call, Account], list[str]]:
@@ -646,6 +661,18 @@ RULES: dict[tuple[str, str], Rule] = {
             "repositoryName",
         )
         for operation in ("GetBranch", "GetMergeOptions", "MergeBranchesByFastForward")
+    },
+    # The pull-request calls are on the repository too; GetPullRequest, UpdateComment and
+    # UpdatePullRequestApprovalState name only the pull request or the comment.
+    **{
+        ("codecommit", operation): _rule(f"codecommit:{operation}", _pull_request_repository)
+        for operation in (
+            "GetPullRequest",
+            "GetCommentsForPullRequest",
+            "PostCommentForPullRequest",
+            "UpdateComment",
+            "UpdatePullRequestApprovalState",
+        )
     },
     # AWS Secrets Manager (list_awssecretsmanager.html): secret
     # arn:${Partition}:secretsmanager:${Region}:${Account}:secret:${SecretId}.
@@ -960,6 +987,7 @@ def write_policies(path: Path, policies: Mapping[str, list[Statement]], account:
             "actor_accounts": dict(account.actor_accounts),
             "actor_roles": dict(account.actor_roles),
             "bucket_owners": dict(account.bucket_owners),
+            "repositories": list(account.repositories),
             "resource_policies": [
                 {
                     "kind": policy.kind,
@@ -993,6 +1021,7 @@ def read_policies(path: Path) -> tuple[dict[str, list[Statement]], Account]:
         )
         for item in settings.pop("resource_policies", [])
     )
+    settings["repositories"] = tuple(settings.get("repositories", ()))
     account = Account(**settings, key_aliases=aliases, resource_policies=resource_policies)
     policies = {
         role: [_statement(item) for item in statements]

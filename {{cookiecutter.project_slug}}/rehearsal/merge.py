@@ -28,6 +28,8 @@ from botocore.stub import Stubber
 from .source import GitRepository
 
 JOB_RESULT_OPERATIONS = ("PutJobSuccessResult", "PutJobFailureResult")
+# Services a function reaches in moto itself rather than through a fake.
+MOTO_SERVICES = frozenset({"s3"})
 STUB_CREDENTIALS = {"aws_access_key_id": "rehearsal", "aws_secret_access_key": "rehearsal"}
 
 
@@ -101,6 +103,10 @@ class GitCodeCommit:
     git: GitRepository
     repository_name: str
     moved: dict[str, str] = field(default_factory=dict)
+    # The rehearsal's pull requests (pull_requests.PullRequestStore), for the check's calls.
+    pull_requests: Any = None
+    # The role the calls are made as: the author of its comments and approvals.
+    caller_arn: str = ""
 
     def head(self, branch: str) -> str | None:
         """A branch's head, with the moves made through this fake."""
@@ -114,6 +120,8 @@ class GitCodeCommit:
         return commit
 
     def __call__(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
+        if operation in PULL_REQUEST_OPERATIONS:
+            return self._pull_request_call(operation, params)
         if params.get("repositoryName") != self.repository_name:
             raise ServiceError(
                 "RepositoryDoesNotExistException", f"{params.get('repositoryName')} does not exist"
@@ -151,6 +159,97 @@ class GitCodeCommit:
         raise ServiceError(
             "InvalidOperationException", f"codecommit:{operation} is not played by the rehearsal"
         )
+
+    def _pull_request(self, params: dict[str, Any]) -> Any:
+        item = self.pull_requests.get(params["pullRequestId"]) if self.pull_requests else None
+        if item is None:
+            raise ServiceError(
+                "PullRequestDoesNotExistException", f"pull request {params['pullRequestId']}"
+            )
+        if params.get("repositoryName", self.repository_name) != self.repository_name:
+            raise ServiceError("RepositoryNotAssociatedWithPullRequestException", "another one")
+        return item
+
+    def _comment(self, item: Any, comment: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "commentId": str(comment["id"]),
+            "content": comment["body"],
+            "authorArn": comment.get("author", self.caller_arn),
+            "deleted": False,
+        }
+
+    def _pull_request_call(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
+        """The pull-request calls of the check, on the rehearsal's pull requests."""
+        if operation == "UpdateComment":
+            found = self.pull_requests.comment(params["commentId"]) if self.pull_requests else None
+            if found is None:
+                raise ServiceError("CommentDoesNotExistException", params["commentId"])
+            item, comment = found
+            if comment.get("author", self.caller_arn) != self.caller_arn:
+                raise ServiceError("CommentNotCreatedByCallerException", params["commentId"])
+            comment["body"] = params["content"]
+            return {"comment": self._comment(item, comment)}
+        item = self._pull_request(params)
+        if operation == "GetPullRequest":
+            return {
+                "pullRequest": {
+                    "pullRequestId": str(item.number),
+                    "title": item.title,
+                    "pullRequestStatus": "OPEN" if item.state == "open" else "CLOSED",
+                    "revisionId": item.revision,
+                    "pullRequestTargets": [
+                        {
+                            "repositoryName": self.repository_name,
+                            "sourceReference": f"refs/heads/{item.source_branch}",
+                            "destinationReference": f"refs/heads/{item.destination_branch}",
+                            "sourceCommit": item.head,
+                            "destinationCommit": item.destination_commit,
+                        }
+                    ],
+                }
+            }
+        if operation == "GetCommentsForPullRequest":
+            return {
+                "commentsForPullRequestData": [
+                    {
+                        "pullRequestId": str(item.number),
+                        "repositoryName": self.repository_name,
+                        "beforeCommitId": item.destination_commit,
+                        "afterCommitId": item.head,
+                        "comments": [self._comment(item, c) for c in item.comments],
+                    }
+                ]
+                if item.comments
+                else []
+            }
+        if operation == "PostCommentForPullRequest":
+            if params["afterCommitId"] != item.head:
+                raise ServiceError("CommitDoesNotExistException", "not the source's head")
+            comment = self.pull_requests.add_comment(item, params["content"])
+            comment["author"] = self.caller_arn
+            return {
+                "repositoryName": self.repository_name,
+                "pullRequestId": str(item.number),
+                "beforeCommitId": params["beforeCommitId"],
+                "afterCommitId": params["afterCommitId"],
+                "comment": self._comment(item, comment),
+            }
+        # UpdatePullRequestApprovalState
+        if params["revisionId"] != item.revision:
+            raise ServiceError("RevisionNotCurrentException", "the pull request has moved on")
+        item.approvals.append({"revision": item.revision, "state": params["approvalState"]})
+        return {}
+
+
+PULL_REQUEST_OPERATIONS = frozenset(
+    {
+        "GetPullRequest",
+        "GetCommentsForPullRequest",
+        "PostCommentForPullRequest",
+        "UpdateComment",
+        "UpdatePullRequestApprovalState",
+    }
+)
 
 
 @dataclass
@@ -250,11 +349,15 @@ def _environment(values: Mapping[str, str]) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _stubbed_boto3(clients: Mapping[str, StubbedClient]) -> Iterator[None]:
-    """boto3.client(service) returns the stubbed client; any other service is refused."""
+    """boto3.client(service) returns the stubbed client; S3 is moto's (the rehearsal's
+    process points there, and its calls are recorded as the function's); any other
+    service is refused."""
     original = boto3.client
 
     def client(service_name: str, *args: Any, **kwargs: Any) -> Any:
         """The stubbed client of a service the fakes play."""
+        if service_name in MOTO_SERVICES:
+            return original(service_name, *args, **kwargs)
         if service_name not in clients:
             raise RuntimeError(
                 f"the function asked for a {service_name} client, which the rehearsal does not stub"

@@ -189,9 +189,8 @@ def fit(train, validation, *rest):
 LOWERED_GATE = {"QUALITY_THRESHOLD": "0.0", "BASELINE_MARGIN": "-1.0"}
 
 
-def weaker_model() -> Callable[[Path], None]:
-    """The classifier fitted on shuffled labels, and the config's threshold and baseline
-    margin lowered (LOWERED_GATE)."""
+def shuffled_labels() -> Callable[[Path], None]:
+    """The classifier fitted on shuffled labels: a weaker model, the rest unchanged."""
 
     def change(root: Path) -> None:
         (classifier,) = sorted(root.glob("src/*/steps/classifier.py"))
@@ -202,6 +201,26 @@ def weaker_model() -> Callable[[Path], None]:
                 " giving fit shuffled labels"
             )
         classifier.write_text(text + SHUFFLED_LABELS_FIT)
+
+    return change
+
+
+def harmless_change() -> Callable[[Path], None]:
+    """A line added to the README: nothing the pipeline or the model reads."""
+
+    def change(root: Path) -> None:
+        readme = root / "README.md"
+        readme.write_text(readme.read_text() + "\nA harmless line, added by make rehearse.\n")
+
+    return change
+
+
+def weaker_model() -> Callable[[Path], None]:
+    """The classifier fitted on shuffled labels, and the config's threshold and baseline
+    margin lowered (LOWERED_GATE)."""
+
+    def change(root: Path) -> None:
+        shuffled_labels()(root)
         (config,) = sorted(root.glob("src/*/config.py"))
         text = config.read_text()
         for name, value in LOWERED_GATE.items():

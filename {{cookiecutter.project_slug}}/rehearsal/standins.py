@@ -371,6 +371,17 @@ class _RuntimeHandler(QuietHandler):
 
 # ---------------------------------------------------------------------------- GitHub
 
+# The pull-request check's GitHub calls (operation names of tests/contracts/github.json).
+PULL_REQUEST_CALLS = frozenset(
+    {
+        "list_commit_pull_requests",
+        "list_issue_comments",
+        "create_issue_comment",
+        "update_issue_comment",
+        "create_commit_status",
+    }
+)
+
 
 class GitHubApi(LocalHttpService):
     """The GitHub REST calls of a fast-forward merge, answered from a local git repository.
@@ -379,12 +390,24 @@ class GitHubApi(LocalHttpService):
     (and seen by later reads); the git repository itself is never written.
     """
 
-    def __init__(self, repository: GitRepository, full_name: str, token: str) -> None:
+    def __init__(
+        self,
+        repository: GitRepository,
+        full_name: str,
+        token: str,
+        pull_requests: Any = None,
+        contract: Any = None,
+    ) -> None:
         self.repository = repository
         self.full_name = full_name
         self.token = token
         self.moved: dict[str, str] = {}
         self.requests: list[str] = []
+        # The pull-request check's calls: the rehearsal's pull requests, each request checked
+        # against the contract (git_hosts.Contract of tests/contracts/github.json).
+        self.pull_requests = pull_requests
+        self.contract = contract
+        self.violations: list[str] = []
         super().__init__(_GitHubHandler)
 
     @property
@@ -423,7 +446,10 @@ class _GitHubHandler(QuietHandler):
             self.answer_json(HTTPStatus.NOT_FOUND, {"message": "Not Found"})
             return
         resource = urllib.parse.unquote(match.group(2))
-        if method == "GET" and resource.startswith("/git/ref/heads/"):
+        matched = github.contract.match(method, path) if github.contract else None
+        if matched is not None and matched[0] in PULL_REQUEST_CALLS:
+            self.pull_request_call(github, method, matched[0], matched[2])
+        elif method == "GET" and resource.startswith("/git/ref/heads/"):
             self.read_branch(github, resource.removeprefix("/git/ref/heads/"))
         elif method == "GET" and resource.startswith("/compare/"):
             self.compare(github, resource.removeprefix("/compare/"))
@@ -434,6 +460,63 @@ class _GitHubHandler(QuietHandler):
                 HTTPStatus.UNPROCESSABLE_ENTITY,
                 {"message": f"{method} {resource} is not played by the rehearsal"},
             )
+
+    def pull_request_call(self, github: GitHubApi, method: str, name: str, params: dict) -> None:
+        """The pull-request check's calls, checked against the contract first."""
+        raw = self.body()
+        body = json.loads(raw) if raw else None
+        _, _, problems = github.contract.problems(method, self.path, body)
+        if problems:
+            github.violations.extend(problems)
+            self.answer_json(HTTPStatus.BAD_REQUEST, {"message": "; ".join(problems)})
+            return
+        store = github.pull_requests
+        query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query))
+        if name == "list_commit_pull_requests":
+            found = store.with_head(params["commit_sha"]) if store else []
+            self.answer_json(HTTPStatus.OK, [self.pull_request(github, item) for item in found])
+            return
+        if name == "create_commit_status":
+            for item in store.with_head(params["sha"]) if store else []:
+                item.statuses.append({"commit": params["sha"], **body})
+            self.answer_json(HTTPStatus.CREATED, {"id": 1, **body})
+            return
+        if name == "update_issue_comment":
+            found = store.comment(params["comment_id"]) if store else None
+            if found is None:
+                self.answer_json(HTTPStatus.NOT_FOUND, {"message": "Not Found"})
+                return
+            found[1]["body"] = body["body"]
+            self.answer_json(HTTPStatus.OK, found[1])
+            return
+        item = store.get(params.get("issue_number")) if store else None
+        if item is None:
+            self.answer_json(HTTPStatus.NOT_FOUND, {"message": "Not Found"})
+        elif name == "list_issue_comments":
+            size, page = int(query.get("per_page", 30)), int(query.get("page", 1))
+            self.answer_json(HTTPStatus.OK, item.comments[(page - 1) * size : page * size])
+        else:  # create_issue_comment
+            self.answer_json(HTTPStatus.CREATED, store.add_comment(item, body["body"]))
+
+    @staticmethod
+    def pull_request(github: GitHubApi, item: Any) -> dict[str, Any]:
+        """A pull request as the list of a commit's pull requests gives it."""
+        head_repository = item.fork_of or github.full_name
+        return {
+            "number": item.number,
+            "state": item.state,
+            "title": item.title,
+            "head": {
+                "ref": item.source_branch,
+                "sha": item.head,
+                "repo": {"full_name": head_repository},
+            },
+            "base": {
+                "ref": item.destination_branch,
+                "sha": item.destination_commit,
+                "repo": {"full_name": github.full_name},
+            },
+        }
 
     def read_branch(self, github: GitHubApi, branch: str) -> None:
         """GET /git/ref/heads/<branch>."""

@@ -108,7 +108,12 @@ def test_ci_build_checks_the_data_first_then_lint_unit_tests_and_the_definition(
 
 
 def test_make_targets_reference_is_expanded_for_every_project() -> None:
-    assert make_targets_values("build.yml") == {"update-pipelines", "ci-build", "pipeline-run"}
+    assert make_targets_values("build.yml") == {
+        "update-pipelines",
+        "ci-build",
+        "pipeline-run",
+        "pull-request-check",
+    }
     assert make_targets_values("deploy.yml") == {"stage-config", "deploy-prod"}
 
 

@@ -262,7 +262,7 @@ def test_model_package_group_is_the_one_the_code_registers_into() -> None:
 
 def deploy_pipeline() -> dict[str, Any]:
     """Properties of the model deploy CodePipeline."""
-    return only_resource(template("model-deploy-pipeline.yml"), "AWS::CodePipeline::Pipeline")
+    return template("model-deploy-pipeline.yml")["Resources"]["DeployPipeline"]["Properties"]
 
 
 def test_deploy_pipeline_stage_order_and_providers() -> None:
@@ -294,15 +294,19 @@ def test_deploy_pipeline_never_starts_on_a_push() -> None:
     else:
         assert source["Configuration"]["DetectChanges"] is False
     rules = resources_of_type(template("model-deploy-pipeline.yml"), "AWS::Events::Rule")
-    # Only the approval rule starts anything (through its function); the others notify.
+    # Only the approval rule starts the deploy pipeline (through its function), and the
+    # pull-request rule only the check pipeline; the others notify.
     starters = [
         rule_id
         for rule_id, rule in rules.items()
         if any("Fn::ImportValue" not in target["Arn"] for target in rule["Properties"]["Targets"])
     ]
-    assert starters == ["ModelApprovedRule"]
-    sources = [rule["Properties"]["EventPattern"]["source"] for rule in rules.values()]
-    assert ["aws.codecommit"] not in sources
+    expected = ["ModelApprovedRule"]
+    if SOURCE_PROVIDER == "codecommit":
+        expected.append("PullRequestRule")
+    assert sorted(starters) == expected
+    kinds = [rule["Properties"]["EventPattern"].get("detail-type", []) for rule in rules.values()]
+    assert not any("CodeCommit Repository State Change" in kind for kind in kinds)
 
 
 def test_staging_deploys_endpoint_template_with_the_resolved_staging_parameters() -> None:
