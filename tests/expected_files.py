@@ -22,6 +22,7 @@ docs/change-the-model.md
 docs/installs-and-cloud-time.md
 docs/model.md
 docs/operations.md
+docs/pull-requests.md
 docs/rehearsal.md
 docs/rollback.md
 infra/bootstrap.yml
@@ -37,6 +38,7 @@ infra/stack-policies/model-deploy.json
 lambdas/merge_dev_to_master/README.md
 lambdas/merge_dev_to_master/app.py
 lambdas/merge_dev_to_master/merge_common.py
+lambdas/merge_dev_to_master/review.py
 rehearsal/README.md
 rehearsal/__init__.py
 rehearsal/__main__.py
@@ -53,6 +55,7 @@ rehearsal/hook/sitecustomize.py
 rehearsal/iam.py
 rehearsal/merge.py
 rehearsal/moto_shims.py
+rehearsal/pull_requests.py
 rehearsal/pushes.py
 rehearsal/retraining.py
 rehearsal/sagemaker_pipeline.py
@@ -81,6 +84,7 @@ src/<pkg>_ops/cli.py
 src/<pkg>_ops/deploy.py
 src/<pkg>_ops/errors.py
 src/<pkg>_ops/pipeline_service.py
+src/<pkg>_ops/pull_request.py
 src/<pkg>_ops/registry.py
 src/<pkg>_ops/rollback.py
 src/<pkg>_ops/stacks.py
@@ -111,6 +115,8 @@ tests/unit/test_new_data_trigger.py
 tests/unit/test_package_boundary.py
 tests/unit/test_pipeline.py
 tests/unit/test_pipeline_service.py
+tests/unit/test_pull_request.py
+tests/unit/test_review.py
 tests/unit/test_registry.py
 tests/unit/test_inference.py
 tests/unit/test_rollback.py
@@ -123,17 +129,21 @@ tests/unit/test_steps.py
 CONDITIONAL: dict[tuple[str, object], list[str]] = {
     ("source_provider", "codecommit"): [
         "lambdas/merge_dev_to_master/codecommit_merge.py",
+        "lambdas/merge_dev_to_master/codecommit_review.py",
         "tests/unit/test_merge_codecommit.py",
     ],
     ("source_provider", "github"): [
         "lambdas/merge_dev_to_master/github_merge.py",
+        "lambdas/merge_dev_to_master/github_review.py",
         "lambdas/merge_dev_to_master/git_host_api.py",
         "src/<pkg>_ops/connection.py",
         "tests/unit/test_connection.py",
         "tests/unit/test_merge_github.py",
+        "tests/contracts/github.json",
     ],
     ("source_provider", "gitlab"): [
         "lambdas/merge_dev_to_master/gitlab_merge.py",
+        "lambdas/merge_dev_to_master/gitlab_review.py",
         "lambdas/merge_dev_to_master/git_host_api.py",
         "src/<pkg>_ops/connection.py",
         "tests/unit/test_connection.py",
@@ -142,6 +152,7 @@ CONDITIONAL: dict[tuple[str, object], list[str]] = {
     ],
     ("source_provider", "bitbucket"): [
         "lambdas/merge_dev_to_master/bitbucket_merge.py",
+        "lambdas/merge_dev_to_master/bitbucket_review.py",
         "lambdas/merge_dev_to_master/git_host_api.py",
         "src/<pkg>_ops/connection.py",
         "tests/unit/test_connection.py",

@@ -30,6 +30,12 @@ would do with this commit, reading both pipelines from infra/*.yml:
    function's code reaches the deploy stack's function. The CloudFormation stand-in
    (stacks.py) hosts the bootstrap and pipeline stacks; what CloudFormation's handlers do is
    checked against the stacks role, every role within its permissions boundary.
+7. Champion gate: a push with a weaker model is refused by the comparison with production's
+   model; the restored one is registered.
+8. Pull requests: pull requests into the dev branch start the check pipeline as their event
+   (CodeCommit) or trigger (a git host) would; a harmless one passes, a weaker model on the
+   same pull request fails in the same comment, a fork stops before its code runs
+   (pull_requests.py).
 
 With stage accounts (infra/account.yml), each account stack is made in its own moto account,
 the deploy pipeline's cross-account actions and builds work there as the stage roles, and

@@ -140,7 +140,7 @@ class PullRequestHost(LocalHttpService):
         self.scripted: dict[str, list[tuple]] = {}
         # The rehearsal's pull requests into the dev branch (pull_requests.PullRequestStore),
         # which the pull-request check reads and comments on.
-        self.pull_requests: Any = None
+        self.pull_request_store: Any = None
         super().__init__(_PullRequestHandler)
 
     @property
@@ -343,7 +343,7 @@ class GitLabApi(PullRequestHost):
 
     def _check_call(self, name, params, query, body) -> tuple[int, Any]:
         """The pull-request check's calls, on the rehearsal's merge requests."""
-        store = self.pull_requests
+        store = self.pull_request_store
         if name == "list_commit_merge_requests":
             found = store.with_head(params["sha"]) if store else []
             return 200, [
@@ -537,7 +537,7 @@ class BitbucketApi(PullRequestHost):
 
     def _check_call(self, name, params, query, body) -> tuple[int, Any]:
         """The pull-request check's calls, on the rehearsal's pull requests."""
-        store = self.pull_requests
+        store = self.pull_request_store
         items = store.items if store else []
         if name == "list_pull_requests":
             wanted = dict(re.findall(r'(\w+(?:\.\w+)*)\s*=\s*"([^"]*)"', query["q"]))
@@ -628,5 +628,5 @@ def git_host(
         raise ValueError(f"GIT_HOST={host!r} is not a git host the rehearsal plays")
     contract = Contract.load(contracts / f"{host}.json")
     stand_in = stand_ins[host](repository, full_name, token, contract)
-    stand_in.pull_requests = pull_requests
+    stand_in.pull_request_store = pull_requests
     return stand_in

@@ -51,7 +51,7 @@ COMMIT_ID_PATTERN = re.compile(r"^[0-9a-f]{40}$")
 # SageMaker step names: letters, digits, "-" and "_" (CreatePipeline's definition schema).
 NAME_PATTERN = re.compile(r"[^A-Za-z0-9_-]")
 LOG_FENCE = "~~~~"
-# A commit status description longer than this is cut (GitHub documents 140 characters).
+# The state's description is one line in the host's list of checks: kept short.
 STATE_DESCRIPTION_CHARS = 140
 
 
