@@ -8,8 +8,6 @@ allows them.
 """
 
 import json
-import urllib.error
-import urllib.request
 
 import boto3
 import pytest
@@ -25,9 +23,11 @@ from rehearsal.pull_requests import (
 )
 from rehearsal.retraining import route
 from rehearsal.source import GitRepository
+from test_git_hosts import send
 from test_iam import _deploy_stack
 
 TOKEN = "stand-in-token"
+HEADERS = {"Authorization": f"Bearer {TOKEN}"}
 COMMIT = "1" * 40
 BASE = "2" * 40
 
@@ -68,19 +68,6 @@ def test_codecommit_events_reach_the_rule_only_into_dev(default_bake, into_dev, 
     assert reached[kind] == ([rule_id] if into_dev else [])
 
 
-def send(url: str, method: str, body: dict | None = None) -> tuple[int, object]:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(
-        url, data=data, method=method, headers={"Authorization": f"Bearer {TOKEN}"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as error:
-        with error:
-            return error.code, json.loads(error.read() or b"null")
-
-
 def test_the_github_stand_in_serves_the_check_calls_as_the_description_allows(github_bake):
     store = PullRequestStore()
     item = store.open("A change", "feature", "dev", COMMIT, BASE, fork_of="someone/fork")
@@ -96,15 +83,15 @@ def test_the_github_stand_in_serves_the_check_calls_as_the_description_allows(gi
     api.start()
     try:
         repo = f"{api.api_url}/repos/{repository}"
-        status, found = send(f"{repo}/commits/{COMMIT}/pulls", "GET")
+        status, found = send(f"{repo}/commits/{COMMIT}/pulls", "GET", HEADERS)
         assert status == 200
         (pull,) = found
         assert pull["head"]["repo"]["full_name"] == "someone/fork"
         assert pull["base"]["repo"]["full_name"] == repository
-        assert send(f"{repo}/statuses/{COMMIT}", "POST", {"state": "done"})[0] == 400
-        assert send(f"{repo}/issues/1/comments", "POST", {"text": "x"})[0] == 400
-        assert send(f"{repo}/statuses/{COMMIT}", "POST", {"state": "success"})[0] == 201
-        assert send(f"{repo}/issues/1/comments", "POST", {"body": "hello"})[0] == 201
+        assert send(f"{repo}/statuses/{COMMIT}", "POST", HEADERS, {"state": "done"})[0] == 400
+        assert send(f"{repo}/issues/1/comments", "POST", HEADERS, {"text": "x"})[0] == 400
+        assert send(f"{repo}/statuses/{COMMIT}", "POST", HEADERS, {"state": "success"})[0] == 201
+        assert send(f"{repo}/issues/1/comments", "POST", HEADERS, {"body": "hello"})[0] == 201
     finally:
         api.stop()
     assert item.status_of(COMMIT)["state"] == "success"

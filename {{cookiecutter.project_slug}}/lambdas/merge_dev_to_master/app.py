@@ -117,17 +117,22 @@ def job_id_of(event: Any) -> str:
     return job_id
 
 
-def merge_request_of(event: dict[str, Any], environ: dict[str, str]) -> MergeRequest:
-    """The merge asked for by the action's UserParameters and MERGE_STRATEGY."""
+def user_parameters(event: dict[str, Any]) -> dict[str, Any] | None:
+    """The Invoke action's UserParameters as a JSON object; None when it is not one."""
     action = event["CodePipeline.job"].get("data", {}).get("actionConfiguration", {})
-    configuration = action.get("configuration", {})
-    raw = configuration.get("UserParameters")
-    example = EXAMPLE_USER_PARAMETERS  # the value the deploy pipeline sets
+    raw = action.get("configuration", {}).get("UserParameters")
     try:
         parameters = json.loads(raw) if isinstance(raw, str) else None
     except ValueError:
-        parameters = None
-    if not isinstance(parameters, dict):
+        return None
+    return parameters if isinstance(parameters, dict) else None
+
+
+def merge_request_of(event: dict[str, Any], environ: dict[str, str]) -> MergeRequest:
+    """The merge asked for by the action's UserParameters and MERGE_STRATEGY."""
+    example = EXAMPLE_USER_PARAMETERS  # the value the deploy pipeline sets
+    parameters = user_parameters(event)
+    if parameters is None:
         raise MergeFailed(
             f"The action's UserParameters is not a JSON object: set it to {example}.",
             CONFIGURATION_ERROR,

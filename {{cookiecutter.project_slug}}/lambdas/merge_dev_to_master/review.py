@@ -32,7 +32,14 @@ from typing import Any
 from botocore.exceptions import ClientError, HTTPClientError
 
 import {{ cookiecutter.source_provider }}_review as host_api
-from app import aws_client, deadline_of, job_id_of, report_failure, report_summary
+from app import (
+    aws_client,
+    deadline_of,
+    job_id_of,
+    report_failure,
+    report_summary,
+    user_parameters,
+)
 from merge_common import (
     CONFIGURATION_ERROR,
     JOB_FAILED,
@@ -67,15 +74,8 @@ class CheckRequest:
 
 def check_request(event: dict[str, Any]) -> CheckRequest:
     """The action's UserParameters, checked."""
-    configuration = (event["CodePipeline.job"].get("data", {}).get("actionConfiguration", {})).get(
-        "configuration", {}
-    )
-    raw = configuration.get("UserParameters")
-    try:
-        parameters = json.loads(raw) if isinstance(raw, str) else None
-    except ValueError:
-        parameters = None
-    if not isinstance(parameters, dict):
+    parameters = user_parameters(event)
+    if parameters is None:
         raise MergeFailed(
             'The action\'s UserParameters is not a JSON object like {"step": "open",'
             ' "commit_id": "#{SourceVariables.CommitId}", ...}: see the check pipeline in'
