@@ -55,20 +55,24 @@ stack_policy = $(AWS) cloudformation set-stack-policy --stack-name $(1) --stack-
 
 ci-build: check-data lint test-unit pipeline-definition ## The model build pipeline's Build stage: data, lint, unit tests, templates, definition
 
+# Every role of the pipeline stacks within the permissions boundary (what UpdatePipelines
+# checks first, and the pull-request check before the merge).
+CHECK_ROLES = $(PY) -m $(CLI) check-roles --boundary infra/bootstrap.yml:PermissionsBoundary \
+	infra/model-build-pipeline.yml infra/model-deploy-pipeline.yml
+
 # The check's own failure is in its result, which the Report action posts: the target fails
 # only when it cannot write that result.
 PULL_REQUEST_LOG := build/pull-request-ci-build.log
-pull-request-check: $(NEEDS_VENV) ## The pull-request check's Check action: ci-build, the pipeline definition against dev's, the model against production's
+pull-request-check: $(NEEDS_VENV) ## The pull-request check's Check action: ci-build and the roles' boundary, the pipeline definition against dev's, the model against production's
 	@mkdir -p build
-	@echo "==> make ci-build, as the model build pipeline's Build action runs it"
-	status=0; $(MAKE) --no-print-directory ci-build 2>&1 | tee $(PULL_REQUEST_LOG) || status=$$?; \
-	echo "==> ci-build exit status $$status; comparing with dev and production"; \
+	@echo "==> make ci-build, as the model build pipeline's Build action runs it, and the roles within the boundary"
+	status=0; { $(MAKE) --no-print-directory ci-build && $(CHECK_ROLES); } 2>&1 | tee $(PULL_REQUEST_LOG) || status=$$?; \
+	echo "==> exit status $$status; comparing with dev and production"; \
 	$(PY) -m $(CLI) pull-request-check --tests-status $$status --tests-log $(PULL_REQUEST_LOG)
 
 update-pipelines: $(NEEDS_VENV) ## The UpdatePipelines action: check infra/, then update both pipeline stacks through change sets
 	@echo "==> Checking infra/: every role within the permissions boundary, cfn-lint, checkov"
-	$(PY) -m $(CLI) check-roles --boundary infra/bootstrap.yml:PermissionsBoundary \
-		infra/model-build-pipeline.yml infra/model-deploy-pipeline.yml
+	$(CHECK_ROLES)
 	$(BIN)cfn-lint infra/*.yml
 	$(BIN)checkov --quiet --compact --skip-download --framework cloudformation -d infra
 	@echo "==> Updating $(BUILD_STACK) and $(DEPLOY_STACK) through change sets (as the stacks role)"

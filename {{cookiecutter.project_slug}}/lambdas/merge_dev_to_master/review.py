@@ -173,7 +173,7 @@ def result_comment(request: CheckRequest, result: dict[str, Any], max_chars: int
         "",
         "| Check | Result |",
         "|---|---|",
-        "| Lint, unit tests, templates (`make ci-build`) | "
+        "| Lint, unit tests, templates (`make ci-build`), the roles within the boundary | "
         + ("passed" if tests.get("passed") else "**failed**")
         + " |",
     ]
@@ -294,7 +294,7 @@ def review(request: CheckRequest, deadline: float) -> str:
     if passed:
         description = "passed: tests, and the model within the margin of production's"
     elif not (result.get("tests") or {}).get("passed"):
-        description = "failed: make ci-build failed"
+        description = "failed: make ci-build or the roles' boundary check failed"
     elif model and not model.get("passed"):
         description = "failed: the model falls below production's by more than the margin"
     else:

@@ -369,3 +369,99 @@ def test_endpoint_deploy_role_creates_and_deletes_only_the_projects_names(
     for other in ("another-team-model", "Model-a1B2c3D4e5F6", f"x{config.PROD_ENDPOINT_NAME}-1"):
         assert not allows(document, "EndpointDeployRole", action, f"{SAGEMAKER}:{kind}/{other}")
 {%- endif %}
+
+
+# ---------------------------------------------------------------- the pull-request check
+
+CHECK_PIPELINE_NAME = "{{ cookiecutter.__check_pipeline_name }}"
+# What the check's role, which runs a pull request's code, may never do.
+NEVER_FROM_A_PULL_REQUEST = (
+    "codepipeline:",
+    "codecommit:",
+    "secretsmanager:",
+    "iam:",
+    "sts:",
+    "lambda:",
+    "sagemaker:Create",
+    "sagemaker:Update",
+    "sagemaker:Start",
+    "sagemaker:Delete",
+    "cloudformation:Create",
+    "cloudformation:Update",
+    "cloudformation:Delete",
+    "cloudformation:Execute",
+)
+
+
+def test_the_three_pipelines_artifact_prefixes_differ() -> None:
+    names = (BUILD_PIPELINE_NAME, DEPLOY_PIPELINE_NAME, CHECK_PIPELINE_NAME)
+    assert len({name[:20] for name in names}) == 3
+
+
+def test_the_check_role_cannot_start_train_register_deploy_or_reach_the_git_host() -> None:
+    document = template(DEPLOY)
+    granted = inline_actions(document, "CheckProjectRole")
+    assert [action for action in granted if action.startswith(NEVER_FROM_A_PULL_REQUEST)] == []
+
+
+def test_the_check_role_writes_only_its_cache_and_its_results() -> None:
+    document = template(DEPLOY)
+    role = "CheckProjectRole"
+    assert allows(document, role, "s3:PutObject", object_arn("pull-request-checks/a1b2.json"))
+    cache = object_arn("codebuild-cache/pull-request-check/cache.zip")
+    assert allows(document, role, "s3:PutObject", cache)
+    for key in (
+        *GUARDED_KEYS,
+        f"{BUILD_PIPELINE_NAME[:20]}/SourceArti/a1b2c3d",
+        f"{DEPLOY_PIPELINE_NAME[:20]}/StageConfi/a1b2c3d",
+        f"{CHECK_PIPELINE_NAME[:20]}/SourceArti/a1b2c3d",
+        "production/model-package.json",
+        "incoming-data/batch/_READY",
+        "codebuild-cache/build/cache.zip",
+    ):
+        assert not allows(document, role, "s3:PutObject", object_arn(key)), key
+
+
+def test_the_check_role_reads_its_source_the_sample_and_the_production_model_only() -> None:
+    document = template(DEPLOY)
+    role = "CheckProjectRole"
+    for key in (
+        f"{CHECK_PIPELINE_NAME[:20]}/SourceArti/a1b2c3d",
+        "pull-request-sample/sample.csv",
+        GUARDED_KEYS[1],
+    ):
+        assert allows(document, role, "s3:GetObject", object_arn(key)), key
+    for key in (
+        GUARDED_KEYS[0],
+        f"{DEPLOY_PIPELINE_NAME[:20]}/StageConfi/a1b2c3d",
+        "incoming-data/batch/data.csv",
+    ):
+        assert not allows(document, role, "s3:GetObject", object_arn(key)), key
+
+
+def test_only_the_pull_request_function_writes_to_the_pull_request() -> None:
+    document = template(DEPLOY)
+    roles = [
+        logical_id
+        for logical_id, resource in document["Resources"].items()
+        if resource["Type"] == "AWS::IAM::Role"
+    ]
+{%- if cookiecutter.source_provider == 'codecommit' %}
+    repository = f"arn:aws:codecommit:{REGION}:{ACCOUNT}:{{ cookiecutter.__codecommit_repository_name }}"
+    for action in (
+        "codecommit:PostCommentForPullRequest",
+        "codecommit:UpdatePullRequestApprovalState",
+    ):
+        writers = [role for role in roles if allows(document, role, action, repository)]
+        assert writers == ["PullRequestFunctionRole"], action
+{%- else %}
+    readers = sorted(
+        role
+        for role in roles
+        if any(
+            "secretsmanager:GetSecretValue" in as_list(statement["Action"])
+            for statement in role_statements(document, role)
+        )
+    )
+    assert readers == ["MergeFunctionRole", "PullRequestFunctionRole"]
+{%- endif %}
