@@ -1,4 +1,5 @@
-"""The pull-request check: what a pull request into {{ cookiecutter.dev_branch }} would change, measured before it merges.
+"""The pull-request check: what a pull request into the dev branch would change, measured
+before it merges.
 
 `make pull-request-check` runs in the check pipeline's CodeBuild action, as a role that can
 read but not train, register or deploy. It writes one result document, which the pull-request
@@ -8,7 +9,7 @@ credentials) turns into the comment and the pass or fail state on the pull reque
 - tests: the Build action's checks (`make ci-build`: data, lint, unit tests, templates, the
   offline definition), passed or failed, with the end of their log;
 - definition: the SageMaker pipeline definition of the pull request's head against the one
-  {{ cookiecutter.dev_branch }} last upserted (DescribePipeline): the steps added, removed and changed, and
+  the dev branch last upserted (DescribePipeline): the steps added, removed and changed, and
   the steps that will be cache hits (unchanged, cached, and every step they read from a hit);
 - model: the local runner trains on a small sample (the CSVs under
   s3://<artifact bucket>/{{ cookiecutter.__pull_request_sample_prefix }}, else load_dataset()'s table) and
@@ -109,7 +110,7 @@ def definition_diff(head: dict[str, Any], dev: dict[str, Any] | None) -> dict[st
 
 
 def dev_definition(sagemaker_client: Any, pipeline_name: str) -> dict[str, Any] | None:
-    """The definition {{ cookiecutter.dev_branch }} last upserted; None before the first build."""
+    """The definition the dev branch last upserted; None before the first build."""
     from botocore.exceptions import ClientError
 
     try:

@@ -64,7 +64,7 @@ def commits(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     git(root, "init", "-q", "-b", DEV_BRANCH)
     git(root, "commit", "-q", "--allow-empty", "-m", "base")
     base = git(root, "rev-parse", "HEAD")
-    git(root, "checkout", "-q", "-b", "feature")
+    git(root, "checkout", "-q", "-b", "pull-request-head")
     git(root, "commit", "-q", "--allow-empty", "-m", "head")
     head = git(root, "rev-parse", "HEAD")
     git(root, "commit", "-q", "--allow-empty", "-m", "newer")
@@ -79,7 +79,7 @@ class Harness:
         self.commits = commits
         self.store = PullRequestStore()
         self.pull_request = self.store.open(
-            "A change", "feature", DEV_BRANCH, commits["head"], commits["base"]
+            "A change", "pull-request-head", DEV_BRANCH, commits["head"], commits["base"]
         )
         self.repository = GitRepository(commits["root"])
         self.host: Any = None
