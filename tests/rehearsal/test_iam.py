@@ -179,6 +179,23 @@ def test_an_s3_write_to_a_kms_encrypted_bucket_also_needs_the_key():
     ]
 
 
+def test_a_listing_carries_its_prefix_for_an_s3_prefix_condition():
+    only_the_sample = statements(
+        allow("s3:ListBucket", BUCKET_ARN, Condition={"StringLike": {"s3:prefix": "sample/*"}})
+    )
+
+    def listing(**params):
+        (request,) = authorizations(
+            Call("Role", "s3", "ListObjectsV2", {"Bucket": "artifacts", **params}), ACCOUNT
+        )
+        return evaluate(request, only_the_sample)[0]
+
+    assert listing(Prefix="sample/")
+    assert not listing(Prefix="models/")
+    # Without a prefix the key is absent: the listing of the whole bucket is refused.
+    assert not listing()
+
+
 def test_a_change_set_with_a_role_passes_it_to_cloudformation():
     call = Call(
         "Role",

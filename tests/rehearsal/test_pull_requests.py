@@ -83,9 +83,13 @@ def test_the_github_stand_in_serves_the_check_calls_as_the_description_allows(gi
     api.start()
     try:
         repo = f"{api.api_url}/repos/{repository}"
-        status, found = send(f"{repo}/commits/{COMMIT}/pulls", "GET", HEADERS)
+        # As GitHub is reported to answer, a fork's pull request is not listed for its head
+        # commit; the open pull requests into the base branch list it.
+        assert send(f"{repo}/commits/{COMMIT}/pulls", "GET", HEADERS) == (200, [])
+        status, found = send(f"{repo}/pulls?state=open&base=dev", "GET", HEADERS)
         assert status == 200
         (pull,) = found
+        assert send(f"{repo}/pulls?state=merged", "GET", HEADERS)[0] == 400
         assert pull["head"]["repo"]["full_name"] == "someone/fork"
         assert pull["base"]["repo"]["full_name"] == repository
         assert send(f"{repo}/statuses/{COMMIT}", "POST", HEADERS, {"state": "done"})[0] == 400
@@ -97,4 +101,5 @@ def test_the_github_stand_in_serves_the_check_calls_as_the_description_allows(gi
     assert item.status_of(COMMIT)["state"] == "success"
     assert [comment["body"] for comment in item.comments] == ["hello"]
     assert any("'done' is not one of" in line for line in api.violations)
+    assert any("state='merged' is not one of" in line for line in api.violations)
     assert any("body.text is not a field" in line for line in api.violations)

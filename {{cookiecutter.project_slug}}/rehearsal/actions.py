@@ -41,6 +41,7 @@ from .iam import (
     authorizations,
 )
 from .merge import (
+    CallerIdentity,
     CodePipelineJobs,
     GitCodeCommit,
     LambdaContext,
@@ -614,21 +615,45 @@ class PipelinePlayer:
         return "approved by the rehearsal (a person approves it in the console)"
 
     def _lambda(self, action: PipelineAction) -> str:
-        workspace = self.workspace
         reference = action.configuration.get("FunctionName")
         if not (
             isinstance(reference, dict) and reference.get("Ref") in self.stack.template["Resources"]
         ):
             raise ActionFailed(f"FunctionName {reference} is not a function of {self.stack.name}")
-        function = self.stack.resolve(self.stack.resource(reference["Ref"])["Properties"])
+        user_parameters = str(self._configuration(action).get("UserParameters", ""))
+
+        def job_event(function_name: str) -> dict[str, Any]:
+            return codepipeline_job_event(
+                str(uuid.uuid4()), self.workspace.account_id, function_name, user_parameters
+            )
+
+        result, function, summary = self.invoke_function(
+            reference["Ref"], job_event, action.name, CodePipelineJobs()
+        )
+        if not result.succeeded:
+            raise ActionFailed(f"the function reported failure: {result.message}", result.log_path)
+        return f"{function['Handler']}: {result.message} ({summary})"
+
+    def invoke_function(
+        self,
+        logical_id: str,
+        event_of: Callable[[str], dict[str, Any]],
+        where: str,
+        jobs: CodePipelineJobs,
+    ) -> tuple[Any, dict[str, Any], str]:
+        """Run a function of the stack on the event event_of(its name) gives, as its role
+        (IAM checked), with the fakes of the services it calls: (what it reported, its
+        resolved properties, what it wrote). ActionFailed when a request breaks a git host's
+        API description."""
+        workspace = self.workspace
+        function = self.stack.resolve(self.stack.resource(logical_id)["Properties"])
         environment = {
             key: str(value)
             for key, value in function.get("Environment", {}).get("Variables", {}).items()
         }
-        code_dir = workspace.work_dir / "functions" / slug(action.name)
+        code_dir = workspace.work_dir / "functions" / slug(where)
         self._function_code(function["Code"], code_dir)
-        user_parameters = str(self._configuration(action).get("UserParameters", ""))
-        services: dict[str, Any] = {}
+        services: dict[str, Any] = {"sts": CallerIdentity(str(function["Role"]))}
         codecommit = host = None
         if "REPOSITORY_NAME" in environment:
             codecommit = GitCodeCommit(
@@ -656,11 +681,8 @@ class PipelinePlayer:
             host.start()
             environment["GIT_API_URL"] = host.api_url
         environment.update({"AWS_REGION": workspace.region, "AWS_DEFAULT_REGION": workspace.region})
-        function_name = str(function.get("FunctionName", reference["Ref"]))
-        event = codepipeline_job_event(
-            str(uuid.uuid4()), workspace.account_id, function_name, user_parameters
-        )
-        where = action.name
+        function_name = str(function.get("FunctionName", logical_id))
+        event = event_of(function_name)
         try:
             with workspace.acting_as(str(function["Role"]), where) as aws_calls:
                 result = invoke_pipeline_lambda(
@@ -671,7 +693,7 @@ class PipelinePlayer:
                     LambdaContext(function_name, int(function.get("Timeout", 3))),
                     services,
                     workspace.region,
-                    CodePipelineJobs(),
+                    jobs,
                 )
         finally:
             if host is not None:
@@ -680,11 +702,12 @@ class PipelinePlayer:
         calls = result.calls + (
             [f"{environment['GIT_HOST']}:{request}" for request in host.requests] if host else []
         )
-        log_path = workspace.log_dir / slug(self.name) / f"{slug(action.name)}.log"
+        log_path = workspace.log_dir / slug(self.name) / f"{slug(where)}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log_path.write_text(
             f"event: {json.dumps(event)}\ncalls: {', '.join(calls)}\n{result.log_text}"
         )
+        result.log_path = log_path
         violations = getattr(host, "violations", [])
         if violations:
             raise ActionFailed(
@@ -693,11 +716,9 @@ class PipelinePlayer:
                 + "; ".join(violations[:5]),
                 log_path,
             )
-        if not result.succeeded:
-            raise ActionFailed(f"the function reported failure: {result.message}", log_path)
         moved = codecommit.moved if codecommit else (host.moved if host else {})
         written = "the move is recorded, not written to git" if moved else "nothing to write"
-        return f"{function['Handler']}: {result.message} ({written}; {len(calls)} stubbed calls)"
+        return result, function, f"{written}; {len(calls)} stubbed calls"
 
     def _function_code(self, code: dict[str, Any], code_dir: Path) -> None:
         """Unpack a function's code (its zip in moto's S3, or inline) into code_dir."""

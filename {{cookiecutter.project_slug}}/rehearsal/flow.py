@@ -104,6 +104,7 @@ from .iam import (
     RehearsalIam,
     authorizations,
 )
+from .merge import CodePipelineJobs
 from .moto_shims import execution_failed, moto_as_aws
 from .pull_requests import (
     PullRequestStore,
@@ -117,6 +118,7 @@ from .pushes import (
     RESTART_LINE,
     PipelineUpdates,
     Pushes,
+    broken_command_line,
     build_action_project,
     changed_pipeline,
     function_archive_has,
@@ -132,6 +134,7 @@ from .retraining import (
     RetrainingFailed,
     action_execution_event,
     alarm_event,
+    as_delivered,
     check_schedule,
     data_landing,
     enable_bucket_events,
@@ -1150,6 +1153,7 @@ class Rehearsal:
         self.pushes = Pushes(self.workspace.source_dir, self.work_dir / "pull-requests")
         self._timed(stage, "Harmless change", self._harmless_pull_request)
         self._timed(stage, "Weaker model", self._weaker_pull_request)
+        self._timed(stage, "Broken check", self._broken_check_pull_request)
         if "REPOSITORY_NAME" not in self._function_environment():
             self._timed(stage, "From a fork", self._fork_pull_request)
 
@@ -1192,7 +1196,7 @@ class Rehearsal:
                 clients["sqs"],
                 {rule_id: pattern},
                 {kind: entry},
-                f"{self.settings.project}-pr-{item.number}-{kind.lower()}",
+                f"{self.settings.project}-pr-{item.number}-{item.head[:7]}",
             )
             if reached[kind] != [rule_id]:
                 raise StageFailed(f"rule {rule_id} does not pass CodeCommit's {kind} event")
@@ -1219,8 +1223,49 @@ class Rehearsal:
                 (self.log_dir / f"pull-request-{item.number}-{item.head[:7]}.log").write_text(
                     "\n".join([*ran, f"{action.name} failed: {failure.problem}"])
                 )
+                if action.category == "Build":
+                    ran.append(self._report_failed_build(player, action))
                 return (action.name, failure), ran
         return None, ran
+
+    def _report_failed_build(self, player: PipelinePlayer, action: Any) -> str:
+        """A failed build action's state change, through the check-failed rule to its target
+        function, which reads the execution and marks the pull request failed."""
+        deploy = self.stacks.deploy
+        execution_id = player.variables["codepipeline"]["PipelineExecutionId"]
+        event = action_execution_event(
+            self.settings.region, player.name, execution_id, action.stage, action.name, "FAILED"
+        )
+        rules = {
+            logical_id: deploy.resolve(rule["Properties"]["EventPattern"])
+            for logical_id, rule in resources_of_type(deploy.template, "AWS::Events::Rule").items()
+            if "CodePipeline Action Execution State Change"
+            in deploy.resolve(rule["Properties"]["EventPattern"]).get("detail-type", [])
+        }
+        clients = self.workspace.clients
+        reached = route(
+            clients["events"],
+            clients["sqs"],
+            rules,
+            {"failed": event},
+            f"{self.settings.project}-check-failed-{execution_id[:8]}",
+        )["failed"]
+        if len(reached) != 1:
+            raise StageFailed(f"the failed {action.name} action reached {reached or 'no rule'}")
+        target = deploy.resource(reached[0])["Properties"]["Targets"][0]["Arn"]["Fn::GetAtt"][0]
+        jobs = CodePipelineJobs(
+            executions={
+                execution_id: {"commit": player.commit, "variables": player.variables["variables"]}
+            }
+        )
+        delivered = as_delivered(event, self.workspace.account_id)
+        where = f"{action.name}Failed"
+        result, _, _ = player.invoke_function(target, lambda _: delivered, where, jobs)
+        if "failed check reported" not in result.log_text:
+            raise StageFailed(
+                f"{reached[0]}'s function did not report the failed check", result.log_path
+            )
+        return f"{action.name} failed: {reached[0]} -> {target}, which marked the pull request"
 
     def _comment_of(self, item: Any) -> str:
         if len(item.comments) != 1:
@@ -1288,6 +1333,27 @@ class Rehearsal:
         row = next((line for line in comment.splitlines() if "below the floor" in line), "")
         measured = row.split("|")[2].strip(" *")[:120]
         return f"pull request {item.number} at {commit[:7]}: failed, state {state}; {measured}"
+
+    def _broken_check_pull_request(self) -> str:
+        """A commit that breaks the command line: the Check action fails before it writes a
+        result, Report never runs, and the check-failed rule has the function mark the pull
+        request failed, in the same comment."""
+        item = self.pull_request
+        commit, files = self.pushes.push("a broken command line", broken_command_line())
+        self.pull_requests.push(item, commit)
+        failed, ran = self._check_pull_request(item, "UPDATED", files)
+        if failed is None or failed[0] != "Check":
+            problem = failed[1].problem if failed else "the check passed"
+            raise StageFailed(f"the broken commit's check must fail at Check: {problem}")
+        comment = self._comment_of(item)
+        state = self._state_of(item)
+        if "the Check action failed" not in comment or state in (
+            "approved",
+            "success",
+            "SUCCESSFUL",
+        ):
+            raise StageFailed(f"the failed Check was not reported (state {state}): {comment[:300]}")
+        return f"pull request {item.number} at {commit[:7]}: {ran[-1]}; state {state}"
 
     def _fork_pull_request(self) -> str:
         """A pull request from a fork: the check stops at Open, before any of its code runs."""

@@ -361,7 +361,22 @@ class GitLabApi(PullRequestHost):
                 for item in found
             ]
         if name == "create_commit_status":
-            for item in store.with_head(params["sha"]) if store else []:
+            items = store.with_head(params["sha"]) if store else []
+            last = next(
+                (
+                    status
+                    for item in items
+                    for status in reversed(item.statuses)
+                    if status.get("name") == body.get("name")
+                ),
+                None,
+            )
+            if last is not None and last["state"] == body["state"]:
+                # GitLab refuses to move a status to the state it has.
+                state = body["state"]
+                message = f"Cannot transition status via :{state} from :{state}"
+                return 400, {"message": message}
+            for item in items:
                 item.statuses.append({"commit": params["sha"], **body})
             return 200, {"id": 1, "sha": params["sha"], "status": body["state"]}
         item = store.get(params.get("merge_request_iid")) if store else None

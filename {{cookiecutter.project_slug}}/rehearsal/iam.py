@@ -650,6 +650,11 @@ RULES: dict[tuple[str, str], Rule] = {
         lambda call, account: [account.arn("codepipeline", _value(call, "name"))],
         "name",
     ),
+    ("codepipeline", "GetPipelineExecution"): _rule(
+        "codepipeline:GetPipelineExecution",
+        lambda call, account: [account.arn("codepipeline", _value(call, "pipelineName"))],
+        "pipelineName",
+    ),
     ("codepipeline", "PutJobSuccessResult"): _rule("codepipeline:PutJobSuccessResult", _everything),
     ("codepipeline", "PutJobFailureResult"): _rule("codepipeline:PutJobFailureResult", _everything),
     # AWS CodeCommit (list_awscodecommit.html): repository
@@ -663,7 +668,7 @@ RULES: dict[tuple[str, str], Rule] = {
         for operation in ("GetBranch", "GetMergeOptions", "MergeBranchesByFastForward")
     },
     # The pull-request calls are on the repository too; GetPullRequest, UpdateComment and
-    # UpdatePullRequestApprovalState name only the pull request or the comment.
+    # the approval calls name only the pull request or the comment.
     **{
         ("codecommit", operation): _rule(f"codecommit:{operation}", _pull_request_repository)
         for operation in (
@@ -671,6 +676,7 @@ RULES: dict[tuple[str, str], Rule] = {
             "GetCommentsForPullRequest",
             "PostCommentForPullRequest",
             "UpdateComment",
+            "GetPullRequestApprovalStates",
             "UpdatePullRequestApprovalState",
         )
     },
@@ -715,6 +721,10 @@ def authorizations(call: Call, account: Account) -> list[Authorization]:
     if not rule.action:
         return []
     context = dict(GLOBAL_CONTEXT)
+    listing = call.service == "s3" and call.operation in ("ListObjectsV2", "ListObjects")
+    if listing and call.params.get("Prefix") is not None:
+        # s3:prefix: the listing's Prefix (absent without one, as AWS evaluates it).
+        context["s3:prefix"] = str(call.params["Prefix"])
     if call.service == "cloudformation" and call.params.get("RoleARN"):
         # The role a stack operation passes (cloudformation:RoleArn condition key).
         context["cloudformation:RoleArn"] = str(call.params["RoleARN"])

@@ -85,11 +85,34 @@ class StubbedClient:
 
 @dataclass
 class CodePipelineJobs:
-    """CodePipeline's job-result API: records what the action reports."""
+    """CodePipeline's job-result API: records what the action reports. It also answers
+    GetPipelineExecution for the executions it is given (execution id -> their commit and
+    pipeline variables)."""
 
     results: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    executions: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __call__(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
+        if operation == "GetPipelineExecution":
+            execution = self.executions.get(params["pipelineExecutionId"])
+            if execution is None:
+                raise ServiceError(
+                    "PipelineExecutionNotFoundException", params["pipelineExecutionId"]
+                )
+            return {
+                "pipelineExecution": {
+                    "pipelineName": params["pipelineName"],
+                    "pipelineExecutionId": params["pipelineExecutionId"],
+                    "status": "Failed",
+                    "artifactRevisions": [
+                        {"name": "SourceOutput", "revisionId": execution["commit"]}
+                    ],
+                    "variables": [
+                        {"name": name, "resolvedValue": value}
+                        for name, value in execution.get("variables", {}).items()
+                    ],
+                }
+            }
         if operation not in JOB_RESULT_OPERATIONS:
             raise ServiceError("InvalidActionDeclarationException", f"{operation} is not played")
         self.results.append((operation, params))
@@ -209,6 +232,11 @@ class GitCodeCommit:
                 }
             }
         if operation == "GetCommentsForPullRequest":
+            # The service model: beforeCommitId must be given when repositoryName is.
+            if "repositoryName" in params and not params.get("beforeCommitId"):
+                raise ServiceError(
+                    "CommitIdRequiredException", "beforeCommitId is required with repositoryName"
+                )
             return {
                 "commentsForPullRequestData": [
                     {
@@ -234,10 +262,21 @@ class GitCodeCommit:
                 "afterCommitId": params["afterCommitId"],
                 "comment": self._comment(item, comment),
             }
-        # UpdatePullRequestApprovalState
         if params["revisionId"] != item.revision:
             raise ServiceError("RevisionNotCurrentException", "the pull request has moved on")
-        item.approvals.append({"revision": item.revision, "state": params["approvalState"]})
+        if operation == "GetPullRequestApprovalStates":
+            return {
+                "approvals": [
+                    {"userArn": approval["user"], "approvalState": "APPROVE"}
+                    for approval in item.approvals
+                    if approval["revision"] == item.revision
+                ]
+            }
+        # UpdatePullRequestApprovalState: the caller's own approval, given or taken back.
+        user = assumed_role_arn(self.caller_arn)
+        item.approvals = [a for a in item.approvals if a["user"] != user]
+        if params["approvalState"] == "APPROVE":
+            item.approvals.append({"revision": item.revision, "user": user})
         return {}
 
 
@@ -247,9 +286,32 @@ PULL_REQUEST_OPERATIONS = frozenset(
         "GetCommentsForPullRequest",
         "PostCommentForPullRequest",
         "UpdateComment",
+        "GetPullRequestApprovalStates",
         "UpdatePullRequestApprovalState",
     }
 )
+
+
+def assumed_role_arn(role_arn: str, session: str = "rehearsal") -> str:
+    """The ARN a role's session acts as (what sts:GetCallerIdentity returns for it)."""
+    account, name = role_arn.split(":")[4], role_arn.rsplit("/", 1)[-1]
+    return f"arn:aws:sts::{account}:assumed-role/{name}/{session}"
+
+
+@dataclass
+class CallerIdentity:
+    """STS answering GetCallerIdentity for the role a function runs as."""
+
+    role_arn: str
+
+    def __call__(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
+        if operation != "GetCallerIdentity":
+            raise ServiceError("InvalidAction", f"sts:{operation} is not played")
+        return {
+            "UserId": "AROAREHEARSAL:rehearsal",
+            "Account": self.role_arn.split(":")[4],
+            "Arn": assumed_role_arn(self.role_arn),
+        }
 
 
 @dataclass
@@ -284,6 +346,8 @@ class InvokeResult:
     job_results: list[tuple[str, dict[str, Any]]]
     calls: list[str]
     log_text: str
+    # Where the rehearsal wrote the invocation's log (set by the action player).
+    log_path: Path | None = None
 
     @property
     def succeeded(self) -> bool:

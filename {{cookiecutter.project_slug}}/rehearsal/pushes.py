@@ -215,6 +215,16 @@ def harmless_change() -> Callable[[Path], None]:
     return change
 
 
+def broken_command_line() -> Callable[[Path], None]:
+    """The project's command line exits at once: every make target that runs it fails."""
+
+    def change(root: Path) -> None:
+        for main in sorted(root.glob("src/*/__main__.py")):
+            main.write_text('raise SystemExit("the command line is broken by make rehearse")\n')
+
+    return change
+
+
 def weaker_model() -> Callable[[Path], None]:
     """The classifier fitted on shuffled labels, and the config's threshold and baseline
     margin lowered (LOWERED_GATE)."""

@@ -18,7 +18,9 @@ no success any.
 
 import json
 import time
+import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from .cloudformation import Stack, resources_of_type
@@ -182,6 +184,21 @@ def envelope(detail_type: str, source: str, region: str, resources: list, detail
         "Resources": resources,
         "Detail": json.dumps(detail, default=str),
         "_region": region,
+    }
+
+
+def as_delivered(entry: dict[str, Any], account_id: str) -> dict[str, Any]:
+    """The event a rule's target receives for a put_events entry (EventBridge's envelope)."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": entry["DetailType"],
+        "source": entry["Source"],
+        "account": account_id,
+        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": entry.get("_region", ""),
+        "resources": entry.get("Resources", []),
+        "detail": json.loads(entry["Detail"]),
     }
 
 

@@ -375,6 +375,7 @@ class _RuntimeHandler(QuietHandler):
 PULL_REQUEST_CALLS = frozenset(
     {
         "list_commit_pull_requests",
+        "list_pull_requests",
         "list_issue_comments",
         "create_issue_comment",
         "update_issue_comment",
@@ -473,8 +474,23 @@ class _GitHubHandler(QuietHandler):
         store = github.pull_requests
         query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query))
         if name == "list_commit_pull_requests":
-            found = store.with_head(params["commit_sha"]) if store else []
+            # As GitHub is reported to answer: a fork's pull request is not listed for its
+            # head commit.
+            found = (
+                [i for i in store.with_head(params["commit_sha"]) if not i.fork_of] if store else []
+            )
             self.answer_json(HTTPStatus.OK, [self.pull_request(github, item) for item in found])
+            return
+        if name == "list_pull_requests":
+            state, base = query.get("state", "open"), query.get("base")
+            found = [
+                item
+                for item in (store.items if store else [])
+                if state in ("all", item.state) and base in (None, item.destination_branch)
+            ]
+            size, page = int(query.get("per_page", 30)), int(query.get("page", 1))
+            listed = found[(page - 1) * size : page * size]
+            self.answer_json(HTTPStatus.OK, [self.pull_request(github, item) for item in listed])
             return
         if name == "create_commit_status":
             for item in store.with_head(params["sha"]) if store else []:

@@ -341,10 +341,11 @@ def cmd_pull_request_check(args: argparse.Namespace) -> int:
     """Diff the pipeline definition against dev's, train on the sample and compare with
     production; write the result for the pull-request function (exit 0 once written)."""
     import json
+    import os
+    import re
     import shutil
 
     import boto3
-    from botocore.exceptions import BotoCoreError, ClientError
 
     from {{ cookiecutter.package_name }} import local
 
@@ -355,6 +356,12 @@ def cmd_pull_request_check(args: argparse.Namespace) -> int:
 
     settings = aws.cloud_settings(args.role_arn, args.bucket, args.commit_id)
     commit_id, bucket = settings.commit_id, settings.bucket
+    execution_id = args.execution_id or os.environ.get("CHECK_EXECUTION_ID", "")
+    if not re.fullmatch(r"[A-Za-z0-9-]{1,64}", execution_id):
+        raise UserError(
+            "missing the check pipeline's execution id (--execution-id, or CHECK_EXECUTION_ID,"
+            " which the Check action sets): the Report action reads the result under it"
+        )
     s3 = boto3.client("s3", region_name=config.AWS_REGION)
     client = sagemaker_client()
     shutil.rmtree(args.build_dir, ignore_errors=True)
@@ -368,8 +375,8 @@ def cmd_pull_request_check(args: argparse.Namespace) -> int:
                 pipeline_definition(settings.role_arn, bucket, commit_id, create_bucket_first=True)
             )
         definition = check.definition_diff(head, dev)
-    except (ClientError, BotoCoreError, ValueError, KeyError) as error:
-        definition_error = f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"
+    except Exception as error:  # the pull request's own code: anything can fail, and is said
+        definition_error = check.error_line(error)
     print(f"Definition: {definition or definition_error}")
 
     model = model_error = None
@@ -392,8 +399,8 @@ def cmd_pull_request_check(args: argparse.Namespace) -> int:
         model["serving"] = serving
     except local.StepFailedError as error:
         model_error = str(error)
-    except (ClientError, BotoCoreError, UserError, ValueError, OSError) as error:
-        model_error = f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"
+    except Exception as error:  # the pull request's own code: anything can fail, and is said
+        model_error = check.error_line(error)
     print(f"Model: {model or model_error}")
 
     document = check.result_document(
@@ -406,9 +413,10 @@ def cmd_pull_request_check(args: argparse.Namespace) -> int:
         model_error=model_error,
         sample=sample,
     )
+    document["execution_id"] = execution_id
     body = json.dumps(document, indent=2)
     (args.build_dir / "result.json").write_text(body + "\n")
-    key = check.result_key(commit_id)
+    key = check.result_key(execution_id)
     s3.put_object(Bucket=bucket, Key=key, Body=body.encode(), ContentType="application/json")
     verdict = "passes" if document["passed"] else "fails"
     print(f"The check {verdict}; result in s3://{bucket}/{key} (the Report action posts it)")
@@ -738,6 +746,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--tests-log", type=Path, required=True, help="its log (the end goes in the comment)"
     )
     pull_request.add_argument("--build-dir", type=Path, default=Path("build", "pull-request"))
+    pull_request.add_argument(
+        "--execution-id", help="the check pipeline's execution (env CHECK_EXECUTION_ID)"
+    )
     cloud_options(pull_request)
 
     stage = command("stage-config", cmd_stage_config, "write build/deploy/<stage>.json")

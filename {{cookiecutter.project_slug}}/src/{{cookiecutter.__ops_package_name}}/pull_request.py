@@ -32,9 +32,10 @@ LOG_TAIL_LINES = 25
 STEP_REFERENCE = re.compile(r'"Get": "Steps\.([A-Za-z0-9-]+)[."]')
 
 
-def result_key(commit_id: str) -> str:
-    """Where the check of a commit leaves its result in the artifact bucket."""
-    return f"{RESULT_PREFIX}{commit_id}.json"
+def result_key(execution_id: str) -> str:
+    """Where a check pipeline execution's Check action leaves its result (the Report
+    action of the same execution reads it)."""
+    return f"{RESULT_PREFIX}{execution_id}.json"
 
 
 def _steps(definition: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -141,6 +142,12 @@ def model_comparison(report: dict[str, Any], metric: str) -> dict[str, Any]:
         "passed": floor is None or value >= floor,
         "test_rows": report["evaluation"]["test_rows"],
     }
+
+
+def error_line(error: BaseException) -> str:
+    """An error as one line for the comment: its type and the first line of its text."""
+    text = str(error).splitlines()[0][:300] if str(error) else ""
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:

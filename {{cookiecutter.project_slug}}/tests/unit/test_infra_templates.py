@@ -294,14 +294,15 @@ def test_deploy_pipeline_never_starts_on_a_push() -> None:
     else:
         assert source["Configuration"]["DetectChanges"] is False
     rules = resources_of_type(template("model-deploy-pipeline.yml"), "AWS::Events::Rule")
-    # Only the approval rule starts the deploy pipeline (through its function), and the
-    # pull-request rule only the check pipeline; the others notify.
+    # Only the approval rule starts the deploy pipeline (through its function), the
+    # pull-request rule only the check pipeline, and the check-failed rule only reports on
+    # the pull request; the others notify.
     starters = [
         rule_id
         for rule_id, rule in rules.items()
         if any("Fn::ImportValue" not in target["Arn"] for target in rule["Properties"]["Targets"])
     ]
-    expected = ["ModelApprovedRule"]
+    expected = ["CheckFailedRule", "ModelApprovedRule"]
     if SOURCE_PROVIDER == "codecommit":
         expected.append("PullRequestRule")
     assert sorted(starters) == expected

@@ -22,6 +22,7 @@ import pytest
 from moto import mock_aws
 
 from rehearsal.merge import (
+    CallerIdentity,
     CodePipelineJobs,
     GitCodeCommit,
     LambdaContext,
@@ -30,6 +31,7 @@ from rehearsal.merge import (
     invoke_pipeline_lambda,
 )
 from rehearsal.pull_requests import PullRequestStore
+from rehearsal.retraining import action_execution_event, as_delivered
 from rehearsal.source import GitRepository
 
 HOST = "{{ cookiecutter.source_provider }}"
@@ -40,6 +42,7 @@ DEV_BRANCH = {{ cookiecutter.dev_branch | tojson }}
 BUCKET = "results-bucket"
 PREFIX = "pull-request-checks/"
 CHECK_NAME = "pr-check-project"
+EXECUTION = "0b4f6a1e-2c3d-4e5f-8a9b-0c1d2e3f4a5b"
 ROLE_ARN = "arn:aws:iam::123456789012:role/project/pull-request-function"
 SECRET_ARN = f"arn:aws:secretsmanager:{REGION}:123456789012:secret:git-token-AbCdEf"
 TOKEN = "fake-token-for-tests-only"
@@ -117,14 +120,22 @@ class Harness:
             **changes,
         }
         boto3.client("s3", region_name=REGION).put_object(
-            Bucket=BUCKET, Key=f"{PREFIX}{commit_id}.json", Body=json.dumps(result).encode()
+            Bucket=BUCKET, Key=f"{PREFIX}{EXECUTION}.json", Body=json.dumps(result).encode()
         )
         return result
 
-    def invoke(self, step: str, commit_id: str | None = None, raw: Any = None) -> Any:
-        """Run one step; the InvokeResult (job results, calls, log)."""
+    def invoke(
+        self,
+        step: str,
+        commit_id: str | None = None,
+        raw: Any = None,
+        event: dict[str, Any] | None = None,
+        jobs: CodePipelineJobs | None = None,
+    ) -> Any:
+        """Run one step (or the function on another event); the InvokeResult (job results,
+        calls, log)."""
         commit_id = commit_id or self.pull_request.head
-        parameters = {"step": step, "commit_id": commit_id, "execution_id": "execution-1"}
+        parameters = {"step": step, "commit_id": commit_id, "execution_id": EXECUTION}
         if HOST == "codecommit":
             parameters["pull_request_id"] = str(self.pull_request.number)
         environment = {
@@ -134,7 +145,7 @@ class Harness:
             "RESULTS_PREFIX": PREFIX,
             "CHECK_NAME": CHECK_NAME,
         }
-        services: dict[str, Any] = {}
+        services: dict[str, Any] = {"sts": CallerIdentity(ROLE_ARN)}
         if HOST == "codecommit":
             environment["REPOSITORY_NAME"] = "churn-model"
             services["codecommit"] = GitCodeCommit(
@@ -154,7 +165,7 @@ class Harness:
                 GIT_API_URL=self.host.api_url,
             )
             services["secretsmanager"] = StoredSecret(SECRET_ARN, TOKEN)
-        event = codepipeline_job_event(
+        event = event or codepipeline_job_event(
             "job-1",
             "123456789012",
             "pull-request",
@@ -169,7 +180,7 @@ class Harness:
                 LambdaContext("pull-request", 60),
                 services,
                 REGION,
-                CodePipelineJobs(),
+                jobs or CodePipelineJobs(),
             )
         finally:
             if self.host is not None:
@@ -212,7 +223,7 @@ def test_open_says_the_check_runs_and_marks_it_pending(harness: Harness) -> None
     result = harness.invoke("open")
     assert result.succeeded, result.message
     assert "check: running" in only_comment(harness)
-    assert only_comment(harness).startswith(f"<!-- {CHECK_NAME} -->")
+    assert only_comment(harness).startswith(f"<!-- {CHECK_NAME}")
     if HOST == "codecommit":
         assert harness.state() == ""
     else:
@@ -253,7 +264,7 @@ def test_a_model_below_production_fails_the_action_with_the_delta(harness: Harne
 def test_failed_tests_show_the_end_of_their_log_in_a_fence_they_cannot_close(
     harness: Harness,
 ) -> None:
-    tail = "FAILED tests/unit/test_x.py\n~~~~\n<script>"
+    tail = "FAILED tests/unit/test_x.py\n~~~~~~~\n![x](http://example.com/x.png) @someone"
     harness.put_result(
         harness.pull_request.head, passed=False, tests={"passed": False, "log_tail": tail}
     )
@@ -261,20 +272,79 @@ def test_failed_tests_show_the_end_of_their_log_in_a_fence_they_cannot_close(
     assert not result.succeeded and "make ci-build or the roles" in result.message
     comment = only_comment(harness)
     assert "FAILED tests/unit/test_x.py" in comment
-    assert comment.count("~~~~") == 2
+    fences = [line for line in comment.splitlines() if set(line) == {"~"} and len(line) > 7]
+    assert len(fences) == 2 and fences[0] == fences[1]
 
 
-def test_names_from_the_result_cannot_break_the_table(harness: Harness) -> None:
+def test_text_from_the_result_cannot_break_the_table_or_render(harness: Harness) -> None:
     definition = {"dev": True, "changed": ["Train|Model](http://x)"], "cache_hits": []}
-    harness.put_result(harness.pull_request.head, definition=definition)
+    sample = "s3://b/x | ![y](http://example.com/y.png) @someone `z`"
+    harness.put_result(harness.pull_request.head, definition=definition, sample=sample)
     assert harness.invoke("report").succeeded
-    assert "`TrainModelhttpx`" in only_comment(harness)
+    comment = only_comment(harness)
+    assert "`TrainModelhttpx`" in comment
+    (line,) = [line for line in comment.splitlines() if line.startswith("Sample:")]
+    # One code span: nothing in it is a link, an image, a mention or a new cell.
+    assert line.count("`") == 2 and "|" not in line
 
 
-def test_a_missing_result_fails_and_names_where_it_was_looked_for(harness: Harness) -> None:
+def test_a_result_that_cannot_be_reported_marks_the_pull_request_failed(
+    harness: Harness,
+) -> None:
+    model = {"metric": "auc", "candidate": "high", "production": 0.9, "passed": True}
+    harness.put_result(harness.pull_request.head, model=model)
+    result = harness.invoke("report")
+    assert not result.succeeded and "cannot be reported" in result.message
+    assert "check: failed" in only_comment(harness)
+    assert harness.state() not in ("approved", "success", "SUCCESSFUL")
+
+
+def test_a_missing_result_fails_names_where_it_was_looked_for_and_says_so(
+    harness: Harness,
+) -> None:
     result = harness.invoke("report")
     assert not result.succeeded
-    assert f"s3://{BUCKET}/{PREFIX}{harness.pull_request.head}.json" in result.message
+    assert f"s3://{BUCKET}/{PREFIX}{EXECUTION}.json" in result.message
+    assert "check: failed" in only_comment(harness)
+
+
+def test_open_without_an_open_pull_request_fails_so_that_nothing_runs(harness: Harness) -> None:
+    harness.pull_request.state = "closed"
+    result = harness.invoke("open")
+    assert not result.succeeded and "the check does not run" in result.message
+    assert harness.pull_request.comments == []
+
+
+def test_a_failed_check_action_marks_the_pull_request_failed(harness: Harness) -> None:
+    harness.invoke("open")
+    entry = action_execution_event(REGION, CHECK_NAME, EXECUTION, "Check", "Check", "FAILED")
+    event = as_delivered(entry, "123456789012")
+    variables = {"PullRequestId": str(harness.pull_request.number)} if HOST == "codecommit" else {}
+    execution = {"commit": harness.pull_request.head, "variables": variables}
+    jobs = CodePipelineJobs(executions={EXECUTION: execution})
+    result = harness.invoke("report", event=event, jobs=jobs)
+    assert result.job_results == [], "an EventBridge invocation reports no job result"
+    assert "failed check reported" in result.log_text
+    assert "the Check action failed" in only_comment(harness)
+    assert harness.state() not in ("approved", "success", "SUCCESSFUL")
+
+
+def test_an_event_of_another_pipeline_is_refused(harness: Harness) -> None:
+    entry = action_execution_event(REGION, "other", EXECUTION, "Check", "Check", "FAILED")
+    result = harness.invoke("report", event=as_delivered(entry, "123456789012"))
+    assert "failed check not reported" in result.log_text
+    assert harness.pull_request.comments == []
+
+
+def test_a_comment_someone_else_starts_alike_is_not_taken_for_the_checks(
+    harness: Harness,
+) -> None:
+    impostor = harness.store.add_comment(harness.pull_request, f"<!-- {CHECK_NAME} -->\npassed")
+    impostor["author"] = "arn:aws:iam::123456789012:user/someone"
+    assert harness.invoke("open").succeeded
+    bodies = [comment["body"] for comment in harness.pull_request.comments]
+    assert len(bodies) == 2 and bodies[0] == f"<!-- {CHECK_NAME} -->\npassed"
+    assert "check: running" in bodies[1]
 
 
 def test_a_commit_that_is_no_longer_the_head_reports_nothing(harness: Harness) -> None:
@@ -308,4 +378,24 @@ def test_a_pull_request_from_a_fork_stops_at_open(harness: Harness) -> None:
     assert "comes from another repository" in result.message
     assert "check: not run" in only_comment(harness)
     assert harness.state() in ("failure", "failed", "FAILED")
+{%- endif %}
+
+{%- if cookiecutter.source_provider == 'codecommit' %}
+
+
+def test_a_revision_that_passed_and_then_fails_loses_the_approval(harness: Harness) -> None:
+    harness.put_result(harness.pull_request.head)
+    assert harness.invoke("report").succeeded
+    assert harness.state() == "approved"
+    harness.put_result(harness.pull_request.head, passed=False, tests={"passed": False})
+    assert not harness.invoke("report").succeeded
+    assert harness.state() == ""
+{%- elif cookiecutter.source_provider == 'gitlab' %}
+
+
+def test_a_retried_open_finds_the_pending_status_already_there(harness: Harness) -> None:
+    assert harness.invoke("open").succeeded
+    result = harness.invoke("open")
+    assert result.succeeded, result.message
+    assert len(harness.pull_request.comments) == 1
 {%- endif %}
