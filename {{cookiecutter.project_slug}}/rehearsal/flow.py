@@ -1,4 +1,4 @@
-"""`make rehearse`: the whole GitOps flow, offline (2 to 3.5 minutes on 2 cores).
+"""`make rehearse`: the whole GitOps flow, offline (2.5 to 3.5 minutes on 2 cores).
 
 Against a moto server on a free 127.0.0.1 port (always stopped at the end), it plays what AWS
 would do with this commit, reading both pipelines from infra/*.yml:
@@ -34,7 +34,8 @@ would do with this commit, reading both pipelines from infra/*.yml:
    model; the restored one is registered.
 8. Pull requests: pull requests into the dev branch start the check pipeline as their event
    (CodeCommit) or trigger (a git host) would; a harmless one passes, a weaker model on the
-   same pull request fails in the same comment, a fork stops before its code runs
+   same pull request fails in the same comment, a broken command line fails the Check action
+   and the check-failed rule's function says so, a fork stops before its code runs
    (pull_requests.py).
 
 With stage accounts (infra/account.yml), each account stack is made in its own moto account,
@@ -1296,7 +1297,6 @@ class Rehearsal:
             base,
         )
         self.pull_request = item
-        self.pull_request_files = files
         failed, ran = self._check_pull_request(item, "OPEN", files)
         if failed:
             raise StageFailed(f"{failed[0]}: {failed[1].problem}", failed[1].log_path)
@@ -1357,16 +1357,18 @@ class Rehearsal:
 
     def _fork_pull_request(self) -> str:
         """A pull request from a fork: the check stops at Open, before any of its code runs."""
+        self.pull_request.state = "closed"
+        base = self.pull_request.destination_commit
+        commit, files = self.pushes.push("a change from a fork", harmless_change())
         item = self.pull_requests.open(
             "From a fork",
             "rehearsal-fork",
             self.stacks.deploy.parameter("DevBranch"),
-            self.pull_request.head,
-            self.pull_request.destination_commit,
+            commit,
+            base,
             fork_of="someone-else/fork",
         )
-        self.pull_request.state = "closed"
-        failed, _ = self._check_pull_request(item, "OPEN", self.pull_request_files)
+        failed, _ = self._check_pull_request(item, "OPEN", files)
         if failed is None or failed[0] != "Open" or "another repository" not in failed[1].problem:
             raise StageFailed(f"the fork's check did not stop at Open: {failed}")
         comment = self._comment_of(item)
